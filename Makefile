@@ -1,0 +1,36 @@
+# The whole set-up is two commands: `make run` (serve on 4317/4318 with an embedded PostgreSQL)
+# and `make test` (the suite against throwaway PostgreSQL clusters). Both install what they need.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= config/receiver.toml
+
+.PHONY: run test install postgres lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+postgres:
+	@scripts/ensure-postgres
+
+run: install postgres
+	$(BIN)/llm-observatory-receiver run --config $(CONFIG)
+
+test: install postgres
+	$(BIN)/ruff check receiver tests
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check receiver tests
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

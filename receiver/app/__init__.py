@@ -1,0 +1,1 @@
+"""Wiring and command line: configuration, component start/shutdown order, signals."""

@@ -1,0 +1,173 @@
+"""`llm-observatory-receiver run | migrate | db verify | config check`.
+
+Exit codes: 0 success, 1 runtime failure (the message says what to do), 2 invalid configuration or
+usage (one line per problem, naming the key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from receiver import __version__
+from receiver.app.config import Config, ConfigError, load_config
+from receiver.endpoints import StartupError
+from receiver.storage.database import Database
+from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
+from receiver.storage.migrate import MigrationError, migrate
+from receiver.telemetry.logging import configure_logging, get_logger
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def _default_config_path() -> str | None:
+    candidate = Path("config/receiver.toml")
+    return str(candidate) if candidate.exists() else None
+
+
+def _load(path: str | None) -> Config:
+    return load_config(path if path is not None else _default_config_path())
+
+
+async def _serve(config: Config, config_path: str | None) -> int:
+    from receiver.app.service import Receiver  # imported late: `config check` stays light
+
+    receiver = Receiver(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, receiver.request_stop)
+
+    def on_hup() -> asyncio.Task[None] | None:
+        try:
+            fresh = _load(config_path)
+        except ConfigError as exc:
+            get_logger("cli").error("SIGHUP: configuration invalid; nothing reloaded", problems=exc.problems)
+            return None
+        return loop.create_task(receiver.reload(fresh))
+
+    reloads: set[asyncio.Task[None]] = set()  # keep references until each reload finishes
+
+    def on_hup_task() -> None:
+        task = on_hup()
+        if task is not None:
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup_task)
+    try:
+        await receiver.start()
+    except (StartupError, EmbeddedDatabaseError) as exc:
+        get_logger("cli").error("cannot start", error=str(exc))
+        await receiver.shutdown()
+        return EXIT_FAILURE
+    await receiver.wait_stopped()
+    await receiver.shutdown()
+    if receiver.fatal is not None:
+        print(f"error: {receiver.fatal}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+async def _with_database(config: Config, action: Callable[[Any], Awaitable[int]]) -> int:
+    """Run `action(conn)` against the configured database (starting the embedded one if needed)."""
+    embedded = None
+    dsn = config.database.url
+    if not dsn:
+        embedded = EmbeddedPostgres(config.database.embedded_dir)
+        dsn = await asyncio.to_thread(embedded.start)
+    try:
+        conn = await Database(dsn, config.database.connect_timeout_s).connect("cli")
+        try:
+            return await action(conn)
+        finally:
+            await conn.close()
+    finally:
+        if embedded is not None and embedded.started_here:
+            await asyncio.to_thread(embedded.stop)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    configure_logging(config.logging.level, config.logging.format)
+    return uvloop.run(_serve(config, args.config if args.config else _default_config_path()))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    configure_logging(config.logging.level, config.logging.format)
+
+    async def action(conn: Any) -> int:
+        report = await migrate(conn, config.database.flavor)
+        for label in report.applied:
+            print(f"applied {label} ({report.flavor})")
+        print(f"schema up to date ({report.flavor} flavor, {report.already + len(report.applied)} migrations)")
+        return EXIT_OK
+
+    try:
+        return asyncio.run(_with_database(config, action))
+    except (MigrationError, EmbeddedDatabaseError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    for section, values in config.effective().items():
+        print(f"[{section}]")
+        for key, value in values.items():
+            shown = "***" if section == "database" and key == "url" and value and "@" in value else value
+            print(f"{key} = {_toml_value(shown)}")
+        print()
+    print("configuration is valid", file=sys.stderr)
+    return EXIT_OK
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-observatory-receiver", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", metavar="PATH", help="TOML config (default: config/receiver.toml if present)")
+        return p
+
+    with_config(sub.add_parser("run", help="serve OTLP until SIGTERM")).set_defaults(func=cmd_run)
+    with_config(sub.add_parser("migrate", help="apply pending migrations and exit")).set_defaults(func=cmd_migrate)
+    config_cmd = sub.add_parser("config", help="configuration commands")
+    config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
+    with_config(config_sub.add_parser("check", help="validate and print the effective configuration")).set_defaults(
+        func=cmd_config_check
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

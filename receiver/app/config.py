@@ -1,0 +1,298 @@
+"""Configuration: TOML file, then `OBSERVATORY__SECTION__KEY` environment overrides, then the
+operations manual's variables (`DATABASE_URL`, `DB_HOST`, …, `LOG_LEVEL`).
+
+Every key is declared once below with its type, default, bounds and one line of documentation;
+`config/receiver.toml` documents the same keys for operators and a test keeps the two in step.
+Problems are collected, not raised one at a time, so `config check` names every bad key at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+ENV_PREFIX = "OBSERVATORY__"
+
+
+def _setting(
+    default: Any,
+    doc: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    endpoint: bool = False,
+) -> Any:
+    return field(
+        default=default, metadata={"doc": doc, "min": min, "max": max, "choices": choices, "endpoint": endpoint}
+    )
+
+
+@dataclass(frozen=True)
+class OtlpConfig:
+    grpc_endpoint: str = _setting("0.0.0.0:4317", "OTLP/gRPC listen address", endpoint=True)
+    http_endpoint: str = _setting("0.0.0.0:4318", "OTLP/HTTP listen address", endpoint=True)
+    max_request_bytes: int = _setting(
+        64 * 1024 * 1024,
+        "largest request body accepted, after decompression (413 / RESOURCE_EXHAUSTED)",
+        min=1024,
+        max=1024 * 1024 * 1024,
+    )
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    endpoint: str = _setting("127.0.0.1:9090", "listen address of /metrics and /health", endpoint=True)
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = _setting("", "PostgreSQL URL; empty = start the embedded cluster under embedded_dir")
+    embedded_dir: str = _setting("var/pgdata", "data directory of the embedded PostgreSQL cluster")
+    auto_migrate: bool = _setting(True, "apply pending migrations when `run` starts")
+    flavor: str = _setting("auto", "schema flavor at migrate time", choices=("auto", "native", "timescale"))
+    max_connections: int = _setting(8, "connections the receiver may open (writers + 1 for admin)", min=2, max=1000)
+    connect_timeout_s: float = _setting(10.0, "timeout of one connection attempt", min=0.1, max=600)
+    retry_initial_ms: int = _setting(100, "first backoff after a failed write", min=1, max=60_000)
+    retry_max_ms: int = _setting(5000, "longest backoff between write attempts", min=1, max=600_000)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    durability: str = _setting(
+        "memory", "acknowledge once queued (memory) or once fsynced to the spool (spool)", choices=("memory", "spool")
+    )
+    queue_max_rows: int = _setting(
+        100_000, "rows held in memory at most (queued + being written)", min=1, max=100_000_000
+    )
+    queue_max_bytes: int = _setting(
+        128 * 1024 * 1024, "estimated bytes held in memory at most", min=1024 * 1024, max=64 * 1024 * 1024 * 1024
+    )
+    max_share: float = _setting(0.7, "largest share of the queue one signal may hold", min=0.1, max=1.0)
+    batch_max_rows: int = _setting(5000, "rows per COPY transaction at most", min=1, max=1_000_000)
+    flush_interval_ms: int = _setting(200, "longest wait before a partial batch is written", min=1, max=60_000)
+    writers: int = _setting(4, "COPY writer connections", min=1, max=256)
+    shutdown_timeout_s: float = _setting(30.0, "time allowed to drain on SIGTERM", min=0, max=3600)
+    retry_after_s: float = _setting(1.0, "delay clients are asked to wait when the queue is full", min=0, max=300)
+    row_overhead_bytes: int = _setting(
+        1024, "memory charged per row beyond its share of the request body", min=0, max=1024 * 1024
+    )
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    dir: str = _setting("var/spool", "directory of the write-ahead spool (durability = spool)")
+    max_bytes: int = _setting(
+        1024 * 1024 * 1024, "spool size at most; beyond it requests are refused", min=1024 * 1024, max=1 << 50
+    )
+
+
+@dataclass(frozen=True)
+class DeadLetterConfig:
+    dir: str = _setting("var/dead-letter", "file fallback for refused rows when the database cannot take them")
+    max_file_bytes: int = _setting(256 * 1024 * 1024, "size cap of the dead-letter file", min=1024, max=1 << 50)
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_attribute_value_bytes: int = _setting(
+        128 * 1024, "longer string/bytes attribute values are truncated (with a marker)", min=64, max=64 * 1024 * 1024
+    )
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    mode: str = _setting("none", "none, or api_key (Authorization: Bearer / x-api-key)", choices=("none", "api_key"))
+
+
+@dataclass(frozen=True)
+class PricingConfig:
+    file: str = _setting("", "model price file (TOML); empty = the bundled config/pricing.toml")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = _setting("info", "log level", choices=("debug", "info", "warning", "error"))
+    format: str = _setting("json", "json lines, or console for humans", choices=("json", "console"))
+
+
+@dataclass(frozen=True)
+class Config:
+    otlp: OtlpConfig = field(default_factory=OtlpConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
+    dead_letter: DeadLetterConfig = field(default_factory=DeadLetterConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    pricing: PricingConfig = field(default_factory=PricingConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def effective(self) -> dict[str, dict[str, Any]]:
+        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in fields(self)}
+
+
+class ConfigError(Exception):
+    """One or more invalid settings; `problems` has one line per bad key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def sections() -> dict[str, type]:
+    return {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
+
+
+def _coerce(key: str, raw: Any, kind: type, meta: Mapping[str, Any], from_env: bool) -> tuple[Any, str | None]:
+    value = raw
+    if kind is bool:
+        if from_env and isinstance(raw, str):
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                value = True
+            elif lowered in ("0", "false", "no", "off"):
+                value = False
+        if not isinstance(value, bool):
+            return None, f"{key}: expected true or false, got {raw!r}"
+    elif kind is int:
+        if from_env and isinstance(raw, str):
+            try:
+                value = int(raw.strip().replace("_", ""))
+            except ValueError:
+                return None, f"{key}: expected an integer, got {raw!r}"
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None, f"{key}: expected an integer, got {raw!r}"
+    elif kind is float:
+        if from_env and isinstance(raw, str):
+            try:
+                value = float(raw)
+            except ValueError:
+                return None, f"{key}: expected a number, got {raw!r}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None, f"{key}: expected a number, got {raw!r}"
+        value = float(value)
+    elif kind is str and not isinstance(value, str):
+        return None, f"{key}: expected a string, got {raw!r}"
+    lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+    if lo is not None and value < lo:
+        return None, f"{key}: {value!r} is below the minimum {lo}"
+    if hi is not None and value > hi:
+        return None, f"{key}: {value!r} is above the maximum {hi}"
+    if choices and value not in choices:
+        return None, f"{key}: {value!r} is not one of {', '.join(choices)}"
+    if meta.get("endpoint"):
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            return None, f"{key}: {value!r} is not host:port (e.g. 0.0.0.0:4317)"
+    return value, None
+
+
+def _kind(cls: type, name: str) -> type:
+    annotation = {f.name: f.type for f in fields(cls)}[name]
+    return {"str": str, "int": int, "float": float, "bool": bool}[str(annotation)]
+
+
+def _legacy_env(env: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    """The operations manual's variable names, mapped onto keys."""
+    out: dict[tuple[str, str], str] = {}
+    if env.get("DATABASE_URL"):
+        out[("database", "url")] = env["DATABASE_URL"]
+    elif env.get("DB_HOST"):
+        user = quote(env.get("DB_USER", "postgres"), safe="")
+        password = env.get("DB_PASSWORD")
+        auth = f"{user}:{quote(password, safe='')}" if password else user
+        port = env.get("DB_PORT", "5432")
+        name = env.get("DB_NAME", "llm_observatory")
+        out[("database", "url")] = f"postgresql://{auth}@{env['DB_HOST']}:{port}/{name}"
+    if env.get("DB_POOL_MAX_CONNECTIONS"):
+        out[("database", "max_connections")] = env["DB_POOL_MAX_CONNECTIONS"]
+    if env.get("LOG_LEVEL"):
+        out[("logging", "level")] = env["LOG_LEVEL"].lower()
+    return out
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Build the effective configuration, or raise ConfigError naming every bad key."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    document: dict[str, Any] = {}
+    if path is not None:
+        try:
+            document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"config file {path} does not exist"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"config file {path} is not valid TOML: {exc}"]) from None
+
+    known = sections()
+    values: dict[str, dict[str, Any]] = {name: {} for name in known}
+    for section, body in document.items():
+        if section not in known:
+            hint = difflib.get_close_matches(section, known, 1)
+            problems.append(f"[{section}]: unknown section" + (f" (did you mean [{hint[0]}]?)" if hint else ""))
+            continue
+        if not isinstance(body, dict):
+            problems.append(f"{section}: expected a table [{section}]")
+            continue
+        cls = known[section]
+        names = [f.name for f in fields(cls)]
+        for key, raw in body.items():
+            if key not in names:
+                hint = difflib.get_close_matches(key, names, 1)
+                problems.append(
+                    f"{section}.{key}: unknown key" + (f" (did you mean {section}.{hint[0]}?)" if hint else "")
+                )
+                continue
+            values[section][key] = (raw, False)
+
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or parts[0] not in known or parts[1] not in [f.name for f in fields(known[parts[0]])]:
+            problems.append(f"{name}: does not name a setting (expected {ENV_PREFIX}<SECTION>__<KEY>)")
+            continue
+        values[parts[0]][parts[1]] = (raw, True)
+    for (section, key), raw in _legacy_env(env).items():
+        values[section][key] = (raw, True)
+
+    built: dict[str, Any] = {}
+    for section, cls in known.items():
+        kwargs: dict[str, Any] = {}
+        meta_by_name = {f.name: f.metadata for f in fields(cls)}
+        for key, (raw, from_env) in values[section].items():
+            value, problem = _coerce(f"{section}.{key}", raw, _kind(cls, key), meta_by_name[key], from_env)
+            if problem:
+                problems.append(problem)
+            else:
+                kwargs[key] = value
+        built[section] = cls(**kwargs)
+    config = Config(**built)
+    if config.database.retry_max_ms < config.database.retry_initial_ms:
+        problems.append("database.retry_max_ms: must be at least database.retry_initial_ms")
+    if config.pipeline.writers + 1 > config.database.max_connections:
+        problems.append(
+            f"pipeline.writers: {config.pipeline.writers} writers need database.max_connections >= "
+            f"{config.pipeline.writers + 1} (one more for health checks and maintenance)"
+        )
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def documented_keys() -> list[tuple[str, str, Any, str]]:
+    """(section, key, default, doc) for every setting, in declaration order."""
+    out = []
+    for section, cls in sections().items():
+        for f in fields(cls):
+            out.append((section, f.name, f.default, f.metadata["doc"]))
+    return out

@@ -1,0 +1,288 @@
+"""The receiver as a set of components started in data-flow order and stopped in reverse.
+
+start:    embedded database (if no URL) -> admin endpoint -> writers -> front ends, then in the
+          background: connect, migrate, seed prices; ready once that is done.
+shutdown: readiness 503 -> front ends stop accepting -> queue drained to the database within
+          pipeline.shutdown_timeout_s -> connections closed -> embedded database stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from receiver import __version__, schema
+from receiver.app.config import Config
+from receiver.convert.pricing import PriceBook
+from receiver.convert.traces import ConvertOptions
+from receiver.frontends.grpc_server import GrpcFrontend
+from receiver.frontends.http_server import HttpFrontend
+from receiver.frontends.ingest import Ingest, IngestLimits
+from receiver.frontends.signals import SIGNALS
+from receiver.pipeline.pipeline import Pipeline
+from receiver.pipeline.queue import BoundedQueue
+from receiver.pipeline.sink import CopySink, DeadLetterFile, RetryPolicy
+from receiver.storage.database import Database, probe, redact
+from receiver.storage.embedded import EmbeddedPostgres
+from receiver.storage.errors import describe
+from receiver.storage.migrate import MigrationError, applied_flavor, migrate, pending
+from receiver.storage.pricing_store import (
+    PricingFileError,
+    default_pricing_file,
+    load_price_book,
+    read_pricing_file,
+    seed_prices,
+)
+from receiver.storage.writer import DatabaseWriter
+from receiver.telemetry.admin import AdminServer
+from receiver.telemetry.logging import configure_logging, get_logger
+from receiver.telemetry.metrics import Metrics
+
+
+class FatalError(Exception):
+    """The receiver cannot do its job until an operator acts; the message says what to do."""
+
+
+class Receiver:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.log = get_logger("receiver")
+        self.embedded: EmbeddedPostgres | None = None
+        self.database: Database | None = None
+        self._admin_conn: asyncpg.Connection | None = None
+        self._admin_lock = asyncio.Lock()
+        self.flavor: str | None = None
+        self.ready = False
+        self.draining = False
+        self.not_ready_reason = "connecting to the database"
+        self.fatal: FatalError | None = None
+        self._stopped = asyncio.Event()
+        self._bootstrap_task: asyncio.Task[None] | None = None
+        self._convert_options = ConvertOptions(
+            max_attribute_bytes=config.limits.max_attribute_value_bytes, price_book=PriceBook()
+        )
+        p = config.pipeline
+        self.queue = BoundedQueue(schema.SIGNAL_TABLES.values(), p.queue_max_rows, p.queue_max_bytes, p.max_share)
+        self.metrics.queue_capacity.set(p.queue_max_rows)
+        self.metrics.queue_bytes_capacity.set(p.queue_max_bytes)
+        # Read at scrape time, so the gauges are never stale.
+        self.metrics.queue_size.set_function(lambda: self.queue.rows)
+        self.metrics.queue_bytes.set_function(lambda: self.queue.nbytes)
+        for table in schema.SIGNAL_TABLES.values():
+            self.metrics.storage_buffer_size.labels(table).set_function(
+                lambda table=table: self.queue.pending_rows(table)
+            )
+        self.pipeline: Pipeline | None = None
+        self.grpc: GrpcFrontend | None = None
+        self.http: HttpFrontend | None = None
+        self.admin: AdminServer | None = None
+
+    # -- start -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        dsn = cfg.database.url
+        if not dsn:
+            self.embedded = EmbeddedPostgres(cfg.database.embedded_dir)
+            dsn = await asyncio.to_thread(self.embedded.start)
+            self.log.info("embedded database running", data_dir=str(self.embedded.root), dsn=dsn, psql=f"psql '{dsn}'")
+        self.database = Database(dsn, cfg.database.connect_timeout_s)
+
+        self.admin = AdminServer(cfg.admin.endpoint, self.metrics, self.health_report, self.readiness)
+        await self.admin.start()
+
+        db = self.database
+        writers = [DatabaseWriter(db.connect) for _ in range(cfg.pipeline.writers)]
+        sink = CopySink(
+            self.queue,
+            writers,
+            schema.TABLE_COLUMNS,
+            {table: signal for signal, table in schema.SIGNAL_TABLES.items()},
+            self.metrics,
+            cfg.pipeline.batch_max_rows,
+            cfg.pipeline.flush_interval_ms / 1000,
+            DeadLetterFile(Path(cfg.dead_letter.dir), cfg.dead_letter.max_file_bytes),
+            RetryPolicy(cfg.database.retry_initial_ms / 1000, cfg.database.retry_max_ms / 1000),
+        )
+        self.pipeline = Pipeline(self.queue, sink, cfg.pipeline.batch_max_rows)
+        await self.pipeline.start()
+
+        limits = IngestLimits(cfg.otlp.max_request_bytes, cfg.pipeline.row_overhead_bytes, cfg.pipeline.retry_after_s)
+        ingest = Ingest(self.pipeline, self.metrics, limits, lambda: self._convert_options)
+        signals = list(SIGNALS.values())
+        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
+        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
+        await self.grpc.start()
+        await self.http.start()
+        self.log.info(
+            "receiver listening",
+            version=__version__,
+            grpc=f"{cfg.otlp.grpc_endpoint} (port {self.grpc.port})",
+            http=f"{cfg.otlp.http_endpoint} (port {self.http.port})",
+            admin=f"{cfg.admin.endpoint} (port {self.admin.port})",
+            database=redact(dsn),
+            durability=cfg.pipeline.durability,
+        )
+        self._bootstrap_task = asyncio.create_task(self._bootstrap(), name="database-bootstrap")
+
+    async def _admin_connection(self) -> asyncpg.Connection:
+        assert self.database is not None
+        if self._admin_conn is None or self._admin_conn.is_closed():
+            self._admin_conn = await self.database.connect("admin")
+        return self._admin_conn
+
+    async def _bootstrap(self) -> None:
+        """Connect, migrate, seed prices. Retries while the database is unreachable; a problem only an
+        operator can fix (edited migration, bad price file) stops the receiver with that message."""
+        attempt = 0
+        while True:
+            try:
+                async with self._admin_lock:
+                    conn = await self._admin_connection()
+                    if self.config.database.auto_migrate:
+                        report = await migrate(conn, self.config.database.flavor)
+                        if report.applied:
+                            self.log.info("migrations applied", flavor=report.flavor, applied=report.applied)
+                    missing = await pending(conn)
+                    if missing:
+                        self.not_ready_reason = f"migrations not applied: {', '.join(missing)} (run `migrate`)"
+                        raise ConnectionError(self.not_ready_reason)
+                    self.flavor = await applied_flavor(conn)
+                    await self._load_prices(conn)
+                self.ready = True
+                self.not_ready_reason = ""
+                if self.grpc is not None:
+                    await self.grpc.set_serving(True)
+                self.log.info("ready", flavor=self.flavor, prices=len(self._convert_options.price_book))
+                return
+            except (MigrationError, PricingFileError) as exc:
+                self.fatal = FatalError(str(exc))
+                self.log.error("cannot continue", error=str(exc))
+                self._stopped.set()
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, TimeoutError) as exc:
+                attempt += 1
+                if not self.not_ready_reason.startswith("migrations"):
+                    self.not_ready_reason = f"database unreachable: {describe(exc)}"
+                delay = min(10.0, 0.2 * 2 ** min(attempt, 6))
+                self.log.warning("database not ready; retrying", error=describe(exc), retry_in_s=delay, attempt=attempt)
+                await asyncio.sleep(delay)
+
+    async def _load_prices(self, conn: asyncpg.Connection) -> None:
+        path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
+        prices = await asyncio.to_thread(read_pricing_file, path)
+        await seed_prices(conn, prices)
+        book = await load_price_book(conn)
+        self._convert_options = ConvertOptions(self.config.limits.max_attribute_value_bytes, book)
+
+    async def reload(self, config: Config) -> None:
+        """SIGHUP: log level and prices; other settings need a restart."""
+        configure_logging(config.logging.level, config.logging.format)
+        self.config = config
+        try:
+            async with self._admin_lock:
+                await self._load_prices(await self._admin_connection())
+            self.log.info("reloaded", prices=len(self._convert_options.price_book), log_level=config.logging.level)
+        except Exception as exc:
+            self.log.error("reload failed; keeping the previous prices", error=describe(exc))
+
+    # -- health ----------------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.draining:
+            return False, "draining: shutting down"
+        return self.ready, self.not_ready_reason
+
+    async def health_report(self) -> dict[str, Any]:
+        postgres: dict[str, Any] = {"status": "unknown", "latency_ms": None}
+        try:
+            async with self._admin_lock:
+                latency = await probe(await self._admin_connection())
+            postgres = {"status": "healthy", "latency_ms": round(latency, 2)}
+        except Exception as exc:
+            postgres = {"status": "unhealthy", "latency_ms": None, "error": describe(exc)}
+            if self._admin_conn is not None:
+                self._admin_conn.terminate()
+                self._admin_conn = None
+        postgres["flavor"] = self.flavor
+        postgres["embedded"] = self.embedded is not None
+        cfg = self.config
+        sink = self.pipeline.sink if self.pipeline else None
+        active = sink.connected_writers() if sink else 0
+        size = sink.writer_count if sink else 0
+        status = "healthy"
+        if postgres["status"] != "healthy" or not self.ready:
+            status = "unhealthy" if not self.ready and self.fatal else "degraded"
+        if self.fatal:
+            status = "unhealthy"
+        return {
+            "status": status,
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            "version": __version__,
+            "ready": self.readiness()[0],
+            "reason": self.readiness()[1] or None,
+            "database": {"postgres": postgres},
+            "pool_stats": {
+                "size": size,
+                "active": active,
+                "idle": 0,
+                "max_connections": cfg.database.max_connections,
+                "utilization_percent": round(100 * (active + 1) / cfg.database.max_connections, 1),
+                "near_capacity": active + 1 >= cfg.database.max_connections,
+            },
+            "queue": {
+                "depth_rows": self.queue.rows,
+                "capacity_rows": self.queue.max_rows,
+                "depth_bytes": self.queue.nbytes,
+                "capacity_bytes": self.queue.max_bytes,
+            },
+            "breaker": {"state": "closed"},
+            "spool": {"enabled": cfg.pipeline.durability == "spool", "bytes": 0, "max_bytes": cfg.spool.max_bytes},
+            "writes": {
+                "consecutive_failures": sink.consecutive_failures if sink else 0,
+                "last_error": sink.last_error if sink else None,
+                "rows_lost": sink.lost_rows if sink else 0,
+            },
+        }
+
+    # -- stop ------------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def shutdown(self) -> None:
+        started = time.monotonic()
+        self.draining = True
+        self.log.info("shutting down: refusing new data, draining the queue", queued_rows=self.queue.rows)
+        if self.grpc is not None:
+            await self.grpc.set_serving(False)
+        self.queue.close()
+        if self.http is not None:
+            await self.http.stop()
+        if self.grpc is not None:
+            await self.grpc.stop(grace_s=2.0)
+        if self._bootstrap_task is not None:
+            self._bootstrap_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._bootstrap_task
+        if self.pipeline is not None:
+            await self.pipeline.stop(self.config.pipeline.shutdown_timeout_s)
+        if self._admin_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._admin_conn.close(timeout=2)
+        if self.admin is not None:
+            await self.admin.stop()
+        if self.embedded is not None and self.embedded.started_here:
+            await asyncio.to_thread(self.embedded.stop)
+        lost = self.pipeline.sink.lost_rows if self.pipeline else 0
+        self.log.info("stopped", seconds=round(time.monotonic() - started, 2), rows_lost=lost)

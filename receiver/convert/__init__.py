@@ -1,0 +1,1 @@
+"""Conversion stage: pure functions from decoded OTLP messages to row tuples (no I/O, no globals)."""

@@ -1,0 +1,217 @@
+"""OTLP ExportTraceServiceRequest -> `llm_traces` row tuples (columns in `receiver.schema`).
+
+Pure: no I/O, no globals. Invalid spans are counted and described (the front end reports them in
+`partial_success`); every valid span of the same request still becomes a row. Non-LLM spans are rows
+too, with NULL LLM columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from receiver.convert.attributes import ConversionStats, clean_text, key_values
+from receiver.convert.genai import ENVIRONMENT_KEYS, as_text, extract_llm_fields, first
+from receiver.convert.pgvalues import Uuid, timestamp_from_unix_nanos
+from receiver.convert.pricing import PriceBook, compute_cost
+
+SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
+STATUS_CODES = ("unset", "ok", "error")
+MAX_ERROR_MESSAGES = 5
+_ZERO_TRACE_ID = bytes(16)
+_ZERO_SPAN_ID = bytes(8)
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertOptions:
+    """What conversion needs from configuration; passed in, never read from globals."""
+
+    max_attribute_bytes: int = 128 * 1024
+    price_book: PriceBook = field(default_factory=PriceBook)
+
+
+@dataclass(slots=True)
+class Converted:
+    """Rows for one table plus what was refused and why."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+    stats: ConversionStats = field(default_factory=ConversionStats)
+
+    def reject(self, message: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_ERROR_MESSAGES:
+            self.errors.append(message)
+
+    def error_message(self) -> str:
+        """The partial-success message: the first problems, and how many more there were."""
+        if not self.errors:
+            return ""
+        more = self.rejected - len(self.errors)
+        text = "; ".join(self.errors)
+        return f"{text}; and {more} more" if more > 0 else text
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def span_problem(span: Any) -> str | None:
+    """Why a span cannot be stored, or None. Checked before any work is spent on it."""
+    trace_id = span.trace_id
+    if len(trace_id) != 16:
+        return f"trace_id has {len(trace_id)} bytes, expected 16"
+    if trace_id == _ZERO_TRACE_ID:
+        return "trace_id is all zeros"
+    span_id = span.span_id
+    if len(span_id) != 8:
+        return f"span_id has {len(span_id)} bytes, expected 8"
+    if span_id == _ZERO_SPAN_ID:
+        return "span_id is all zeros"
+    parent = span.parent_span_id
+    if parent and len(parent) != 8:
+        return f"parent_span_id has {len(parent)} bytes, expected 8 or none"
+    if span.start_time_unix_nano == 0:
+        return "start_time_unix_nano is missing"
+    if span.end_time_unix_nano < span.start_time_unix_nano:
+        return "end_time_unix_nano is before start_time_unix_nano"
+    return None
+
+
+def _describe(span: Any, index: int) -> str:
+    name = span.name if len(span.name) <= 64 else span.name[:64] + "…"
+    return f"span {index} ({name!r}, trace {span.trace_id.hex() or '-'})"
+
+
+def _events(span: Any, limit: int, stats: ConversionStats) -> str | None:
+    if not span.events:
+        return None
+    events = []
+    for event in span.events:
+        item: dict[str, Any] = {
+            "time_unix_nano": event.time_unix_nano,
+            "name": clean_text(event.name, limit, stats),
+            "attributes": key_values(event.attributes, limit, stats),
+        }
+        if event.dropped_attributes_count:
+            item["dropped_attributes_count"] = event.dropped_attributes_count
+        events.append(item)
+    return _json(events)
+
+
+def _links(span: Any, limit: int, stats: ConversionStats) -> str | None:
+    if not span.links:
+        return None
+    links = []
+    for link in span.links:
+        item: dict[str, Any] = {
+            "trace_id": link.trace_id.hex(),
+            "span_id": link.span_id.hex(),
+            "attributes": key_values(link.attributes, limit, stats),
+        }
+        if link.trace_state:
+            item["trace_state"] = clean_text(link.trace_state, limit, stats)
+        links.append(item)
+    return _json(links)
+
+
+def convert_traces(request: Any, options: ConvertOptions) -> Converted:
+    """Every span of the request -> one row tuple, or one rejection with its reason."""
+    out = Converted()
+    limit = options.max_attribute_bytes
+    stats = out.stats
+    book = options.price_book
+    append = out.rows.append
+    index = 0
+    for resource_spans in request.resource_spans:
+        resource_attrs = key_values(resource_spans.resource.attributes, limit, stats)
+        resource_json = _json(resource_attrs)
+        service_name = as_text(resource_attrs.get("service.name"))
+        resource_environment = as_text(first(resource_attrs, ENVIRONMENT_KEYS))
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope
+            scope_name = clean_text(scope.name, limit, stats) or None
+            scope_version = clean_text(scope.version, limit, stats) or None
+            for span in scope_spans.spans:
+                problem = span_problem(span)
+                if problem is not None:
+                    out.reject(f"{_describe(span, index)}: {problem}")
+                    index += 1
+                    continue
+                index += 1
+                attrs = key_values(span.attributes, limit, stats)
+                llm = extract_llm_fields(attrs)
+                start_ns = span.start_time_unix_nano
+                end_ns = span.end_time_unix_nano
+                ts = timestamp_from_unix_nanos(start_ns)
+                provider = llm.provider
+                model = llm.model
+                input_cost, output_cost, total_cost = llm.input_cost, llm.output_cost, llm.total_cost
+                cost_source = None
+                if input_cost is not None or output_cost is not None or total_cost is not None:
+                    cost_source = "span"
+                    if total_cost is None:
+                        total_cost = (input_cost or 0) + (output_cost or 0)
+                elif model is not None and (llm.input_tokens is not None or llm.output_tokens is not None):
+                    price = book.lookup(provider, model, ts.date())
+                    if price is not None:
+                        cost = compute_cost(
+                            price,
+                            llm.input_tokens,
+                            llm.output_tokens,
+                            llm.cache_read_tokens,
+                            llm.cache_creation_tokens,
+                        )
+                        if cost is not None:
+                            input_cost, output_cost, total_cost = cost.input, cost.output, cost.total
+                            cost_source = "pricing"
+                            provider = provider or price.provider
+                status = span.status
+                parent = span.parent_span_id
+                kind = span.kind
+                append(
+                    (
+                        ts,
+                        timestamp_from_unix_nanos(end_ns),
+                        Uuid(span.trace_id),
+                        span.span_id.hex(),
+                        parent.hex() if parent and parent != _ZERO_SPAN_ID else None,
+                        clean_text(span.name, limit, stats),
+                        SPAN_KINDS[kind] if 0 <= kind < 6 else "unspecified",
+                        service_name,
+                        scope_name,
+                        scope_version,
+                        provider,
+                        model,
+                        llm.request_model,
+                        llm.response_model,
+                        llm.operation,
+                        llm.input_tokens,
+                        llm.output_tokens,
+                        llm.total_tokens,
+                        llm.cache_read_tokens,
+                        llm.cache_creation_tokens,
+                        llm.reasoning_tokens,
+                        input_cost,
+                        output_cost,
+                        total_cost,
+                        cost_source,
+                        (end_ns - start_ns) / 1e6,
+                        STATUS_CODES[status.code] if 0 <= status.code < 3 else "unset",
+                        clean_text(status.message, limit, stats) or None,
+                        llm.user_id,
+                        llm.session_id,
+                        as_text(first(attrs, ENVIRONMENT_KEYS)) or resource_environment,
+                        llm.tags,
+                        llm.finish_reasons,
+                        clean_text(span.trace_state, limit, stats) or None,
+                        _json(attrs),
+                        resource_json,
+                        _events(span, limit, stats),
+                        _links(span, limit, stats),
+                    )
+                )
+    return out

@@ -1,0 +1,1 @@
+"""Receiver stage: OTLP/gRPC and OTLP/HTTP front ends, request decoding, outcome -> status mapping."""

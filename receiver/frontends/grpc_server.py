@@ -1,0 +1,86 @@
+"""OTLP/gRPC front end: TraceService/MetricsService/LogsService `Export`, plus grpc.health.v1.
+
+Handlers take the raw request bytes (no generated servicer), so size and queue room are checked before
+the protobuf is parsed, and parsing errors become a clean INVALID_ARGUMENT. gRPC itself inflates gzip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from receiver.endpoints import StartupError
+from receiver.frontends.ingest import Ingest
+from receiver.frontends.outcomes import Accepted
+from receiver.frontends.signals import SignalSpec
+from receiver.frontends.status import grpc_error, response_message
+
+Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+
+def _export_handler(spec: SignalSpec, ingest: Ingest) -> Handler:
+    async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        outcome = ingest.handle(spec, request, json=False, gzip=False, transport="grpc")
+        if isinstance(outcome, Accepted):
+            return response_message(spec.response_type, spec.rejected_field, outcome).SerializeToString()
+        error = grpc_error(outcome)
+        await context.abort(error.code, error.message, error.trailing_metadata)
+        raise AssertionError("unreachable: abort raises")
+
+    return export
+
+
+class GrpcFrontend:
+    def __init__(self, endpoint: str, ingest: Ingest, signals: Iterable[SignalSpec], max_request_bytes: int) -> None:
+        self.endpoint = endpoint
+        self._ingest = ingest
+        self._signals = tuple(signals)
+        self._max_request_bytes = max_request_bytes
+        self._server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self._max_request_bytes),
+                ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+        for spec in self._signals:
+            service, method = spec.grpc_method.lstrip("/").rsplit("/", 1)
+            by_service.setdefault(service, {})[method] = grpc.unary_unary_rpc_method_handler(
+                _export_handler(spec, self._ingest)
+            )
+        server.add_generic_rpc_handlers(
+            [grpc.method_handlers_generic_handler(service, methods) for service, methods in by_service.items()]
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        try:
+            self.port = server.add_insecure_port(self.endpoint)
+        except RuntimeError as exc:
+            raise StartupError(
+                f"cannot listen for OTLP/gRPC on {self.endpoint} ({exc}); is another process using the port? "
+                "Change otlp.grpc_endpoint (env OBSERVATORY__OTLP__GRPC_ENDPOINT)"
+            ) from None
+        await server.start()
+        self._server = server
+        await self.set_serving(False)
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set("", status)
+        for spec in self._signals:
+            await self.health.set(spec.grpc_method.lstrip("/").rsplit("/", 1)[0], status)
+
+    async def stop(self, grace_s: float) -> None:
+        if self._server is not None:
+            await self.set_serving(False)
+            await self._server.stop(grace_s)
+            self._server = None

@@ -1,0 +1,116 @@
+"""OTLP/HTTP front end: POST /v1/traces, /v1/metrics, /v1/logs (protobuf or JSON, optionally gzip).
+
+aiohttp reads the body (Content-Length or chunked); we inflate gzip ourselves so the size limit holds
+after decompression. The response uses the request's content type, as the OTLP spec requires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiohttp import web
+
+from receiver.endpoints import StartupError, split_endpoint
+from receiver.frontends.ingest import Ingest
+from receiver.frontends.outcomes import Accepted, Refusal, Refused
+from receiver.frontends.signals import SignalSpec
+from receiver.frontends.status import HttpReply, http_error, http_success, response_message
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+_CONTENT_TYPES = {PROTOBUF: False, "application/protobuf": False, JSON: True}
+_ENCODINGS = {"": False, "identity": False, "gzip": True, "x-gzip": True}
+
+
+def _reply(reply: HttpReply, json: bool) -> web.Response:
+    return web.Response(
+        status=reply.status,
+        body=reply.body,
+        headers=reply.headers,
+        content_type=JSON if json else PROTOBUF,
+    )
+
+
+def _export_route(
+    spec: SignalSpec, ingest: Ingest, max_request_bytes: int
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def export(request: web.Request) -> web.Response:
+        media = (request.headers.get("Content-Type") or JSON).split(";", 1)[0].strip().lower()
+        json = _CONTENT_TYPES.get(media)
+        if json is None:
+            return _reply(
+                http_error(
+                    Refused(Refusal.UNSUPPORTED_MEDIA, f"unsupported Content-Type {media!r}; use {PROTOBUF} or {JSON}"),
+                    False,
+                ),
+                False,
+            )
+        encoding = (request.headers.get("Content-Encoding") or "").strip().lower()
+        gzip = _ENCODINGS.get(encoding)
+        if gzip is None:
+            return _reply(
+                http_error(
+                    Refused(Refusal.UNSUPPORTED_MEDIA, f"unsupported Content-Encoding {encoding!r}; use gzip or none"),
+                    json,
+                ),
+                json,
+            )
+        declared = request.content_length
+        if declared is not None and declared > max_request_bytes:
+            refused = Refused(
+                Refusal.TOO_LARGE,
+                f"request body of {declared} bytes exceeds the {max_request_bytes}-byte limit (otlp.max_request_bytes)",
+            )
+            return _reply(http_error(refused, json), json)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            refused = Refused(
+                Refusal.TOO_LARGE, f"request body exceeds the {max_request_bytes}-byte limit (otlp.max_request_bytes)"
+            )
+            return _reply(http_error(refused, json), json)
+        outcome = ingest.handle(spec, body, json=json, gzip=gzip, transport="http")
+        if isinstance(outcome, Accepted):
+            response = response_message(spec.response_type, spec.rejected_field, outcome)
+            return _reply(http_success(response, json), json)
+        return _reply(http_error(outcome, json), json)
+
+    return export
+
+
+class HttpFrontend:
+    def __init__(self, endpoint: str, ingest: Ingest, signals: Iterable[SignalSpec], max_request_bytes: int) -> None:
+        self.endpoint = endpoint
+        self._ingest = ingest
+        self._signals = tuple(signals)
+        self._max_request_bytes = max_request_bytes
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=self._max_request_bytes)
+        for spec in self._signals:
+            app.router.add_post(spec.http_path, _export_route(spec, self._ingest, self._max_request_bytes))
+        return app
+
+    async def start(self) -> None:
+        host, port = split_endpoint(self.endpoint)
+        runner = web.AppRunner(self._app(), access_log=None, auto_decompress=False, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise StartupError(
+                f"cannot listen for OTLP/HTTP on {self.endpoint} ({exc.strerror or exc}); "
+                "change otlp.http_endpoint (env OBSERVATORY__OTLP__HTTP_ENDPOINT)"
+            ) from None
+        self._runner = runner
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        self.port = sockets[0].getsockname()[1] if sockets else port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,58 @@
+"""Row layouts shared by conversion (which builds tuples) and storage (which COPYs them).
+
+Conversion produces plain tuples for speed; this module is the one place that says which column each
+tuple position lands in, so the two sides cannot drift apart. It holds names only: no I/O, no OTLP.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+TRACES_TABLE: Final = "llm_traces"
+
+# Order matters: converters build tuples in exactly this order.
+TRACES_COLUMNS: Final[tuple[str, ...]] = (
+    "ts",
+    "end_ts",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "span_name",
+    "span_kind",
+    "service_name",
+    "scope_name",
+    "scope_version",
+    "provider",
+    "model",
+    "request_model",
+    "response_model",
+    "operation",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "reasoning_tokens",
+    "input_cost",
+    "output_cost",
+    "total_cost",
+    "cost_source",
+    "duration_ms",
+    "status_code",
+    "status_message",
+    "user_id",
+    "session_id",
+    "environment",
+    "tags",
+    "finish_reasons",
+    "trace_state",
+    "attributes",
+    "resource_attributes",
+    "events",
+    "links",
+)
+
+# Signal name -> target table; the pipeline shares its queue fairly between these.
+SIGNAL_TABLES: Final[dict[str, str]] = {"traces": TRACES_TABLE}
+
+TABLE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {TRACES_TABLE: TRACES_COLUMNS}

@@ -1,0 +1,1 @@
+"""Storage stage: connections, COPY, migrations, the embedded PostgreSQL cluster, pricing data."""

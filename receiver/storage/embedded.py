@@ -1,0 +1,236 @@
+"""A private PostgreSQL cluster under a data directory of our own, for `make run` and the tests.
+
+It uses the machine's PostgreSQL server binaries (Debian's postgresql package, Homebrew, …). It listens
+on a unix socket inside its directory only, so it never collides with another server's port.
+PostgreSQL refuses to run as root: when we are root, the cluster runs as the `postgres` user (or
+`nobody`), which owns the data directory.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+DATABASE = "observatory"
+SUPERUSER = "observatory"
+_SOCKET_PATH_LIMIT = 100  # sun_path is 108 bytes; leave room for "/.s.PGSQL.NNNNN"
+
+
+class EmbeddedDatabaseError(Exception):
+    """The embedded cluster could not be set up; the message says what to install or change."""
+
+
+def find_bindir() -> Path:
+    """Directory holding initdb, pg_ctl and postgres, newest major version first."""
+    override = os.environ.get("OBSERVATORY_PG_BINDIR")
+    candidates = [Path(override)] if override else []
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        candidates.append(Path(os.path.realpath(on_path)).parent)
+
+    def major(path: str) -> int:
+        try:
+            return int(Path(path).parent.name)
+        except ValueError:
+            return 0
+
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=major, reverse=True)]
+    candidates += [Path("/usr/local/pgsql/bin"), Path("/opt/homebrew/bin")]
+    for directory in candidates:
+        if all((directory / tool).exists() for tool in ("initdb", "pg_ctl", "postgres")):
+            return directory
+    raise EmbeddedDatabaseError(
+        "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found; install them "
+        "(`apt-get install postgresql`, or run `make postgres`) or set database.url / DATABASE_URL "
+        "to an existing server"
+    )
+
+
+@dataclass(frozen=True)
+class RunAs:
+    uid: int
+    gid: int
+    name: str
+
+
+def _run_as() -> RunAs | None:
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return RunAs(entry.pw_uid, entry.pw_gid, name)
+    raise EmbeddedDatabaseError("running as root and no 'postgres' or 'nobody' user exists to run PostgreSQL")
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: str | Path, port: int = 5432, extra_settings: dict[str, str] | None = None) -> None:
+        self.root = Path(data_dir).resolve()
+        self.data_dir = self.root / "data"
+        self.port = port
+        self.extra_settings = extra_settings or {}
+        self.bindir = find_bindir()
+        self.run_as = _run_as()
+        self.log_file = self.root / "postgresql.log"
+        self.socket_dir = self._socket_dir()
+        self.started_here = False
+
+    def _socket_dir(self) -> Path:
+        if len(str(self.root)) <= _SOCKET_PATH_LIMIT:
+            return self.root
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"llmobs-{digest}"
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{SUPERUSER}@/{DATABASE}?host={self.socket_dir}&port={self.port}"
+
+    def admin_dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={self.port}"
+
+    def _run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        kwargs: dict[str, object] = {}
+        if self.run_as is not None:
+            kwargs = {"user": self.run_as.uid, "group": self.run_as.gid, "extra_groups": []}
+        env = dict(os.environ, LC_ALL="C", LANG="C")
+        result = subprocess.run(
+            [str(self.bindir / args[0]), *args[1:]],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            cwd="/",
+            **kwargs,  # type: ignore[arg-type]
+        )
+        if check and result.returncode != 0:
+            raise EmbeddedDatabaseError(
+                f"{args[0]} failed (exit {result.returncode}): {(result.stderr or result.stdout).strip()[-2000:]}"
+            )
+        return result
+
+    def _prepare_dirs(self) -> None:
+        for directory in (self.root, self.socket_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        if self.run_as is None:
+            return
+        for directory in (self.root, self.socket_dir):
+            os.chown(directory, self.run_as.uid, self.run_as.gid)
+            os.chmod(directory, 0o700)
+        # The server user must be able to reach its directory through every parent.
+        for parent in self.root.parents:
+            if not os.stat(parent).st_mode & 0o001:
+                raise EmbeddedDatabaseError(
+                    f"the PostgreSQL user {self.run_as.name!r} cannot enter {parent} (mode "
+                    f"{oct(os.stat(parent).st_mode & 0o777)}); put database.embedded_dir elsewhere or "
+                    f"`chmod o+x {parent}`"
+                )
+
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def running(self) -> bool:
+        if not self.initialized():
+            return False
+        return self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
+
+    def start(self) -> str:
+        """Create (first time) and start the cluster; return its DSN. Reuses a running one."""
+        self._prepare_dirs()
+        if not self.initialized():
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            )
+            self._write_settings()
+        if not self.running():
+            options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses=''"
+            self._run(
+                "pg_ctl",
+                "start",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                "120",
+                "-o",
+                options,
+            )
+            self.started_here = True
+        self._ensure_database()
+        return self.dsn
+
+    def _write_settings(self) -> None:
+        settings = {
+            "max_connections": "100",
+            "shared_buffers": "256MB",
+            "max_wal_size": "2GB",
+            "checkpoint_timeout": "15min",
+            "fsync": "on",
+            "synchronous_commit": "on",
+            **self.extra_settings,
+        }
+        conf = self.data_dir / "postgresql.auto.conf"
+        with conf.open("a", encoding="utf-8") as f:
+            f.write("\n# written by llm-observatory-receiver's embedded database\n")
+            for key, value in settings.items():
+                f.write(f"{key} = '{value}'\n")
+
+    def _ensure_database(self) -> None:
+        psql = self.bindir / "psql"
+        exe = str(psql) if psql.exists() else "psql"
+        base = [
+            exe,
+            "-h",
+            str(self.socket_dir),
+            "-p",
+            str(self.port),
+            "-U",
+            SUPERUSER,
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-tAc",
+        ]
+        found = subprocess.run(
+            [*base, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if found.returncode != 0:
+            raise EmbeddedDatabaseError(f"cannot query the embedded cluster: {found.stderr.strip()}")
+        if found.stdout.strip() != "1":
+            created = subprocess.run([*base, f"CREATE DATABASE {DATABASE}"], capture_output=True, text=True, timeout=60)
+            if created.returncode != 0:
+                raise EmbeddedDatabaseError(f"cannot create database {DATABASE}: {created.stderr.strip()}")
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.initialized() and self.running():
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "120", check=False)
+
+    def destroy(self) -> None:
+        """Stop and delete the cluster (tests)."""
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self.socket_dir != self.root:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)

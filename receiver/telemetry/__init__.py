@@ -1,0 +1,1 @@
+"""Telemetry stage: Prometheus metrics, structured logs, health and readiness."""

@@ -1,0 +1,87 @@
+"""Admin endpoint: GET /metrics, /health, /health/live, /health/ready.
+
+/health/live answers as long as the event loop does. /health/ready is 503 until the database is
+reachable and migrated, and again while draining, so a load balancer stops sending first.
+/health is the full report the operations manual describes (status, postgres latency, pool, queue,
+breaker, spool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from receiver.endpoints import StartupError, split_endpoint
+from receiver.telemetry.metrics import Metrics
+
+HealthReport = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def _json(payload: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
+
+
+class AdminServer:
+    def __init__(
+        self,
+        endpoint: str,
+        metrics: Metrics,
+        health_report: HealthReport,
+        readiness: Callable[[], tuple[bool, str]],
+    ) -> None:
+        self.endpoint = endpoint
+        self._metrics = metrics
+        self._health_report = health_report
+        self._readiness = readiness
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics_handler)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/health/live", self._live)
+        app.router.add_get("/health/ready", self._ready)
+        return app
+
+    async def _metrics_handler(self, _request: web.Request) -> web.Response:
+        response = web.Response(body=self._metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        report = await self._health_report()
+        return _json(report, 200 if report.get("status") != "unhealthy" else 503)
+
+    async def _live(self, _request: web.Request) -> web.Response:
+        return _json({"status": "alive"})
+
+    async def _ready(self, _request: web.Request) -> web.Response:
+        ready, reason = self._readiness()
+        return _json({"status": "ready" if ready else "not_ready", "reason": reason}, 200 if ready else 503)
+
+    async def start(self) -> None:
+        host, port = split_endpoint(self.endpoint)
+        runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise StartupError(
+                f"cannot listen for the admin endpoint on {self.endpoint} ({exc.strerror or exc}); "
+                "change admin.endpoint (env OBSERVATORY__ADMIN__ENDPOINT)"
+            ) from None
+        self._runner = runner
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        self.port = sockets[0].getsockname()[1] if sockets else port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

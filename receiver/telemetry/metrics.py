@@ -1,0 +1,106 @@
+"""Prometheus metrics: the OpenTelemetry Collector's names (so existing Collector dashboards and alerts
+work) plus the seeds' `storage_*` names (used by the shipped alert rules and dashboards).
+
+Everything lives on one private registry per receiver so tests can run several in one process.
+Counters are declared without `_total`; the client library appends it on exposition.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+# signal -> the Collector's item noun in metric names
+ITEM_NOUNS = {"traces": "spans", "metrics": "metric_points", "logs": "log_records"}
+
+_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        r = self.registry
+        self.accepted: dict[str, Counter] = {}
+        self.refused: dict[str, Counter] = {}
+        self.enqueue_failed: dict[str, Counter] = {}
+        self.sent: dict[str, Counter] = {}
+        self.send_failed: dict[str, Counter] = {}
+        for signal, noun in ITEM_NOUNS.items():
+            self.accepted[signal] = Counter(
+                f"otelcol_receiver_accepted_{noun}",
+                f"{noun} accepted into the pipeline (acknowledged to the client)",
+                ["transport"],
+                registry=r,
+            )
+            self.refused[signal] = Counter(
+                f"otelcol_receiver_refused_{noun}",
+                f"{noun} refused: invalid (partial success) or not admitted (backpressure, limits)",
+                ["transport", "reason"],
+                registry=r,
+            )
+            self.enqueue_failed[signal] = Counter(
+                f"otelcol_exporter_enqueue_failed_{noun}",
+                f"{noun} that did not fit the queue (refused with a retryable status, never dropped)",
+                registry=r,
+            )
+            self.sent[signal] = Counter(f"otelcol_exporter_sent_{noun}", f"{noun} committed to PostgreSQL", registry=r)
+            self.send_failed[signal] = Counter(
+                f"otelcol_exporter_send_failed_{noun}",
+                f"{noun} that could not be stored (quarantined to the dead-letter store or lost)",
+                ["reason"],
+                registry=r,
+            )
+        self.requests = Counter(
+            "otelcol_receiver_requests",
+            "export requests by outcome (success, partial, refused, failure)",
+            ["transport", "signal", "outcome"],
+            registry=r,
+        )
+        self.queue_size = Gauge(
+            "otelcol_exporter_queue_size", "rows held in the queue (waiting or being written)", registry=r
+        )
+        self.queue_capacity = Gauge("otelcol_exporter_queue_capacity", "queue capacity in rows", registry=r)
+        self.queue_bytes = Gauge(
+            "observatory_queue_bytes", "estimated memory of the rows held in the queue", registry=r
+        )
+        self.queue_bytes_capacity = Gauge("observatory_queue_bytes_capacity", "queue capacity in bytes", registry=r)
+        self.values_altered = Counter(
+            "observatory_conversion_altered_values",
+            "attribute values altered to be storable: truncated, NUL replaced, NaN/Infinity as text",
+            ["signal", "kind"],
+            registry=r,
+        )
+        # The seeds' storage_* family (alert rules and dashboards in config/ use these names).
+        self.storage_writes = Counter("storage_writes", "COPY transactions by outcome", ["table", "status"], registry=r)
+        self.storage_write_duration = Histogram(
+            "storage_write_duration_seconds",
+            "duration of one COPY transaction",
+            ["table"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.storage_items_written = Counter("storage_items_written", "rows committed", ["table"], registry=r)
+        self.storage_duplicates = Counter(
+            "storage_duplicate_rows_skipped",
+            "rows already stored (client retries, spool replays) skipped by the idempotent insert",
+            ["table"],
+            registry=r,
+        )
+        self.storage_batch_size = Histogram(
+            "storage_batch_size", "rows per COPY transaction", ["table"], buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.storage_pool_connections = Gauge(
+            "storage_pool_connections", "writer connections by state", ["state"], registry=r
+        )
+        self.storage_retries = Counter(
+            "storage_retries", "COPY attempts retried after a transient error", ["table"], registry=r
+        )
+        self.storage_errors = Counter("storage_errors", "database errors by kind", ["table", "kind"], registry=r)
+        self.storage_buffer_size = Gauge(
+            "storage_buffer_size", "rows waiting for a writer, per table", ["table"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
