@@ -1,0 +1,100 @@
+"""Shared fixtures: a throwaway PostgreSQL cluster, fresh databases, and real receiver processes.
+
+Nothing is mocked: the cluster is a real PostgreSQL started with the machine's server binaries (the
+same code as the receiver's embedded database), the receiver is the real `llm-observatory-receiver
+run` in a subprocess, and clients are the OpenTelemetry SDK exporters or raw OTLP over the wire.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from receiver.storage.embedded import EmbeddedPostgres
+from tests.support.process import ReceiverProcess
+from tests.support.wait import wait_until
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[EmbeddedPostgres]:
+    root = tempfile.mkdtemp(prefix="llmobs-test-pg-")
+    os.chmod(root, 0o755)
+    cluster = EmbeddedPostgres(Path(root) / "cluster", port=55432)
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+    os.rmdir(root) if os.path.isdir(root) and not os.listdir(root) else None
+
+
+class TestDatabase:
+    """A fresh database in the session cluster, with helpers to read what the receiver stored."""
+
+    def __init__(self, cluster: EmbeddedPostgres, name: str) -> None:
+        self.cluster = cluster
+        self.name = name
+        self.dsn = cluster.admin_dsn(name)
+
+    async def connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.dsn)
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        conn = await self.connect()
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    async def fetchval(self, query: str, *args: object) -> object:
+        conn = await self.connect()
+        try:
+            return await conn.fetchval(query, *args)
+        finally:
+            await conn.close()
+
+    async def wait_for_count(self, query: str, expected: int, *args: object, timeout: float = 30.0) -> int:
+        """Poll `query` (a count) until it reaches `expected`; fail with the last value otherwise."""
+        last: list[int] = [-1]
+
+        async def reached() -> bool:
+            last[0] = int(await self.fetchval(query, *args))  # type: ignore[arg-type]
+            return last[0] >= expected
+
+        await wait_until(reached, timeout=timeout, what=lambda: f"{query!r} = {last[0]}, expected {expected}")
+        return last[0]
+
+
+async def create_database(cluster: EmbeddedPostgres) -> TestDatabase:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(cluster.admin_dsn())
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    return TestDatabase(cluster, name)
+
+
+@pytest.fixture
+async def database(pg_cluster: EmbeddedPostgres) -> TestDatabase:
+    return await create_database(pg_cluster)
+
+
+@pytest.fixture(scope="module")
+async def module_database(pg_cluster: EmbeddedPostgres) -> TestDatabase:
+    return await create_database(pg_cluster)
+
+
+@pytest.fixture(scope="module")
+async def receiver(
+    module_database: TestDatabase, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ReceiverProcess]:
+    """One real receiver per test module, on free ports, writing into the module's database."""
+    proc = ReceiverProcess(module_database.dsn, tmp_path_factory.mktemp("receiver"))
+    await proc.start()
+    yield proc
+    await proc.stop()

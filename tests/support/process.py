@@ -1,0 +1,139 @@
+"""The real receiver in a subprocess, configured through the environment like an operator would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.support.wait import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ReceiverProcess:
+    def __init__(self, dsn: str, workdir: Path, **settings: object) -> None:
+        self.dsn = dsn
+        self.workdir = workdir
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.admin_port = free_port()
+        self.settings = settings
+        self.proc: asyncio.subprocess.Process | None = None
+        self.log_path = workdir / "receiver.log"
+        self.returncode: int | None = None
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVATORY__", "DB_"))}
+        env.pop("DATABASE_URL", None)
+        if self.dsn:
+            env["DATABASE_URL"] = self.dsn
+        env.update(
+            {
+                "OBSERVATORY__OTLP__GRPC_ENDPOINT": self.grpc_target,
+                "OBSERVATORY__OTLP__HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
+                "OBSERVATORY__ADMIN__ENDPOINT": f"127.0.0.1:{self.admin_port}",
+                "OBSERVATORY__PIPELINE__FLUSH_INTERVAL_MS": "50",
+                "OBSERVATORY__SPOOL__DIR": str(self.workdir / "spool"),
+                "OBSERVATORY__DEAD_LETTER__DIR": str(self.workdir / "dead-letter"),
+            }
+        )
+        for key, value in self.settings.items():
+            section, name = key.split("__", 1)
+            env[f"OBSERVATORY__{section.upper()}__{name.upper()}"] = str(value)
+        return env
+
+    async def start(self, wait_ready: bool = True) -> None:
+        log = self.log_path.open("ab")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "receiver",
+            "run",
+            cwd=str(self.workdir),
+            env=self.environment(),
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        if wait_ready:
+            await self.wait_ready()
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        async def ready() -> bool:
+            if self.proc is not None and self.proc.returncode is not None:
+                raise AssertionError(f"receiver exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                async with aiohttp.ClientSession() as session, session.get(f"{self.admin_url}/health/ready") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_until(ready, timeout=timeout, interval=0.1, what=lambda: f"receiver ready\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as session, session.get(f"{self.admin_url}{path}") as r:
+            return r.status, await r.text()
+
+    async def metrics(self) -> dict[str, float]:
+        """Prometheus samples by 'name{labels}' (labels as exposed)."""
+        _, text = await self.get("/metrics")
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
+    async def metric(self, name: str) -> float:
+        """Sum of every sample of `name` (all label sets)."""
+        total = 0.0
+        for key, value in (await self.metrics()).items():
+            if key == name or key.startswith(name + "{"):
+                total += value
+        return total
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.proc is None:
+            return self.returncode or 0
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        try:
+            self.returncode = await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.proc.kill()
+            self.returncode = await self.proc.wait()
+            raise AssertionError(f"receiver did not stop within {timeout}s:\n{self.log_tail()}") from None
+        self.proc = None
+        return self.returncode
+
+    async def kill(self) -> None:
+        await self.stop(signal.SIGKILL)

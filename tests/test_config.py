@@ -1,0 +1,96 @@
+"""Configuration: the documented file matches the code, env overrides, and clear errors (exit 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from receiver.app.config import ConfigError, documented_keys, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_file_documents_every_key_with_its_default():
+    document = tomllib.loads((REPO / "config" / "receiver.toml").read_text())
+    declared = {(section, key): default for section, key, default, _ in documented_keys()}
+    in_file = {(section, key): value for section, body in document.items() for key, value in body.items()}
+    assert in_file == declared
+
+
+def test_environment_overrides_and_legacy_variables():
+    config = load_config(
+        REPO / "config" / "receiver.toml",
+        env={
+            "OBSERVATORY__OTLP__GRPC_ENDPOINT": "127.0.0.1:14317",
+            "OBSERVATORY__PIPELINE__WRITERS": "2",
+            "OBSERVATORY__DATABASE__AUTO_MIGRATE": "false",
+            "DB_HOST": "db.internal",
+            "DB_USER": "obs",
+            "DB_PASSWORD": "p@ss",
+            "DB_NAME": "llm",
+            "DB_PORT": "6432",
+            "DB_POOL_MAX_CONNECTIONS": "20",
+            "LOG_LEVEL": "DEBUG",
+        },
+    )
+    assert config.otlp.grpc_endpoint == "127.0.0.1:14317"
+    assert config.pipeline.writers == 2 and config.database.auto_migrate is False
+    assert config.database.url == "postgresql://obs:p%40ss@db.internal:6432/llm"
+    assert config.database.max_connections == 20 and config.logging.level == "debug"
+    assert load_config(None, env={"DATABASE_URL": "postgresql://x@y/z", "DB_HOST": "ignored"}).database.url == (
+        "postgresql://x@y/z"
+    )
+
+
+def test_every_problem_is_reported_with_its_key(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[otlp]\ngrpc_endpont = "x"\nhttp_endpoint = "nope"\n[pipeline]\nwriters = 0\n'
+        'durability = "disk"\n[tracing]\nx = 1\n'
+    )
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path, env={"OBSERVATORY__PIPELINE__QUEUE_MAX_ROWS": "lots"})
+    problems = "\n".join(excinfo.value.problems)
+    assert "otlp.grpc_endpont: unknown key (did you mean otlp.grpc_endpoint?)" in problems
+    assert "otlp.http_endpoint: 'nope' is not host:port" in problems
+    assert "pipeline.writers: 0 is below the minimum 1" in problems
+    assert "pipeline.durability: 'disk' is not one of memory, spool" in problems
+    assert "[tracing]: unknown section" in problems
+    assert "pipeline.queue_max_rows: expected an integer, got 'lots'" in problems
+
+
+def test_config_check_exits_2_naming_each_bad_key(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[pipeline]\nwriters = 500\nbatch_max_rows = -1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "receiver", "config", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "config error: pipeline.writers: 500 is above the maximum 256" in result.stderr
+    assert "config error: pipeline.batch_max_rows: -1 is below the minimum 1" in result.stderr
+    ok = subprocess.run(
+        [sys.executable, "-m", "receiver", "config", "check", "--config", str(REPO / "config" / "receiver.toml")],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0 and 'grpc_endpoint = "0.0.0.0:4317"' in ok.stdout
+
+
+def test_run_with_invalid_config_exits_2_before_starting(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "receiver", "run"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "OBSERVATORY__ADMIN__ENDPOINT": "localhost"},
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "admin.endpoint: 'localhost' is not host:port" in result.stderr

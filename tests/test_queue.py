@@ -1,0 +1,91 @@
+"""The bounded queue: bounds by rows and bytes, fair lanes, batching by size and by age, draining."""
+
+from __future__ import annotations
+
+import asyncio
+
+from receiver.pipeline.queue import BoundedQueue, Chunk, Ticket
+
+
+def chunk(table: str, rows: int, nbytes: int = 10, ticket: Ticket | None = None) -> Chunk:
+    return Chunk(table, [(i,) for i in range(rows)], nbytes, ticket or Ticket())
+
+
+async def test_refuses_past_rows_and_bytes_and_recovers_after_completion():
+    queue = BoundedQueue(["t"], max_rows=10, max_bytes=100)
+    assert queue.offer([chunk("t", 6)])
+    assert not queue.offer([chunk("t", 5)])  # 11 rows > 10
+    assert queue.offer([chunk("t", 4)])
+    assert queue.rows == 10
+    assert not queue.room_for_bytes(81)
+    batch = await queue.take(max_rows=100, max_wait_s=0)
+    assert len(batch.rows) == 10
+    assert not queue.offer([chunk("t", 1)])  # taken but not committed still counts
+    queue.complete(batch)
+    assert queue.rows == 0 and queue.nbytes == 0
+    assert queue.offer([chunk("t", 1)])
+
+
+async def test_offer_is_all_or_nothing():
+    queue = BoundedQueue(["a", "b"], max_rows=10, max_bytes=1000, max_share=1.0)
+    assert not queue.offer([chunk("a", 6), chunk("b", 6)])
+    assert queue.rows == 0 and queue.pending_rows("a") == 0
+
+
+async def test_one_signal_cannot_take_the_whole_queue():
+    queue = BoundedQueue(["spans", "points"], max_rows=100, max_bytes=10_000, max_share=0.7)
+    for _ in range(7):
+        assert queue.offer([chunk("points", 10)])
+    assert not queue.offer([chunk("points", 10)])  # the flood is capped at 70%
+    assert queue.offer([chunk("spans", 30)])  # spans still get in
+
+
+async def test_writers_alternate_between_lanes():
+    queue = BoundedQueue(["a", "b"], max_rows=1000, max_bytes=100_000, max_share=1.0)
+    for _ in range(3):
+        queue.offer([chunk("a", 5)])
+        queue.offer([chunk("b", 5)])
+    tables = [(await queue.take(max_rows=5, max_wait_s=0)).table for _ in range(6)]
+    assert tables == ["a", "b", "a", "b", "a", "b"]
+
+
+async def test_batches_fill_to_max_rows_or_leave_after_the_flush_interval():
+    now = [0.0]
+    queue = BoundedQueue(["t"], max_rows=1000, max_bytes=100_000, clock=lambda: now[0])
+    queue.offer([chunk("t", 3)])
+    waiter = asyncio.ensure_future(queue.take(max_rows=10, max_wait_s=5))
+    await asyncio.sleep(0)
+    assert not waiter.done()  # 3 < 10 rows and not old enough
+    queue.offer([chunk("t", 4)])
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    queue.offer([chunk("t", 3)])  # 10 rows: a full batch
+    batch = await asyncio.wait_for(waiter, 5)
+    assert len(batch.rows) == 10
+
+    queue.offer([chunk("t", 2)])
+    now[0] = 100.0  # the chunk is now older than the flush interval
+    batch = await asyncio.wait_for(queue.take(max_rows=10, max_wait_s=5), 5)
+    assert len(batch.rows) == 2
+
+
+async def test_close_drains_what_is_left_then_ends():
+    queue = BoundedQueue(["t"], max_rows=100, max_bytes=10_000)
+    queue.offer([chunk("t", 2)])
+    queue.close()
+    assert not queue.offer([chunk("t", 1)])
+    batch = await asyncio.wait_for(queue.take(max_rows=50, max_wait_s=60), 5)
+    assert len(batch.rows) == 2
+    assert await asyncio.wait_for(queue.take(max_rows=50, max_wait_s=60), 5) is None
+
+
+async def test_ticket_finishes_when_its_last_chunk_completes():
+    done: list[bool] = []
+    ticket = Ticket(lambda: done.append(True))
+    queue = BoundedQueue(["a", "b"], max_rows=100, max_bytes=10_000, max_share=1.0)
+    queue.offer([chunk("a", 2, ticket=ticket), chunk("b", 2, ticket=ticket)])
+    first = await queue.take(max_rows=10, max_wait_s=0)
+    queue.complete(first)
+    assert done == []
+    queue.complete(await queue.take(max_rows=10, max_wait_s=0))
+    assert done == [True]
