@@ -23,14 +23,15 @@ postgres:
 	@scripts/ensure-postgres
 
 run: install postgres
-	$(BIN)/llm-observatory-receiver run --config $(CONFIG)
+	OBSERVATORY__LOGGING__FORMAT=$${OBSERVATORY__LOGGING__FORMAT:-console} \
+	  $(BIN)/llm-observatory-receiver run --config $(CONFIG)
 
 test: install postgres
-	$(BIN)/ruff check receiver tests
+	$(BIN)/ruff check receiver tests benchmarks
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/ruff check receiver tests
+	$(BIN)/ruff check receiver tests benchmarks
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
