@@ -15,8 +15,9 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
-from receiver.convert.traces import ConvertOptions, convert_traces
+from receiver.convert.traces import convert_traces
 from receiver.storage.pricing_store import default_pricing_file, read_pricing_file
 
 

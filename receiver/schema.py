@@ -52,7 +52,75 @@ TRACES_COLUMNS: Final[tuple[str, ...]] = (
     "links",
 )
 
-# Signal name -> target table; the pipeline shares its queue fairly between these.
+METRICS_TABLE: Final = "llm_metrics"
+
+METRICS_COLUMNS: Final[tuple[str, ...]] = (
+    "ts",
+    "start_ts",
+    "point_id",
+    "metric_name",
+    "metric_type",
+    "description",
+    "unit",
+    "temporality",
+    "is_monotonic",
+    "value",
+    "value_int",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "bucket_counts",
+    "explicit_bounds",
+    "scale",
+    "zero_count",
+    "zero_threshold",
+    "positive_offset",
+    "positive_bucket_counts",
+    "negative_offset",
+    "negative_bucket_counts",
+    "quantiles",
+    "quantile_values",
+    "exemplars",
+    "flags",
+    "service_name",
+    "provider",
+    "model",
+    "scope_name",
+    "scope_version",
+    "attributes",
+    "resource_attributes",
+)
+
+LOGS_TABLE: Final = "llm_logs"
+
+LOGS_COLUMNS: Final[tuple[str, ...]] = (
+    "ts",
+    "observed_ts",
+    "record_id",
+    "trace_id",
+    "span_id",
+    "severity_number",
+    "severity_text",
+    "body",
+    "body_json",
+    "event_name",
+    "flags",
+    "service_name",
+    "provider",
+    "model",
+    "scope_name",
+    "scope_version",
+    "attributes",
+    "resource_attributes",
+)
+
+# Signal name -> target table; the pipeline shares its queue fairly between these. A signal is added
+# here when its front-end route and converter exist (receiver.frontends.signals).
 SIGNAL_TABLES: Final[dict[str, str]] = {"traces": TRACES_TABLE}
 
-TABLE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {TRACES_TABLE: TRACES_COLUMNS}
+TABLE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    TRACES_TABLE: TRACES_COLUMNS,
+    METRICS_TABLE: METRICS_COLUMNS,
+    LOGS_TABLE: LOGS_COLUMNS,
+}

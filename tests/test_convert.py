@@ -9,9 +9,10 @@ import pytest
 
 from receiver import schema
 from receiver.convert.attributes import ConversionStats, clean_text
+from receiver.convert.common import ConvertOptions
 from receiver.convert.genai import extract_llm_fields
 from receiver.convert.pricing import ModelPrice, PriceBook, compute_cost
-from receiver.convert.traces import ConvertOptions, convert_traces
+from receiver.convert.traces import convert_traces
 from tests.support.otlp import span, trace_request
 
 COL = {name: i for i, name in enumerate(schema.TRACES_COLUMNS)}

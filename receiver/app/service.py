@@ -19,8 +19,8 @@ import asyncpg
 
 from receiver import __version__, schema
 from receiver.app.config import Config
+from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
-from receiver.convert.traces import ConvertOptions
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
 from receiver.frontends.ingest import Ingest, IngestLimits

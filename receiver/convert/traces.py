@@ -7,52 +7,20 @@ too, with NULL LLM columns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from receiver.convert.attributes import ConversionStats, clean_text, key_values
+from receiver.convert.common import Converted, ConvertOptions
 from receiver.convert.genai import ENVIRONMENT_KEYS, as_text, extract_llm_fields, first
 from receiver.convert.pgvalues import Uuid, timestamp_from_unix_nanos
-from receiver.convert.pricing import PriceBook, compute_cost
+from receiver.convert.pricing import compute_cost
 
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 STATUS_CODES = ("unset", "ok", "error")
-MAX_ERROR_MESSAGES = 5
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
-
-
-@dataclass(frozen=True, slots=True)
-class ConvertOptions:
-    """What conversion needs from configuration; passed in, never read from globals."""
-
-    max_attribute_bytes: int = 128 * 1024
-    price_book: PriceBook = field(default_factory=PriceBook)
-
-
-@dataclass(slots=True)
-class Converted:
-    """Rows for one table plus what was refused and why."""
-
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    rejected: int = 0
-    errors: list[str] = field(default_factory=list)
-    stats: ConversionStats = field(default_factory=ConversionStats)
-
-    def reject(self, message: str) -> None:
-        self.rejected += 1
-        if len(self.errors) < MAX_ERROR_MESSAGES:
-            self.errors.append(message)
-
-    def error_message(self) -> str:
-        """The partial-success message: the first problems, and how many more there were."""
-        if not self.errors:
-            return ""
-        more = self.rejected - len(self.errors)
-        text = "; ".join(self.errors)
-        return f"{text}; and {more} more" if more > 0 else text
 
 
 def _json(value: Any) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from receiver.convert.traces import ConvertOptions
+from receiver.convert.common import ConvertOptions
 from receiver.frontends.decode import (
     MalformedRequest,
     RequestTooLarge,

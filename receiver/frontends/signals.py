@@ -10,7 +10,8 @@ from google.protobuf.message import Message
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from receiver import schema
-from receiver.convert.traces import Converted, ConvertOptions, convert_traces
+from receiver.convert.common import Converted, ConvertOptions
+from receiver.convert.traces import convert_traces
 from receiver.frontends.decode import JsonEnvelope
 
 

@@ -1,0 +1,34 @@
+"""What every signal's conversion takes (options) and gives back (rows, rejections, alterations)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from receiver.convert.attributes import ConversionStats
+from receiver.convert.pricing import PriceBook
+
+MAX_ERROR_MESSAGES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertOptions:
+    """What conversion needs from configuration; passed in, never read from globals."""
+
+    max_attribute_bytes: int = 128 * 1024
+    price_book: PriceBook = field(default_factory=PriceBook)
+
+
+@dataclass(slots=True)
+class Converted:
+    """Rows for one table plus what was refused and why."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+    stats: ConversionStats = field(default_factory=ConversionStats)
+
+    def reject(self, message: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_ERROR_MESSAGES:
+            self.errors.append(message)
