@@ -27,11 +27,11 @@ run: install postgres
 	  $(BIN)/llm-observatory-receiver run --config $(CONFIG)
 
 test: install postgres
-	$(BIN)/ruff check receiver tests benchmarks
+	$(BIN)/ruff check receiver tests benchmarks loadgen
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/ruff check receiver tests benchmarks
+	$(BIN)/ruff check receiver tests benchmarks loadgen
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
