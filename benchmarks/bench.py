@@ -343,6 +343,7 @@ def bench(args: argparse.Namespace, extra: list[str]) -> dict:
         landed_per_s = landed / (landed_at - started) if landed_at > started else 0.0
         return {
             "duration_s": args.duration,
+            "rate": report["config"]["rate"],
             "protocol": args.protocol,
             "exporters": args.exporters,
             "batch_spans": args.batch_spans,
@@ -389,8 +390,9 @@ def text(r: dict) -> str:
     ceilings = ", ".join(f"{c['streams']} stream(s) {c['rows_per_s']:,}/s" for c in r["copy_ceilings"])
     protocol = "gRPC" if r["protocol"] == "grpc" else "HTTP"
     verified = "exactly" if r["verified"] else "NO"
+    load = f"open loop at {r['rate']:,.0f} spans/s" if r["rate"] else "flat out"
     lines = [
-        f"make bench: {r['duration_s']:g} s flat out, OTLP/{protocol}, {r['exporters']} exporters x "
+        f"make bench: {r['duration_s']:g} s {load}, OTLP/{protocol}, {r['exporters']} exporters x "
         f"{r['batch_spans']}-span requests, {r['bytes_per_span']:,} B/span; {r['cpus']} CPUs shared by "
         "loadgen, receiver and PostgreSQL",
         f"  acknowledged  {r['acknowledged_per_s']:>10,.0f} spans/s  ({r['acknowledged_spans']:,} spans; "

@@ -1,8 +1,8 @@
 """Pre-serialized request bodies (the pool) and the per-send patch that makes their spans unique.
 
-The pool is built before the clock starts. Sending request number k then costs one copy of a body
-and one 4-byte (protobuf) or 8-byte (OTLP/JSON hex) write per trace id in it — no protobuf work and
-no allocation per span on the hot path. See ids.py for the id layout.
+The pool is built before the clock starts. Sending request number k then costs one `bytes.join` of
+a body's pieces with k in between (Template.render): no protobuf work and nothing per span in Python
+on the hot path. See ids.py for the id layout.
 """
 
 from __future__ import annotations
@@ -55,35 +55,34 @@ def encode(message: Message, encoding: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """A serialized body with the offsets of its k placeholders."""
+    """A serialized body cut at its k placeholders.
 
-    body: bytes
-    slots: tuple[int, ...]
+    Every placeholder of a body takes the same value (the send number k), so rendering is one
+    `bytes.join` of the pieces between placeholders with k as the separator: one allocation and one
+    copy per request, done in C, with no Python work per span at all.
+    """
+
+    segments: tuple[bytes, ...]
     items: int  # spans, log records
     width: int  # 4: protobuf (big-endian k), 8: OTLP/JSON (hex digits of k)
 
+    @property
+    def size(self) -> int:
+        return sum(map(len, self.segments)) + (len(self.segments) - 1) * self.width
+
     def render(self, k: int) -> bytes:
-        """The body of send number k: a copy with k written into every placeholder."""
-        buf = bytearray(self.body)
-        value = k.to_bytes(4, "big") if self.width == 4 else b"%08x" % k
-        width = self.width
-        for offset in self.slots:
-            buf[offset : offset + width] = value
-        return bytes(buf)
+        """The body of send number k."""
+        separator = k.to_bytes(4, "big") if self.width == 4 else b'%08x"' % k
+        return separator.join(self.segments)
 
 
 def make_template(body: bytes, expected_slots: int, items: int, encoding: str) -> Template:
-    """Find the placeholders; their number must equal the number of trace ids put in the body."""
-    needle, width, shift = (SLOT, 4, 0) if encoding == "protobuf" else (SLOT_HEX, 8, 0)
-    slots: list[int] = []
-    find = body.find
-    position = find(needle)
-    while position >= 0:
-        slots.append(position + shift)
-        position = find(needle, position + 1)
-    if len(slots) != expected_slots:
-        raise PoolError(f"found {len(slots)} id placeholders in a {encoding} body, expected {expected_slots}")
-    return Template(body, tuple(slots), items, width)
+    """Cut the body at its placeholders; their number must equal the number of trace ids put in it."""
+    needle, width = (SLOT, 4) if encoding == "protobuf" else (SLOT_HEX, 8)
+    segments = tuple(body.split(needle))
+    if len(segments) - 1 != expected_slots:
+        raise PoolError(f"found {len(segments) - 1} id placeholders in a {encoding} body, expected {expected_slots}")
+    return Template(segments, items, width)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +149,7 @@ def build_pool(
             continue
         if progress is not None:
             progress(len(entries), size)
-    total = sum(len(e.traces.body) for e in entries)
+    total = sum(e.traces.size for e in entries)
     return Pool(tuple(entries), spec.batch_spans, total // len(entries), time.perf_counter() - started)
 
 

@@ -188,7 +188,7 @@ def dry_run(settings: Settings) -> int:
     print(
         f"pool: {len(pool.entries)} bodies x {pool.spans_per_request} spans, {pool.bytes_per_span:,} B/span "
         f"({settings.encoding}), built in {pool.build_s:.2f} s\n"
-        f"render (copy + id patch{' + gzip' if gzip else ''}): {rate:,.0f} spans/s on one core"
+        f"render (fresh trace ids{' + gzip' if gzip else ''}): {rate:,.0f} spans/s on one core"
     )
     return EXIT_OK
 

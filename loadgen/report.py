@@ -69,9 +69,11 @@ def text(doc: dict[str, Any]) -> str:
         f"(built in {w['pool_build_s']:.1f} s), mix {w['mix']}, {w['legacy_share']:.0%} legacy names, "
         f"{w['large_share']:.0%} large ({w['large_bytes']:,} B), {w['error_rate']:.0%} errors"
     )
+    last_ack = run["last_ack_s"]
     lines.append(
-        f"  window {run['window_s']:.2f} s, last acknowledgement at {run['elapsed_s']:.2f} s, "
-        f"drained at {run['drained_s']:.2f} s; peak in flight {run['peak_in_flight']} (bound {cfg['max_in_flight']})"
+        f"  window {run['window_s']:.2f} s, "
+        + (f"last acknowledgement at {last_ack:.2f} s, " if last_ack is not None else "nothing acknowledged, ")
+        + f"drained at {run['drained_s']:.2f} s; peak in flight {run['peak_in_flight']} (bound {cfg['max_in_flight']})"
     )
     for name, s in doc["signals"].items():
         req = s["requests"]

@@ -263,6 +263,7 @@ def build_document(
             "sending_ended_at": round(timing.wall(timing.drained), 3),
             "window_s": round(window_s, 3),
             "elapsed_s": round(elapsed_s, 3),
+            "last_ack_s": round(timing.last_ack - timing.start, 3) if timing.last_ack else None,
             "drained_s": round(timing.drained - timing.start, 3),
             "peak_in_flight": stats.peak_in_flight,
             "interrupted": interrupted,

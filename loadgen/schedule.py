@@ -14,8 +14,8 @@ previous one is acknowledged (or given up), like an SDK exporter with one export
 Either way the window is `duration_s`; requests still in flight when it ends are finished (their
 retries included, bounded by the retry policy) before the run ends: that is the drain.
 
-Per request the hot path is: copy the pre-serialized body and write k into its trace ids
-(bodies.Template.render), optionally gzip it (in a worker thread, for OTLP/HTTP), send it.
+Per request the hot path is: render the pre-serialized body with k in its trace ids (one bytes.join,
+bodies.Template.render), optionally gzip it (in a worker thread, for OTLP/HTTP), send it.
 Logs of the same traces go as their own request right after; metrics go on their own per-exporter
 timetable every `metrics_interval_s`.
 """
