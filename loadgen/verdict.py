@@ -14,6 +14,7 @@ loses nothing by this rule on a run of any useful length. Dropped (in-flight bou
 and partially rejected items all count as not acknowledged.
 
 Closed loop (--rate 0) has no target rate: it fails only when nothing at all was acknowledged.
+An interrupted run (Ctrl-C) reports what it did and fails: it did not run the duration asked for.
 Verification fails on any lost, duplicated or unexpected span (and, for logs and metric points, on
 fewer stored rows than acknowledged items). Spans stored although their request was never
 acknowledged are reported but allowed: a request that timed out may well have landed.
@@ -111,5 +112,5 @@ def judge(
             "short of CPU, so the receiver saw burstier load than asked; latencies count from the due time"
         )
     if interrupted:
-        verdict.warnings.append("interrupted: the window was cut short")
+        verdict.problems.append(f"interrupted: the window was cut short at {window_s:.1f} s")
     return verdict
