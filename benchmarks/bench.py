@@ -113,9 +113,14 @@ class CpuSampler:
             self._stop.wait(self.interval_s)
 
     def stop(self) -> None:
+        """Stop sampling, with one last sample so every interval that ended before now can be cut."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+            self._thread = None
+            now = time.time()
+            for name, pid in self.roots.items():
+                self.samples.setdefault(name, []).append((now, tree_cpu_seconds(pid)))
 
     def between(self, name: str, start: float, end: float) -> float:
         """CPU seconds used from the last sample at or before `start` to the first at or after `end`."""

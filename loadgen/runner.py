@@ -202,6 +202,8 @@ def build_document(
 ) -> dict[str, Any]:
     window_s, elapsed_s = timing.window_s, timing.elapsed_s
     lag = percentiles(stats.dispatch_lags)
+    spans_sent = stats.signals["traces"].offered_items - stats.signals["traces"].dropped_items
+    capacity = spans_sent / cpu_s if cpu_s > 0 else None
     verdict = judge(
         stats.signals,
         settings.rate > 0,
@@ -212,8 +214,9 @@ def build_document(
         verify_error,
         lag.get("p99") if lag.get("count") else None,  # type: ignore[arg-type]
         interrupted,
+        capacity,
+        settings.rate,
     )
-    spans_sent = stats.signals["traces"].offered_items - stats.signals["traces"].dropped_items
     signals: dict[str, Any] = {}
     for name, st in stats.signals.items():
         summary = st.summary(window_s, elapsed_s)
@@ -272,7 +275,7 @@ def build_document(
         "generator": {
             "cpu_s": round(cpu_s, 3),
             "cpu_us_per_span": round(cpu_s / spans_sent * 1e6, 2) if spans_sent else None,
-            "capacity_spans_per_s": round(spans_sent / cpu_s) if cpu_s > 0 else None,
+            "capacity_spans_per_s": round(capacity) if capacity is not None else None,
             "render_spans_per_s": round(render_spans_per_s),
             "dispatch_lag_ms": lag,
         },

@@ -68,6 +68,8 @@ def judge(
     verify_error: str | None,
     dispatch_lag_p99_ms: float | None,
     interrupted: bool,
+    generator_capacity: float | None = None,
+    rate: float = 0.0,
 ) -> Verdict:
     verdict = Verdict(rate_sustained=None, verified=None)
     if open_loop:
@@ -101,6 +103,10 @@ def judge(
                 f"verification: {v.lost:,} acknowledged spans missing, {v.duplicated:,} duplicated, "
                 f"{v.unexpected:,} unexpected"
             )
+        if v.acknowledged and v.found == 0 and v.stored_unacknowledged == 0:
+            verdict.problems.append(
+                "verification: none of this run's spans is in that database; is --verify the receiver's database?"
+            )
         for name, counts in v.signals.items():
             if counts["stored"] < counts["acknowledged"]:
                 verdict.problems.append(
@@ -110,6 +116,11 @@ def judge(
         verdict.warnings.append(
             f"the generator fell behind its timetable (dispatch lag p99 {dispatch_lag_p99_ms:.0f} ms): it is "
             "short of CPU, so the receiver saw burstier load than asked; latencies count from the due time"
+        )
+    if generator_capacity is not None and rate > 0 and generator_capacity < 1.5 * rate:
+        verdict.warnings.append(
+            f"loadgen itself would saturate a core at ~{generator_capacity:,.0f} spans/s, close to the "
+            f"{rate:,.0f} asked: its CPU competes with the receiver's (use a bigger --batch-spans, or no --gzip)"
         )
     if interrupted:
         verdict.problems.append(f"interrupted: the window was cut short at {window_s:.1f} s")
