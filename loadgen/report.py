@@ -135,7 +135,11 @@ def text(doc: dict[str, Any]) -> str:
         lines.append(f"warning  {warning}")
     status = "PASS" if verdict["ok"] else "FAIL"
     ratios = ", ".join(f"{k} {v:.1%}" for k, v in verdict["acknowledged_to_offered"].items())
-    detail = f"acknowledged/offered rate: {ratios} (needs {cfg['sustain_ratio']:.0%})" if ratios else "closed loop"
+    detail = (
+        f"acknowledged/offered rate: {ratios} (needs {cfg['sustain_ratio']:.0%})"
+        if ratios
+        else "closed loop, no target rate"
+    )
     lines.append(f"verdict  {status}: {detail}" + ("; verified exactly" if verdict["verified"] else ""))
     for problem in verdict["problems"]:
         lines.append(f"         {problem}")

@@ -23,7 +23,7 @@ from loadgen.ids import RunId
 from loadgen.ledger import Ledger
 from loadgen.report import JSON_FORMAT, Progress
 from loadgen.retry import RetryPolicy
-from loadgen.schedule import LoadPlan, LoadRunner, Timing, gzip_body
+from loadgen.schedule import LoadPlan, LoadRunner, Timing, clock, gzip_body
 from loadgen.stats import RunStats, SignalStats, percentiles
 from loadgen.transport import SIGNALS, make_exporter, probe, split_target
 from loadgen.verdict import judge
@@ -66,11 +66,10 @@ def _cpu_seconds() -> float:
 
 async def _progress_loop(progress: Progress, runner: LoadRunner) -> None:
     start = runner.timing.start
-    loop = asyncio.get_running_loop()
     n = 1
     while True:
-        await asyncio.sleep(max(0.0, start + n - loop.time()))
-        progress.emit(loop.time() - start)
+        await asyncio.sleep(max(0.0, start + n - clock()))
+        progress.emit(clock() - start)
         n += 1
 
 
@@ -112,6 +111,7 @@ async def run(settings: Settings, err: TextIO = sys.stderr) -> dict[str, Any]:
         )
         for _ in range(settings.exporters)
     ]
+    await asyncio.gather(*(exporter.connect() for exporter in exporters))
     metrics = [MetricsBuilder(run_id, n, pool.series(), settings.encoding, seed) for n in range(settings.exporters)]
     stats = RunStats(
         {
