@@ -106,7 +106,7 @@ def text(doc: dict[str, Any]) -> str:
             lines.append(
                 "         "
                 + (
-                    f"all present {done:.2f} s after sending ended"
+                    f"all present {done:.2f} s after sending ended (poll resolution {v['poll_resolution_s']:.2f} s)"
                     if done is not None
                     else f"not all present after waiting {v['waited_s']:.1f} s"
                 )

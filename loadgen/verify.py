@@ -55,6 +55,7 @@ class Verification:
     complete_after_s: float | None = None  # end of sending -> all acknowledged spans present
     last_commit_after_s: float | None = None  # end of sending -> commit of the last row (commit timestamps)
     waited_s: float = 0.0
+    poll_resolution_s: float | None = None  # one count query + the pause between polls
     landing_latency_ms: dict[str, float | int] | None = None
     landing_latency_note: str = ""
     signals: dict[str, dict[str, int]] = field(default_factory=dict)  # logs/metrics: acknowledged vs stored
@@ -76,6 +77,7 @@ class Verification:
             "complete_after_s": None if self.complete_after_s is None else round(self.complete_after_s, 3),
             "last_commit_after_s": None if self.last_commit_after_s is None else round(self.last_commit_after_s, 3),
             "waited_s": round(self.waited_s, 3),
+            "poll_resolution_s": None if self.poll_resolution_s is None else round(self.poll_resolution_s, 3),
             "landing_latency_ms": self.landing_latency_ms,
             "landing_latency_note": self.landing_latency_note,
             "signals": self.signals,
@@ -134,8 +136,10 @@ class Verifier:
         checked_at_count = -1
         result = Verification(acknowledged=expected)
         while True:
+            asked = time.monotonic()
             count = await conn.fetchval(COUNT_SQL, lo, hi)
             now = time.monotonic()
+            count_s = now - asked
             counted_at_wall = time.time()
             if count >= expected and count != checked_at_count:
                 result = await self._exact(conn, expected, sending_ended_wall)
@@ -143,6 +147,7 @@ class Verifier:
                 if result.lost == 0:
                     # When the count query saw them all, not after the (slower) exact pass.
                     result.complete_after_s = max(0.0, counted_at_wall - sending_ended_wall)
+                    result.poll_resolution_s = count_s + poll_s
                     break
             if now >= deadline:
                 if checked_at_count != count:
