@@ -172,6 +172,14 @@ class BoundedQueue:
 
     def complete(self, batch: Batch) -> None:
         """The batch is committed (or quarantined): release its capacity and finish its tickets."""
+        tickets = [chunk.ticket for chunk in batch.chunks]
+        self.release(batch)
+        for ticket in tickets:
+            ticket.chunk_done()
+
+    def release(self, batch: Batch) -> None:
+        """Forget a batch that was not written (shutdown in spool mode): free its memory; its tickets
+        stay unfinished, so the spool keeps the records."""
         table = batch.table
         for chunk in batch.chunks:
             n = len(chunk.rows)
@@ -180,7 +188,6 @@ class BoundedQueue:
             self.rows -= n
             self.nbytes -= chunk.nbytes
             chunk.rows = ()
-            chunk.ticket.chunk_done()
 
     def close(self) -> None:
         """Stop admitting; writers drain what is left without waiting for batches to fill."""
