@@ -7,8 +7,9 @@ is too large or cannot fit the queue is refused before a single byte of it is de
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from receiver.convert.common import ConvertOptions
 from receiver.frontends.decode import (
@@ -48,8 +49,9 @@ class Ingest:
         self._limited = RateLimitedLog(self._log)
 
     def handle(self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str) -> Outcome:
+        received_unix_nanos = time.time_ns()
         try:
-            outcome = self._handle(spec, body, json=json, gzip=gzip, transport=transport)
+            outcome = self._handle(spec, body, json=json, gzip=gzip, transport=transport, received=received_unix_nanos)
         except Exception as exc:  # a defect must cost one request, never the process
             self._log.exception("request failed inside the receiver", signal=spec.name, transport=transport)
             outcome = Refused(Refusal.INTERNAL, f"internal error while handling the request: {exc}")
@@ -59,7 +61,9 @@ class Ingest:
     def _refuse_busy(self, reason: Refusal, message: str, items: int = 0) -> Refused:
         return Refused(reason, message, items, retry_after_s=self._limits.retry_after_s)
 
-    def _handle(self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str) -> Outcome:
+    def _handle(
+        self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str, received: int
+    ) -> Outcome:
         limits = self._limits
         if self._pipeline.queue.closed:
             return self._refuse_busy(Refusal.SHUTTING_DOWN, "receiver is shutting down; retry later")
@@ -86,7 +90,8 @@ class Ingest:
         except MalformedRequest as exc:
             return Refused(Refusal.MALFORMED, str(exc))
 
-        converted = spec.convert(request, self._options())
+        # The receive time goes in through the options: conversion stays pure (logs without any time use it).
+        converted = spec.convert(request, replace(self._options(), received_unix_nanos=received))
         del request
         self._count_altered(spec, converted.stats)
         rows = converted.rows
