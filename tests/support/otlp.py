@@ -80,6 +80,8 @@ def attr(key: str, value: object) -> common_pb2.KeyValue:
 
 
 def any_value(value: object) -> common_pb2.AnyValue:
+    if value is None:
+        return common_pb2.AnyValue()  # no value set: null in JSON
     if isinstance(value, bool):
         return common_pb2.AnyValue(bool_value=value)
     if isinstance(value, int):
