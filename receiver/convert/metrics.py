@@ -126,6 +126,9 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
     stats = out.stats
     append = out.rows.append
     metric_index = 0
+    # An SDK stamps every point of one collection with the same times: convert each distinct one once.
+    last_time_ns = last_start_ns = -1
+    last_ts = last_start_ts = None
     for resource_metrics in request.resource_metrics:
         resource = resource_metrics.resource
         resource_attrs = key_values(resource.attributes, limit, stats)
@@ -253,15 +256,21 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
                         exemplars = ()
                     attrs = key_values(point.attributes, limit, stats)
                     provider, model = provider_and_model(attrs) if attrs else (None, None)
+                    time_ns = point.time_unix_nano
+                    if time_ns != last_time_ns:
+                        last_time_ns, last_ts = time_ns, timestamp_from_unix_nanos(time_ns)
                     start_ns = point.start_time_unix_nano
+                    if start_ns != last_start_ns:
+                        last_start_ns = start_ns
+                        last_start_ts = timestamp_from_unix_nanos(start_ns) if start_ns else None
                     append(
                         (
-                            timestamp_from_unix_nanos(point.time_unix_nano),
-                            timestamp_from_unix_nanos(start_ns) if start_ns else None,
+                            last_ts,
+                            last_start_ts,
                             Uuid(identity.item_id(series_hash, point)),
                             *head,
                             *middle,
-                            exemplars_json(exemplars, limit, stats),
+                            exemplars_json(exemplars, limit, stats) if exemplars else None,
                             int32_from_uint32(point.flags),
                             service_name,
                             provider or resource_provider,
