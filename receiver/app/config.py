@@ -75,7 +75,9 @@ class PipelineConfig:
     queue_max_bytes: int = _setting(
         128 * 1024 * 1024, "estimated bytes held in memory at most", min=1024 * 1024, max=64 * 1024 * 1024 * 1024
     )
-    max_share: float = _setting(0.7, "largest share of the queue one signal may hold", min=0.1, max=1.0)
+    max_share: float = _setting(
+        0.7, "largest share of the queue and of the writers one signal may hold", min=0.1, max=1.0
+    )
     batch_max_rows: int = _setting(5000, "rows per COPY transaction at most", min=1, max=1_000_000)
     flush_interval_ms: int = _setting(200, "longest wait before a partial batch is written", min=1, max=60_000)
     writers: int = _setting(4, "COPY writer connections", min=1, max=256)

@@ -72,7 +72,9 @@ class Receiver:
             max_attribute_bytes=config.limits.max_attribute_value_bytes, price_book=PriceBook()
         )
         p = config.pipeline
-        self.queue = BoundedQueue(schema.SIGNAL_TABLES.values(), p.queue_max_rows, p.queue_max_bytes, p.max_share)
+        self.queue = BoundedQueue(
+            schema.SIGNAL_TABLES.values(), p.queue_max_rows, p.queue_max_bytes, p.max_share, writers=p.writers
+        )
         self.metrics.queue_capacity.set(p.queue_max_rows)
         self.metrics.queue_bytes_capacity.set(p.queue_max_bytes)
         # Read at scrape time, so the gauges are never stale.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from google.protobuf.message import Message
@@ -55,8 +55,11 @@ class Ingest:
         self._limited = RateLimitedLog(self._log)
 
     async def handle(self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str) -> Outcome:
+        received_unix_nanos = time.time_ns()
         try:
-            outcome = await self._handle(spec, body, json=json, gzip=gzip, transport=transport)
+            outcome = await self._handle(
+                spec, body, json=json, gzip=gzip, transport=transport, received=received_unix_nanos
+            )
         except Exception as exc:  # a defect must cost one request, never the process
             self._log.exception("request failed inside the receiver", signal=spec.name, transport=transport)
             outcome = Refused(Refusal.INTERNAL, f"internal error while handling the request: {exc}")
@@ -67,7 +70,9 @@ class Ingest:
         retry_after = max(self._limits.retry_after_s, self._pipeline.breaker.cooldown_remaining())
         return Refused(reason, message, items, retry_after_s=retry_after, cause=cause)
 
-    async def _handle(self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str) -> Outcome:
+    async def _handle(
+        self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str, received: int
+    ) -> Outcome:
         limits = self._limits
         if self._pipeline.closed:
             return self._refuse_busy(Refusal.SHUTTING_DOWN, "receiver is shutting down; retry later")
@@ -96,12 +101,12 @@ class Ingest:
         except MalformedRequest as exc:
             return Refused(Refusal.MALFORMED, str(exc))
 
-        received_ns = time.time_ns()
-        converted = spec.convert(request, self._options())
+        # The receive time goes in through the options: conversion stays pure (logs without any time use it).
+        converted = spec.convert(request, replace(self._options(), received_unix_nanos=received))
         record = None
         if self._pipeline.durable:
             payload = request.SerializeToString() if json else body
-            record = SpoolRecord(signal=spec.name, request=payload, received_unix_nano=received_ns)
+            record = SpoolRecord(signal=spec.name, request=payload, received_unix_nano=received)
         del request
         self._count_altered(spec, converted.stats)
         rows = converted.rows
@@ -150,7 +155,7 @@ class Ingest:
         except MalformedRequest as exc:
             self._log.error("unreadable spool record skipped", signal=record.signal, error=str(exc))
             return None
-        converted = spec.convert(request, self._options())
+        converted = spec.convert(request, replace(self._options(), received_unix_nanos=record.received_unix_nano))
         rows = converted.rows
         return {spec.table: rows}, len(record.request) + len(rows) * self._limits.row_overhead_bytes
 
