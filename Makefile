@@ -14,7 +14,7 @@ BENCH_EXPORTERS ?= 4
 BENCH_BATCH     ?= 512
 BENCH_ARGS      ?=
 
-.PHONY: run test install postgres lint bench clean
+.PHONY: run test install postgres lint bench clean proto
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -46,3 +46,7 @@ lint: install
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
+
+proto: install  # regenerate proto/*_pb2.py after editing a .proto
+	$(BIN)/pip install -q -e '.[dev]'
+	cd proto && ../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. *.proto

@@ -122,7 +122,7 @@ class BuiltRequest:
     resource: resource_pb2.Resource
 
 
-def _kv(key: str, value: object) -> common_pb2.KeyValue:
+def kv(key: str, value: object) -> common_pb2.KeyValue:
     if isinstance(value, bool):
         any_value = common_pb2.AnyValue(bool_value=value)
     elif isinstance(value, int):
@@ -139,7 +139,7 @@ def _kv(key: str, value: object) -> common_pb2.KeyValue:
 
 
 def _attributes(pairs: dict[str, object]) -> list[common_pb2.KeyValue]:
-    return [_kv(k, v) for k, v in pairs.items() if v is not None]
+    return [kv(k, v) for k, v in pairs.items() if v is not None]
 
 
 def resource_for(run: RunId, app: str, instance: int) -> resource_pb2.Resource:
@@ -203,7 +203,7 @@ class _Trace:
             error_type, message = error
             span.status.code = trace_pb2.Status.STATUS_CODE_ERROR
             span.status.message = message
-            span.attributes.append(_kv("error.type", error_type))
+            span.attributes.append(kv("error.type", error_type))
             span.events.append(
                 trace_pb2.Span.Event(
                     name="exception",

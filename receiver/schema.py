@@ -117,7 +117,7 @@ LOGS_COLUMNS: Final[tuple[str, ...]] = (
 
 # Signal name -> target table; the pipeline shares its queue fairly between these. A signal is added
 # here when its front-end route and converter exist (receiver.frontends.signals).
-SIGNAL_TABLES: Final[dict[str, str]] = {"traces": TRACES_TABLE}
+SIGNAL_TABLES: Final[dict[str, str]] = {"traces": TRACES_TABLE, "metrics": METRICS_TABLE, "logs": LOGS_TABLE}
 
 TABLE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     TRACES_TABLE: TRACES_COLUMNS,

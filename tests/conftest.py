@@ -32,7 +32,7 @@ def pg_cluster() -> Iterator[EmbeddedPostgres]:
     os.rmdir(root) if os.path.isdir(root) and not os.listdir(root) else None
 
 
-class TestDatabase:
+class DatabaseHandle:
     """A fresh database in the session cluster, with helpers to read what the receiver stored."""
 
     def __init__(self, cluster: EmbeddedPostgres, name: str) -> None:
@@ -69,29 +69,29 @@ class TestDatabase:
         return last[0]
 
 
-async def create_database(cluster: EmbeddedPostgres) -> TestDatabase:
+async def create_database(cluster: EmbeddedPostgres) -> DatabaseHandle:
     name = f"t_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(cluster.admin_dsn())
     try:
         await conn.execute(f"CREATE DATABASE {name}")
     finally:
         await conn.close()
-    return TestDatabase(cluster, name)
+    return DatabaseHandle(cluster, name)
 
 
 @pytest.fixture
-async def database(pg_cluster: EmbeddedPostgres) -> TestDatabase:
+async def database(pg_cluster: EmbeddedPostgres) -> DatabaseHandle:
     return await create_database(pg_cluster)
 
 
 @pytest.fixture(scope="module")
-async def module_database(pg_cluster: EmbeddedPostgres) -> TestDatabase:
+async def module_database(pg_cluster: EmbeddedPostgres) -> DatabaseHandle:
     return await create_database(pg_cluster)
 
 
 @pytest.fixture(scope="module")
 async def receiver(
-    module_database: TestDatabase, tmp_path_factory: pytest.TempPathFactory
+    module_database: DatabaseHandle, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ReceiverProcess]:
     """One real receiver per test module, on free ports, writing into the module's database."""
     proc = ReceiverProcess(module_database.dsn, tmp_path_factory.mktemp("receiver"))

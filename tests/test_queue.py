@@ -89,3 +89,46 @@ async def test_ticket_finishes_when_its_last_chunk_completes():
     assert done == []
     queue.complete(await queue.take(max_rows=10, max_wait_s=0))
     assert done == [True]
+
+
+async def test_a_stalled_lane_cannot_hold_every_writer():
+    # 3 writers, share 0.5: one table may occupy ceil(1.5) = 2 writers, the third stays for the others.
+    queue = BoundedQueue(["points", "spans"], max_rows=1000, max_bytes=100_000, max_share=0.5, writers=3)
+    assert queue.lane_max_writers == 2
+    for _ in range(5):
+        queue.offer([chunk("points", 10)])
+    stalled = [await queue.take(max_rows=10, max_wait_s=0) for _ in range(2)]
+    assert {b.table for b in stalled} == {"points"}
+    third = asyncio.ensure_future(queue.take(max_rows=10, max_wait_s=0))
+    await asyncio.sleep(0)
+    assert not third.done()  # points are pending, but this lane already holds its 2 writers
+    queue.offer([chunk("spans", 1)])
+    assert (await asyncio.wait_for(third, 1)).table == "spans"
+    fourth = asyncio.ensure_future(queue.take(max_rows=10, max_wait_s=0))
+    await asyncio.sleep(0)
+    assert not fourth.done()
+    queue.complete(stalled[0])  # a points writer is free again: the waiting writer takes points
+    assert (await asyncio.wait_for(fourth, 1)).table == "points"
+
+
+async def test_writer_cap_always_leaves_one_writer_and_is_off_at_full_share():
+    assert BoundedQueue(["a", "b"], 10, 1000, max_share=0.7, writers=2).lane_max_writers == 1
+    assert BoundedQueue(["a", "b"], 10, 1000, max_share=0.7, writers=4).lane_max_writers == 3
+    assert BoundedQueue(["a", "b"], 10, 1000, max_share=1.0, writers=4).lane_max_writers == 4
+    assert BoundedQueue(["a"], 10, 1000, max_share=0.5, writers=4).lane_max_writers == 4
+
+
+async def test_close_drains_a_capped_lane_instead_of_stopping_writers_early():
+    queue = BoundedQueue(["a", "b"], max_rows=1000, max_bytes=100_000, max_share=0.5, writers=2)
+    queue.offer([chunk("a", 5)])
+    queue.offer([chunk("a", 5)])
+    first = await queue.take(max_rows=5, max_wait_s=0)
+    queue.close()
+    second = asyncio.ensure_future(queue.take(max_rows=5, max_wait_s=0))
+    await asyncio.sleep(0)
+    assert not second.done()  # must not return None while lane "a" still has rows
+    queue.complete(first)
+    batch = await asyncio.wait_for(second, 1)
+    assert batch is not None and batch.table == "a"
+    queue.complete(batch)
+    assert await queue.take(max_rows=5, max_wait_s=0) is None

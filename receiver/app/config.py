@@ -75,7 +75,9 @@ class PipelineConfig:
     queue_max_bytes: int = _setting(
         128 * 1024 * 1024, "estimated bytes held in memory at most", min=1024 * 1024, max=64 * 1024 * 1024 * 1024
     )
-    max_share: float = _setting(0.7, "largest share of the queue one signal may hold", min=0.1, max=1.0)
+    max_share: float = _setting(
+        0.7, "largest share of the queue and of the writers one signal may hold", min=0.1, max=1.0
+    )
     batch_max_rows: int = _setting(5000, "rows per COPY transaction at most", min=1, max=1_000_000)
     flush_interval_ms: int = _setting(200, "longest wait before a partial batch is written", min=1, max=60_000)
     writers: int = _setting(4, "COPY writer connections", min=1, max=256)
@@ -92,6 +94,21 @@ class SpoolConfig:
     max_bytes: int = _setting(
         1024 * 1024 * 1024, "spool size at most; beyond it requests are refused", min=1024 * 1024, max=1 << 50
     )
+    segment_bytes: int = _setting(
+        64 * 1024 * 1024,
+        "spool segment file size; a segment is deleted once all its rows are stored",
+        min=64 * 1024,
+        max=1 << 34,
+    )
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    failure_threshold: int = _setting(5, "consecutive failed writes that open the circuit breaker", min=1, max=1000)
+    failure_rate: float = _setting(0.5, "failure share over the last `window` writes that opens it", min=0.01, max=1.0)
+    window: int = _setting(20, "writes the failure rate is measured over", min=1, max=10_000)
+    cooldown_s: float = _setting(2.0, "time the breaker stays open before one probe write", min=0.01, max=600)
+    max_cooldown_s: float = _setting(30.0, "cool-down doubles after each failed probe, up to this", min=0.01, max=3600)
 
 
 @dataclass(frozen=True)
@@ -102,6 +119,9 @@ class DeadLetterConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
+    memory_limit_mib: int = _setting(
+        1024, "refuse new data (retryable) while the process RSS is above this; 0 = off", min=0, max=1 << 20
+    )
     max_attribute_value_bytes: int = _setting(
         128 * 1024, "longer string/bytes attribute values are truncated (with a marker)", min=64, max=64 * 1024 * 1024
     )
@@ -130,6 +150,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
     dead_letter: DeadLetterConfig = field(default_factory=DeadLetterConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -279,6 +300,10 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     config = Config(**built)
     if config.database.retry_max_ms < config.database.retry_initial_ms:
         problems.append("database.retry_max_ms: must be at least database.retry_initial_ms")
+    if config.breaker.max_cooldown_s < config.breaker.cooldown_s:
+        problems.append("breaker.max_cooldown_s: must be at least breaker.cooldown_s")
+    if config.spool.segment_bytes > config.spool.max_bytes:
+        problems.append("spool.segment_bytes: must not exceed spool.max_bytes")
     if config.pipeline.writers + 1 > config.database.max_connections:
         problems.append(
             f"pipeline.writers: {config.pipeline.writers} writers need database.max_connections >= "

@@ -25,9 +25,12 @@ from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
 from receiver.frontends.ingest import Ingest, IngestLimits
 from receiver.frontends.signals import SIGNALS
+from receiver.pipeline.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from receiver.pipeline.memory import MemoryGuard
 from receiver.pipeline.pipeline import Pipeline
 from receiver.pipeline.queue import BoundedQueue
 from receiver.pipeline.sink import CopySink, DeadLetterFile, RetryPolicy
+from receiver.pipeline.spool import Spool
 from receiver.storage.database import Database, probe, redact
 from receiver.storage.embedded import EmbeddedPostgres
 from receiver.storage.errors import describe
@@ -69,7 +72,9 @@ class Receiver:
             max_attribute_bytes=config.limits.max_attribute_value_bytes, price_book=PriceBook()
         )
         p = config.pipeline
-        self.queue = BoundedQueue(schema.SIGNAL_TABLES.values(), p.queue_max_rows, p.queue_max_bytes, p.max_share)
+        self.queue = BoundedQueue(
+            schema.SIGNAL_TABLES.values(), p.queue_max_rows, p.queue_max_bytes, p.max_share, writers=p.writers
+        )
         self.metrics.queue_capacity.set(p.queue_max_rows)
         self.metrics.queue_bytes_capacity.set(p.queue_max_bytes)
         # Read at scrape time, so the gauges are never stale.
@@ -79,6 +84,17 @@ class Receiver:
             self.metrics.storage_buffer_size.labels(table).set_function(
                 lambda table=table: self.queue.pending_rows(table)
             )
+        b = config.breaker
+        self.breaker = CircuitBreaker(
+            BreakerSettings(b.failure_threshold, b.failure_rate, b.window, b.cooldown_s, b.max_cooldown_s),
+            on_transition=self._breaker_moved,
+        )
+        self.metrics.breaker_state.set(0)
+        self.memory = MemoryGuard(config.limits.memory_limit_mib * 1024 * 1024)
+        self.metrics.memory_limit.set(self.memory.limit_bytes)
+        self.metrics.memory_rss.set_function(lambda: self.memory.rss_bytes)
+        self.metrics.memory_peak.set_function(lambda: self.memory.peak_rss_bytes)
+        self.spool: Spool | None = None
         self.pipeline: Pipeline | None = None
         self.grpc: GrpcFrontend | None = None
         self.http: HttpFrontend | None = None
@@ -109,13 +125,16 @@ class Receiver:
             cfg.pipeline.batch_max_rows,
             cfg.pipeline.flush_interval_ms / 1000,
             DeadLetterFile(Path(cfg.dead_letter.dir), cfg.dead_letter.max_file_bytes),
+            self.breaker,
             RetryPolicy(cfg.database.retry_initial_ms / 1000, cfg.database.retry_max_ms / 1000),
         )
-        self.pipeline = Pipeline(self.queue, sink, cfg.pipeline.batch_max_rows)
-        await self.pipeline.start()
-
+        self.pipeline = Pipeline(self.queue, sink, self.breaker, cfg.pipeline.batch_max_rows, self.memory)
         limits = IngestLimits(cfg.otlp.max_request_bytes, cfg.pipeline.row_overhead_bytes, cfg.pipeline.retry_after_s)
         ingest = Ingest(self.pipeline, self.metrics, limits, lambda: self._convert_options)
+        if cfg.pipeline.durability == "spool":
+            await self._open_spool(ingest)
+        await self.pipeline.start()
+
         signals = list(SIGNALS.values())
         self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
         self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
@@ -131,6 +150,44 @@ class Receiver:
             durability=cfg.pipeline.durability,
         )
         self._bootstrap_task = asyncio.create_task(self._bootstrap(), name="database-bootstrap")
+
+    async def _open_spool(self, ingest: Ingest) -> None:
+        assert self.pipeline is not None
+        cfg = self.config.spool
+        spool = Spool(
+            Path(cfg.dir),
+            cfg.max_bytes,
+            cfg.segment_bytes,
+            self.pipeline.hand_over,
+            ingest.materialize,
+            self.pipeline.can_hand_over,
+            self.metrics,
+        )
+        self.pipeline.attach_spool(spool)
+        self.spool = spool
+        self.metrics.spool_capacity.set(cfg.max_bytes)
+        self.metrics.spool_bytes.set_function(lambda: spool.used_bytes)
+        self.metrics.spool_backlog.set_function(spool.backlog_bytes)
+        self.metrics.spool_segments.set_function(lambda: spool.segment_count)
+        report = await spool.open()
+        self.log.info(
+            "spool open",
+            dir=str(Path(cfg.dir).resolve()),
+            recovered_records=report.records,
+            quarantined_bytes=report.quarantined_bytes,
+        )
+
+    def _breaker_moved(self, previous: BreakerState, state: BreakerState) -> None:
+        self.metrics.breaker_state.set(state.value)
+        self.metrics.breaker_transitions.labels(state.name.lower()).inc()
+        log = self.log.warning if state is BreakerState.OPEN else self.log.info
+        log(
+            "circuit breaker " + state.name.lower().replace("_", "-"),
+            previous=previous.name.lower(),
+            consecutive_failures=self.breaker.consecutive_failures,
+            cooldown_s=round(self.breaker.cooldown_remaining(), 2),
+            spooling=self.spool is not None,
+        )
 
     async def _admin_connection(self) -> asyncpg.Connection:
         assert self.database is not None
@@ -243,8 +300,26 @@ class Receiver:
                 "depth_bytes": self.queue.nbytes,
                 "capacity_bytes": self.queue.max_bytes,
             },
-            "breaker": {"state": "closed"},
-            "spool": {"enabled": cfg.pipeline.durability == "spool", "bytes": 0, "max_bytes": cfg.spool.max_bytes},
+            "breaker": {
+                "state": self.breaker.state.name.lower(),
+                "consecutive_failures": self.breaker.consecutive_failures,
+                "cooldown_remaining_s": round(self.breaker.cooldown_remaining(), 2),
+                "opened_total": self.breaker.opened_total,
+            },
+            "spool": {
+                "enabled": self.spool is not None,
+                "bytes": self.spool.used_bytes if self.spool else 0,
+                "max_bytes": cfg.spool.max_bytes,
+                "segments": self.spool.segment_count if self.spool else 0,
+                "backlog_bytes": self.spool.backlog_bytes() if self.spool else 0,
+                "quarantined_bytes": self.spool.quarantined_bytes if self.spool else 0,
+            },
+            "memory": {
+                "rss_bytes": self.memory.rss_bytes,
+                "peak_rss_bytes": self.memory.peak_rss_bytes,
+                "limit_bytes": self.memory.limit_bytes,
+                "over_limit": self.memory.over_limit,
+            },
             "writes": {
                 "consecutive_failures": sink.consecutive_failures if sink else 0,
                 "last_error": sink.last_error if sink else None,
@@ -266,7 +341,8 @@ class Receiver:
         self.log.info("shutting down: refusing new data, draining the queue", queued_rows=self.queue.rows)
         if self.grpc is not None:
             await self.grpc.set_serving(False)
-        self.queue.close()
+        if self.pipeline is not None:
+            self.pipeline.close()
         if self.http is not None:
             await self.http.stop()
         if self.grpc is not None:

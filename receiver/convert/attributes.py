@@ -44,7 +44,8 @@ def clean_text(value: str, limit: int, stats: ConversionStats) -> str:
     return cut + TRUNCATION_MARK.format(len(encoded) - len(cut.encode("utf-8")))
 
 
-def _finite_or_label(value: float, stats: ConversionStats) -> float | str:
+def finite_or_label(value: float, stats: ConversionStats) -> float | str:
+    """A double for a JSON document: JSON has no NaN/Infinity, so those become their names."""
     if math.isfinite(value):
         return value
     stats.non_finite_numbers += 1
@@ -63,7 +64,7 @@ def any_value(value: Any, limit: int, stats: ConversionStats) -> Any:
     if kind == "bool_value":
         return value.bool_value
     if kind == "double_value":
-        return _finite_or_label(value.double_value, stats)
+        return finite_or_label(value.double_value, stats)
     if kind == "array_value":
         return [any_value(item, limit, stats) for item in value.array_value.values]
     if kind == "kvlist_value":

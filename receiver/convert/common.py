@@ -17,6 +17,9 @@ class ConvertOptions:
 
     max_attribute_bytes: int = 128 * 1024
     price_book: PriceBook = field(default_factory=PriceBook)
+    # When the front end received the request (Unix ns). Log records carrying neither a time nor an
+    # observed time are stamped with it; conversion never reads the clock itself. 0 = not known.
+    received_unix_nanos: int = 0
 
 
 @dataclass(slots=True)
@@ -28,7 +31,8 @@ class Converted:
     errors: list[str] = field(default_factory=list)
     stats: ConversionStats = field(default_factory=ConversionStats)
 
-    def reject(self, message: str) -> None:
-        self.rejected += 1
+    def reject(self, message: str, count: int = 1) -> None:
+        """Count `count` refused items (a nameless metric refuses all its points) under one message."""
+        self.rejected += count
         if len(self.errors) < MAX_ERROR_MESSAGES:
             self.errors.append(message)

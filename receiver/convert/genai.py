@@ -230,3 +230,14 @@ def extract_llm_fields(attrs: dict[str, Any]) -> LlmFields:
     fields.tags = as_text_list(first(attrs, TAG_KEYS))
     fields.finish_reasons = as_text_list(first(attrs, FINISH_REASON_KEYS))
     return fields
+
+
+def provider_and_model(attrs: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Provider (lower-cased) and model named by one attribute dict, by the same names spans use.
+
+    Metric points and log records carry fewer attributes than spans; their resource is the fallback,
+    which the caller applies with `or` so the point's own value always wins.
+    """
+    provider = as_text(first(attrs, PROVIDER_KEYS))
+    model = as_text(first(attrs, RESPONSE_MODEL_KEYS)) or as_text(first(attrs, REQUEST_MODEL_KEYS))
+    return (provider.lower() if provider else None), model

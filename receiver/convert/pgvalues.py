@@ -38,3 +38,9 @@ def timestamp_from_unix_nanos(nanos: int) -> datetime:
 
 # timestamptz accepts 4713 BC .. 294276 AD; OTLP nanos (uint64) reach 2554 AD, so only 0 is suspect.
 MAX_UNIX_NANOS = (1 << 64) - 1
+
+
+def int32_from_uint32(flags: int) -> int:
+    """OTLP uint32 flags -> the same 32 bits as PostgreSQL's signed `integer` (lossless; `flags & 1`
+    still tests bit 0). Only reserved high bits make the stored number negative."""
+    return flags - (1 << 32) if flags >= 1 << 31 else flags

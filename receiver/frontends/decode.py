@@ -50,7 +50,14 @@ def parse_protobuf(message_type: type[Message], body: bytes) -> Message:
 
 @dataclass(frozen=True, slots=True)
 class JsonEnvelope:
-    """Where the items sit in one signal's OTLP/JSON request, and which item fields hold hex ids."""
+    """Where the items sit in one signal's OTLP/JSON request, and which item fields hold hex ids.
+
+    Metrics have one more level: an item (a Metric) holds its data points inside one of several type
+    objects (`gauge`, `sum`, ...). With `point_containers` set, the item's own fields are parsed first
+    and then each data point on its own, so one unrepresentable value rejects its point, not the
+    metric; rejections are counted in points (`rejected_data_points`). A metric whose own fields do
+    not parse rejects all its points (at least one).
+    """
 
     resource_list: str  # "resourceSpans"
     scope_list: str  # "scopeSpans"
@@ -58,32 +65,44 @@ class JsonEnvelope:
     item_noun: str  # "span", for error messages
     id_fields: tuple[str, ...]  # hex id fields of an item
     nested_id_lists: tuple[tuple[str, ...], ...] = ()  # paths to lists of dicts with hex ids
+    point_containers: tuple[str, ...] = ()  # item keys holding {"dataPoints": [...], ...}
+    point_list: str = "dataPoints"
+    point_id_lists: tuple[tuple[str, ...], ...] = ()  # paths, inside a point, to lists with hex ids
+    # True: an id that is not hex is dropped (the converter stores NULL) instead of rejecting the
+    # item. For logs and exemplars the ids are optional correlation, not identity.
+    lenient_ids: bool = False
 
 
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
 
 
-def _hex_to_b64(item: dict[str, Any], field: str) -> None:
+def _hex_to_b64(item: dict[str, Any], field: str, lenient: bool = False) -> None:
     value = item.get(field)
     if value is None or value == "":
         return
-    if not isinstance(value, str):
-        raise ValueError(f"{field} must be a hex string, got {type(value).__name__}")
     try:
-        raw = bytes.fromhex(value)
+        if not isinstance(value, str):
+            raise ValueError(f"{field} must be a hex string, got {type(value).__name__}")
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raise ValueError(f"{field} {value[:40]!r} is not a hex string") from None
     except ValueError:
-        raise ValueError(f"{field} {value[:40]!r} is not a hex string") from None
+        if not lenient:
+            raise
+        del item[field]
+        return
     item[field] = base64.b64encode(raw).decode("ascii")
 
 
 def _fix_ids(item: dict[str, Any], envelope: JsonEnvelope) -> None:
     for field in envelope.id_fields:
-        _hex_to_b64(item, field)
+        _hex_to_b64(item, field, envelope.lenient_ids)
     for path in envelope.nested_id_lists:
-        _fix_nested(item, path)
+        _fix_nested(item, path, envelope.lenient_ids)
 
 
-def _fix_nested(node: Any, path: tuple[str, ...]) -> None:
+def _fix_nested(node: Any, path: tuple[str, ...], lenient: bool = False) -> None:
     if not isinstance(node, dict):
         return
     child = node.get(path[0])
@@ -92,13 +111,13 @@ def _fix_nested(node: Any, path: tuple[str, ...]) -> None:
             for entry in child:
                 if isinstance(entry, dict):
                     for field in _ID_FIELDS:
-                        _hex_to_b64(entry, field)
+                        _hex_to_b64(entry, field, lenient)
         return
     if isinstance(child, list):
         for entry in child:
-            _fix_nested(entry, path[1:])
+            _fix_nested(entry, path[1:], lenient)
     else:
-        _fix_nested(child, path[1:])
+        _fix_nested(child, path[1:], lenient)
 
 
 @dataclass(slots=True)
@@ -152,6 +171,13 @@ def parse_json(message_type: type[Message], envelope: JsonEnvelope, body: bytes,
             item_field = scope_target.DESCRIPTOR.fields_by_camelcase_name[envelope.item_list]
             item_list = getattr(scope_target, item_field.name)
             for item in items:
+                if envelope.point_containers:
+                    room = max_errors - len(errors)
+                    n, item_errors = _parse_item_with_points(item, item_list, envelope, index, room)
+                    rejected += n
+                    errors.extend(item_errors)
+                    index += 1
+                    continue
                 added = None
                 try:
                     if not isinstance(item, dict):
@@ -167,3 +193,60 @@ def parse_json(message_type: type[Message], envelope: JsonEnvelope, body: bytes,
                         errors.append(f"{envelope.item_noun} {index}: {exc}")
                 index += 1
     return JsonParse(request, rejected, errors)
+
+
+def _parse_item_with_points(
+    item: Any, item_list: Any, envelope: JsonEnvelope, index: int, max_errors: int
+) -> tuple[int, list[str]]:
+    """Parse one metric: its own fields, then each data point alone.
+
+    Returns (points rejected, at most `max_errors` messages)."""
+    noun = envelope.item_noun
+    if not isinstance(item, dict):
+        return 1, [f"{noun} {index}: must be a JSON object"][:max_errors]
+    present = [key for key in envelope.point_containers if item.get(key) is not None]
+    container = item.get(present[0]) if present else None
+    points = container.get(envelope.point_list) if isinstance(container, dict) else None
+    n_points = len(points) if isinstance(points, list) else 1
+    name = item.get("name")
+    label = f"{noun} {index}" + (f" ({name[:64]!r})" if isinstance(name, str) else "")
+    added = item_list.add()
+    try:
+        if len(present) > 1:
+            raise ValueError(f"has more than one of {', '.join(present)}")
+        if present and not isinstance(container, dict):
+            raise ValueError(f"{present[0]} must be a JSON object")
+        if points is not None and not isinstance(points, list):
+            raise ValueError(f"{present[0]}.{envelope.point_list} must be a list")
+        header = {k: v for k, v in item.items() if k not in envelope.point_containers}
+        ParseDict(header, added, ignore_unknown_fields=True)
+        if not present:
+            return 0, []
+        key = present[0]
+        target = getattr(added, added.DESCRIPTOR.fields_by_camelcase_name[key].name)
+        target.SetInParent()  # the metric's type is set even when it has no points
+        ParseDict({k: v for k, v in container.items() if k != envelope.point_list}, target, ignore_unknown_fields=True)
+    except (ParseError, ValueError, TypeError) as exc:
+        del item_list[-1]
+        return max(1, n_points), [f"{label}: {exc}"][:max_errors]
+    if not points:
+        return 0, []
+    point_list = getattr(target, target.DESCRIPTOR.fields_by_camelcase_name[envelope.point_list].name)
+    rejected = 0
+    errors: list[str] = []
+    for point_index, point in enumerate(points):
+        added_point = None
+        try:
+            if not isinstance(point, dict):
+                raise ValueError("must be a JSON object")
+            for path in envelope.point_id_lists:
+                _fix_nested(point, path, envelope.lenient_ids)
+            added_point = point_list.add()
+            ParseDict(point, added_point, ignore_unknown_fields=True)
+        except (ParseError, ValueError, TypeError) as exc:
+            if added_point is not None:
+                del point_list[-1]
+            rejected += 1
+            if len(errors) < max_errors:
+                errors.append(f"{label} data point {point_index}: {exc}")
+    return rejected, errors

@@ -24,7 +24,7 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 def _export_handler(spec: SignalSpec, ingest: Ingest) -> Handler:
     async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        outcome = ingest.handle(spec, request, json=False, gzip=False, transport="grpc")
+        outcome = await ingest.handle(spec, request, json=False, gzip=False, transport="grpc")
         if isinstance(outcome, Accepted):
             return response_message(spec.response_type, spec.rejected_field, outcome).SerializeToString()
         error = grpc_error(outcome)

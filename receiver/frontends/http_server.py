@@ -69,7 +69,7 @@ def _export_route(
                 Refusal.TOO_LARGE, f"request body exceeds the {max_request_bytes}-byte limit (otlp.max_request_bytes)"
             )
             return _reply(http_error(refused, json), json)
-        outcome = ingest.handle(spec, body, json=json, gzip=gzip, transport="http")
+        outcome = await ingest.handle(spec, body, json=json, gzip=gzip, transport="http")
         if isinstance(outcome, Accepted):
             response = response_message(spec.response_type, spec.rejected_field, outcome)
             return _reply(http_success(response, json), json)

@@ -7,9 +7,14 @@ is too large or cannot fit the queue is refused before a single byte of it is de
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
+from google.protobuf.message import Message
+
+from proto.spool_pb2 import SpoolRecord
 from receiver.convert.common import ConvertOptions
 from receiver.frontends.decode import (
     MalformedRequest,
@@ -19,10 +24,12 @@ from receiver.frontends.decode import (
     parse_protobuf,
 )
 from receiver.frontends.outcomes import Accepted, Outcome, Refusal, Refused
-from receiver.frontends.signals import SignalSpec
+from receiver.frontends.signals import SIGNALS, SignalSpec
 from receiver.pipeline.pipeline import Admission, Pipeline
 from receiver.telemetry.logging import RateLimitedLog, get_logger
 from receiver.telemetry.metrics import Metrics
+
+MEMORY_MESSAGE = "receiver memory is above limits.memory_limit_mib; retry later"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,21 +54,27 @@ class Ingest:
         self._log = get_logger("ingest")
         self._limited = RateLimitedLog(self._log)
 
-    def handle(self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str) -> Outcome:
+    async def handle(self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str) -> Outcome:
+        received_unix_nanos = time.time_ns()
         try:
-            outcome = self._handle(spec, body, json=json, gzip=gzip, transport=transport)
+            outcome = await self._handle(
+                spec, body, json=json, gzip=gzip, transport=transport, received=received_unix_nanos
+            )
         except Exception as exc:  # a defect must cost one request, never the process
             self._log.exception("request failed inside the receiver", signal=spec.name, transport=transport)
             outcome = Refused(Refusal.INTERNAL, f"internal error while handling the request: {exc}")
         self._count(spec, transport, outcome)
         return outcome
 
-    def _refuse_busy(self, reason: Refusal, message: str, items: int = 0) -> Refused:
-        return Refused(reason, message, items, retry_after_s=self._limits.retry_after_s)
+    def _refuse_busy(self, reason: Refusal, message: str, items: int = 0, cause: str = "") -> Refused:
+        retry_after = max(self._limits.retry_after_s, self._pipeline.breaker.cooldown_remaining())
+        return Refused(reason, message, items, retry_after_s=retry_after, cause=cause)
 
-    def _handle(self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str) -> Outcome:
+    async def _handle(
+        self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str, received: int
+    ) -> Outcome:
         limits = self._limits
-        if self._pipeline.queue.closed:
+        if self._pipeline.closed:
             return self._refuse_busy(Refusal.SHUTTING_DOWN, "receiver is shutting down; retry later")
         if len(body) > limits.max_request_bytes:
             return Refused(
@@ -70,12 +83,14 @@ class Ingest:
                 "(otlp.max_request_bytes); send smaller batches",
             )
         if not self._pipeline.room_for_bytes(len(body)):
-            return self._refuse_busy(Refusal.OVERLOADED, "receiver queue is full; retry later")
+            return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
+        if self._pipeline.memory_exhausted():
+            return self._refuse_busy(Refusal.OVERLOADED, MEMORY_MESSAGE, cause="memory")
         try:
             if gzip:
                 body = gunzip_bounded(body, limits.max_request_bytes)
                 if not self._pipeline.room_for_bytes(len(body)):
-                    return self._refuse_busy(Refusal.OVERLOADED, "receiver queue is full; retry later")
+                    return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
             if json:
                 parsed = parse_json(spec.request_type, spec.envelope, body)
                 request, pre_rejected, pre_errors = parsed.message, parsed.rejected, parsed.errors
@@ -86,7 +101,12 @@ class Ingest:
         except MalformedRequest as exc:
             return Refused(Refusal.MALFORMED, str(exc))
 
-        converted = spec.convert(request, self._options())
+        # The receive time goes in through the options: conversion stays pure (logs without any time use it).
+        converted = spec.convert(request, replace(self._options(), received_unix_nanos=received))
+        record = None
+        if self._pipeline.durable:
+            payload = request.SerializeToString() if json else body
+            record = SpoolRecord(signal=spec.name, request=payload, received_unix_nano=received)
         del request
         self._count_altered(spec, converted.stats)
         rows = converted.rows
@@ -102,15 +122,42 @@ class Ingest:
                 f"invalid:{spec.name}", "rejected invalid items", signal=spec.name, count=rejected, detail=message
             )
         nbytes = len(body) + len(rows) * limits.row_overhead_bytes
-        admission = self._pipeline.submit({spec.table: rows}, nbytes)
-        if admission is Admission.FULL:
+        admission = await self._pipeline.submit({spec.table: rows}, nbytes, record)
+        if admission is not Admission.ACCEPTED:
             self._metrics.enqueue_failed[spec.name].inc(len(rows))
-            return self._refuse_busy(Refusal.OVERLOADED, "receiver queue is full; retry later", len(rows))
-        if admission is Admission.CLOSED:
-            return self._refuse_busy(Refusal.SHUTTING_DOWN, "receiver is shutting down; retry later", len(rows))
+            if admission is Admission.CLOSED:
+                return self._refuse_busy(Refusal.SHUTTING_DOWN, "receiver is shutting down; retry later", len(rows))
+            message = {
+                Admission.FULL: self._full_message(),
+                Admission.MEMORY: MEMORY_MESSAGE,
+                Admission.SPOOL_ERROR: "receiver cannot write its spool (disk full or I/O error); retry later",
+            }[admission]
+            return self._refuse_busy(Refusal.OVERLOADED, message, len(rows), cause=admission.value)
         if rows:
             self._metrics.accepted[spec.name].labels(transport).inc(len(rows))
         return Accepted(len(rows), rejected, message)
+
+    def _full_message(self) -> str:
+        if self._pipeline.durable:
+            return "receiver spool is full (spool.max_bytes); retry later"
+        if self._pipeline.breaker.is_open:
+            return "database unavailable and receiver queue full; retry later"
+        return "receiver queue is full; retry later"
+
+    def materialize(self, record: SpoolRecord) -> tuple[Mapping[str, Sequence[tuple[Any, ...]]], int] | None:
+        """A spooled request -> rows again (replay after a restart or after the spool fell behind)."""
+        spec = SIGNALS.get(record.signal)
+        if spec is None:
+            self._log.error("spool record of an unknown signal skipped", signal=record.signal)
+            return None
+        try:
+            request: Message = parse_protobuf(spec.request_type, record.request)
+        except MalformedRequest as exc:
+            self._log.error("unreadable spool record skipped", signal=record.signal, error=str(exc))
+            return None
+        converted = spec.convert(request, replace(self._options(), received_unix_nanos=record.received_unix_nano))
+        rows = converted.rows
+        return {spec.table: rows}, len(record.request) + len(rows) * self._limits.row_overhead_bytes
 
     def _count_altered(self, spec: SignalSpec, stats: object) -> None:
         for kind in ("truncated_values", "nul_replaced", "non_finite_numbers"):
@@ -124,13 +171,13 @@ class Ingest:
         else:
             label = "refused" if outcome.reason is not Refusal.INTERNAL else "failure"
             if outcome.items:
-                self._metrics.refused[spec.name].labels(transport, outcome.reason.value).inc(outcome.items)
+                self._metrics.refused[spec.name].labels(transport, outcome.label).inc(outcome.items)
             self._limited.warning(
-                f"refused:{spec.name}:{outcome.reason.value}",
+                f"refused:{spec.name}:{outcome.label}",
                 "request refused",
                 signal=spec.name,
                 transport=transport,
-                reason=outcome.reason.value,
+                reason=outcome.label,
                 detail=outcome.message,
             )
         self._metrics.requests.labels(transport, spec.name, label).inc()

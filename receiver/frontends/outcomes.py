@@ -37,6 +37,11 @@ class Refused:
     message: str
     items: int = 0  # how many items the refusal covered, when known
     retry_after_s: float | None = None
+    cause: str = ""  # finer reason for metrics and logs (queue_full, memory, spool_full, …)
+
+    @property
+    def label(self) -> str:
+        return self.cause or self.reason.value
 
 
 Outcome = Accepted | Refused

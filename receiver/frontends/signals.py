@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from receiver import schema
 from receiver.convert.common import Converted, ConvertOptions
+from receiver.convert.logs import convert_logs
+from receiver.convert.metrics import convert_metrics
 from receiver.convert.traces import convert_traces
 from receiver.frontends.decode import JsonEnvelope
 
@@ -18,7 +22,7 @@ from receiver.frontends.decode import JsonEnvelope
 @dataclass(frozen=True, slots=True)
 class SignalSpec:
     name: str  # "traces"
-    item_noun: str  # "span", in messages
+    item_noun: str  # "span", in messages; the unit `rejected_field` counts
     request_type: type[Message]
     response_type: type[Message]
     rejected_field: str  # the partial_success field: "rejected_spans"
@@ -49,4 +53,48 @@ TRACES = SignalSpec(
     grpc_method="/opentelemetry.proto.collector.trace.v1.TraceService/Export",
 )
 
-SIGNALS: dict[str, SignalSpec] = {spec.name: spec for spec in (TRACES,)}
+# The item of OTLP/JSON parsing is the Metric, but rejections count data points, the unit of
+# `rejected_data_points`: see JsonEnvelope.point_containers.
+METRICS = SignalSpec(
+    name="metrics",
+    item_noun="data point",
+    request_type=metrics_service_pb2.ExportMetricsServiceRequest,
+    response_type=metrics_service_pb2.ExportMetricsServiceResponse,
+    rejected_field="rejected_data_points",
+    envelope=JsonEnvelope(
+        resource_list="resourceMetrics",
+        scope_list="scopeMetrics",
+        item_list="metrics",
+        item_noun="metric",
+        id_fields=(),
+        point_containers=("gauge", "sum", "histogram", "exponentialHistogram", "summary"),
+        point_id_lists=(("exemplars",),),
+        lenient_ids=True,
+    ),
+    convert=convert_metrics,
+    table=schema.METRICS_TABLE,
+    http_path="/v1/metrics",
+    grpc_method="/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+)
+
+LOGS = SignalSpec(
+    name="logs",
+    item_noun="log record",
+    request_type=logs_service_pb2.ExportLogsServiceRequest,
+    response_type=logs_service_pb2.ExportLogsServiceResponse,
+    rejected_field="rejected_log_records",
+    envelope=JsonEnvelope(
+        resource_list="resourceLogs",
+        scope_list="scopeLogs",
+        item_list="logRecords",
+        item_noun="log record",
+        id_fields=("traceId", "spanId"),
+        lenient_ids=True,
+    ),
+    convert=convert_logs,
+    table=schema.LOGS_TABLE,
+    http_path="/v1/logs",
+    grpc_method="/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+)
+
+SIGNALS: dict[str, SignalSpec] = {spec.name: spec for spec in (TRACES, METRICS, LOGS)}

@@ -6,6 +6,10 @@ refuse: `offer` never blocks and never grows past the bounds. Each table has its
 may take more than `max_share` of either bound, so a flood of one signal cannot starve the others;
 writers take from the lanes in turn.
 
+The same share caps the writers one lane may occupy at once (and always leaves one writer for the
+other lanes): when one table stalls — locked, slow, or its batches retried — its batches can hold
+only some of the writers, and the other tables keep being written.
+
 A `Ticket` is one acknowledged submission. It may be split into chunks across lanes; when the last
 chunk is done its callback runs (the spool deletes its record then).
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -71,6 +76,7 @@ class BoundedQueue:
         max_bytes: int,
         max_share: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        writers: int = 0,
     ) -> None:
         self.tables = tuple(tables)
         self.max_rows = max_rows
@@ -78,11 +84,17 @@ class BoundedQueue:
         share = max_share if len(self.tables) > 1 else 1.0
         self.lane_max_rows = max(1, int(max_rows * share))
         self.lane_max_bytes = max(1, int(max_bytes * share))
+        # Writers one lane may hold at once: its share of them, but never all (with 2+ writers).
+        # share 1.0 (or a single table, or writers unknown) means no cap.
+        self.lane_max_writers = writers if writers > 0 else 1 << 30
+        if share < 1.0 and writers > 1:
+            self.lane_max_writers = min(writers - 1, max(1, math.ceil(writers * share)))
         self._clock = clock
         self._pending: dict[str, deque[Chunk]] = {t: deque() for t in self.tables}
         self._pending_rows = dict.fromkeys(self.tables, 0)
         self._held_rows = dict.fromkeys(self.tables, 0)  # pending + being written
         self._held_bytes = dict.fromkeys(self.tables, 0)
+        self._writing = dict.fromkeys(self.tables, 0)  # batches taken and not yet completed
         self.rows = 0
         self.nbytes = 0
         self._turn = 0
@@ -132,23 +144,28 @@ class BoundedQueue:
     async def take(self, max_rows: int, max_wait_s: float) -> Batch | None:
         """Next batch: a lane with `max_rows` waiting, or whose oldest chunk waited `max_wait_s`.
 
+        A lane already holding `lane_max_writers` batches is skipped until one of them completes.
         Returns None once the queue is closed and empty. After `close`, everything is ready at once.
         """
         while True:
             now = self._clock()
             deadline = None
+            capped = False
             count = len(self.tables)
             for step in range(count):
                 table = self.tables[(self._turn + step) % count]
                 lane = self._pending[table]
                 if not lane:
                     continue
+                if self._writing[table] >= self.lane_max_writers:
+                    capped = True  # complete() wakes us when this lane frees a writer
+                    continue
                 ready_at = lane[0].enqueued_at + max_wait_s
                 if self._closed or self._pending_rows[table] >= max_rows or ready_at <= now:
                     self._turn = (self._turn + step + 1) % count
                     return self._pop(table, max_rows)
                 deadline = ready_at if deadline is None else min(deadline, ready_at)
-            if self._closed and deadline is None:
+            if self._closed and deadline is None and not capped:
                 return None
             await self._wait(None if deadline is None else max(0.0, deadline - now))
 
@@ -168,11 +185,24 @@ class BoundedQueue:
             chunks.append(chunk)
             rows.extend(chunk.rows)
         self._pending_rows[table] -= len(rows)
+        self._writing[table] += 1
         return Batch(table, chunks, rows)
 
     def complete(self, batch: Batch) -> None:
         """The batch is committed (or quarantined): release its capacity and finish its tickets."""
+        tickets = [chunk.ticket for chunk in batch.chunks]
+        self.release(batch)
+        for ticket in tickets:
+            ticket.chunk_done()
+
+    def release(self, batch: Batch) -> None:
+        """Forget a batch that was not written (shutdown in spool mode): free its memory; its tickets
+        stay unfinished, so the spool keeps the records."""
         table = batch.table
+        writing = self._writing[table]
+        self._writing[table] = writing - 1
+        if writing >= self.lane_max_writers and self._pending[table]:
+            self._notify()  # a writer may have skipped this lane while it was at its cap
         for chunk in batch.chunks:
             n = len(chunk.rows)
             self._held_rows[table] -= n
@@ -180,7 +210,6 @@ class BoundedQueue:
             self.rows -= n
             self.nbytes -= chunk.nbytes
             chunk.rows = ()
-            chunk.ticket.chunk_done()
 
     def close(self) -> None:
         """Stop admitting; writers drain what is left without waiting for batches to fill."""

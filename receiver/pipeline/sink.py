@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from receiver.pipeline.breaker import CircuitBreaker
 from receiver.pipeline.queue import Batch, BoundedQueue
 from receiver.storage.errors import ErrorKind, classify, describe
 from receiver.storage.writer import DatabaseWriter, row_as_json
@@ -75,6 +76,7 @@ class CopySink:
         batch_max_rows: int,
         flush_interval_s: float,
         dead_letter_file: DeadLetterFile,
+        breaker: CircuitBreaker,
         retry: RetryPolicy | None = None,
     ) -> None:
         self._queue = queue
@@ -86,6 +88,8 @@ class CopySink:
         self._flush_interval_s = flush_interval_s
         self._dead_letters = dead_letter_file
         self._retry = retry or RetryPolicy()
+        self._breaker = breaker
+        self.durable = False  # spool mode: rows not written by the deadline stay in the spool
         self._tasks: list[asyncio.Task[None]] = []
         self._deadline: float | None = None
         self._log = get_logger("sink")
@@ -129,20 +133,27 @@ class CopySink:
                 await self._store(writer, batch)
             except ShutdownDeadline:
                 self._give_up(batch)
-            finally:
-                self._queue.complete(batch)
-                self._metrics.storage_pool_connections.labels("active").set(self.connected_writers())
+                if self.durable:
+                    self._queue.release(batch)  # not done: its spool records must survive
+                    continue
+            self._queue.complete(batch)
+            self._metrics.storage_pool_connections.labels("active").set(self.connected_writers())
 
     def _give_up(self, batch: Batch) -> None:
-        lost = len(batch.rows)
-        self.lost_rows += lost
+        rows = len(batch.rows)
+        if self.durable:
+            self._log.warning(
+                "shutdown deadline: rows left in the spool, replayed at next start", table=batch.table, rows=rows
+            )
+            return
+        self.lost_rows += rows
         signal = self._table_signals.get(batch.table)
         if signal:
-            self._metrics.send_failed[signal].labels("shutdown").inc(lost)
+            self._metrics.send_failed[signal].labels("shutdown").inc(rows)
         self._log.error(
             "rows lost at shutdown: database unreachable until the deadline",
             table=batch.table,
-            rows=lost,
+            rows=rows,
             hint="raise pipeline.shutdown_timeout_s or use pipeline.durability = 'spool'",
         )
 
@@ -153,11 +164,19 @@ class CopySink:
         attempt = 0
         while parts:
             part = parts.pop()
+            await self._allowed()
             started = time.perf_counter()
             try:
                 result = await writer.write(table, columns, part)
+            except asyncio.CancelledError:
+                self._breaker.abandon_probe()
+                raise
             except Exception as exc:
                 kind = classify(exc)
+                if kind is ErrorKind.TRANSIENT:
+                    self._breaker.record_failure()
+                else:
+                    self._breaker.record_success()  # the database answered: it is up
                 self._metrics.storage_writes.labels(table, "failure").inc()
                 self._metrics.storage_errors.labels(table, kind.value).inc()
                 if kind is ErrorKind.DATA:
@@ -186,9 +205,23 @@ class CopySink:
                 await self._sleep(delay)
                 continue
             elapsed = time.perf_counter() - started
+            self._breaker.record_success()
             attempt = 0
             self.consecutive_failures = 0
             self._record_success(table, len(part), result.inserted, result.duplicates, elapsed)
+
+    async def _allowed(self) -> None:
+        """Wait for the circuit breaker, but never past the shutdown deadline."""
+        if self._deadline is None:
+            await self._breaker.allow()
+            return
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise ShutdownDeadline
+        try:
+            await asyncio.wait_for(self._breaker.allow(), remaining)
+        except TimeoutError:
+            raise ShutdownDeadline from None
 
     async def _sleep(self, delay: float) -> None:
         if self._deadline is not None:

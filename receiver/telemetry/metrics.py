@@ -102,5 +102,29 @@ class Metrics:
             "storage_buffer_size", "rows waiting for a writer, per table", ["table"], registry=r
         )
 
+        self.breaker_state = Gauge(
+            "observatory_breaker_state",
+            "circuit breaker in front of the writers: 0 closed, 1 half-open, 2 open",
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "observatory_breaker_transitions", "circuit breaker state changes", ["to_state"], registry=r
+        )
+        self.spool_bytes = Gauge("observatory_spool_bytes", "bytes in the write-ahead spool", registry=r)
+        self.spool_capacity = Gauge("observatory_spool_capacity_bytes", "spool.max_bytes", registry=r)
+        self.spool_backlog = Gauge(
+            "observatory_spool_backlog_bytes", "spooled bytes waiting to be replayed into the queue", registry=r
+        )
+        self.spool_segments = Gauge("observatory_spool_segments", "segment files in the spool", registry=r)
+        self.spool_replayed = Counter(
+            "observatory_spool_replayed_records", "spool records read back and handed to the writers", registry=r
+        )
+        self.spool_quarantined = Counter(
+            "observatory_spool_quarantined_bytes", "corrupt or torn spool bytes moved to quarantine/", registry=r
+        )
+        self.memory_limit = Gauge("observatory_memory_limit_bytes", "limits.memory_limit_mib in bytes", registry=r)
+        self.memory_rss = Gauge("observatory_memory_rss_bytes", "resident memory as last sampled", registry=r)
+        self.memory_peak = Gauge("observatory_memory_peak_rss_bytes", "highest resident memory sampled", registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""The project's own protobuf definitions (*.proto) and their generated modules (`make proto`)."""

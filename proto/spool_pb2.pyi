@@ -1,0 +1,17 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SpoolRecord(_message.Message):
+    __slots__ = ("version", "signal", "request", "received_unix_nano")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    signal: str
+    request: bytes
+    received_unix_nano: int
+    def __init__(self, version: _Optional[int] = ..., signal: _Optional[str] = ..., request: _Optional[bytes] = ..., received_unix_nano: _Optional[int] = ...) -> None: ...
