@@ -199,17 +199,21 @@ def test_bad_verify_dsn_fails_before_sending(receiver):
     assert code == 2 and "--verify" in stderr and len(stderr.strip().splitlines()) == 1, stderr
 
 
-async def test_metrics_and_logs_are_opt_in_and_reported_per_signal(receiver):
-    """Until the receiver serves metrics and logs, they are refused (UNIMPLEMENTED); either way each
-    signal is offered and reported on its own."""
+async def test_metrics_and_logs_are_verified_by_count_and_logs_join_their_spans(receiver, module_database):
     code, doc, stderr = loadgen(
         "--target", receiver.grpc_target, "--signals", "traces,metrics,logs", "--rate", "500", "--duration", "1.5",
         "--batch-spans", "50", "--pool", "2", "--metrics-interval", "0.5", "--exporters", "1",
-        "--sustain-ratio", "0.5", "--json",
+        "--sustain-ratio", "0.5", "--verify", module_database.dsn, "--json",
     )  # fmt: skip
-    assert doc is not None, stderr
+    assert code == 0, stderr
+    assert doc is not None
     for name in ("metrics", "logs"):
         s = doc["signals"][name]
-        assert s["offered"] > 0
-        assert s["acknowledged"] == s["offered"] or s["refusals"].get("UNIMPLEMENTED", 0) > 0, s
-    assert code == (0 if doc["ok"] else 1)
+        assert s["offered"] > 0 and s["acknowledged"] == s["offered"], s
+        assert doc["verification"]["signals"][name] == {"acknowledged": s["acknowledged"], "stored": s["acknowledged"]}
+    orphans = await module_database.fetchval(
+        "SELECT count(*) FROM llm_logs l WHERE l.resource_attributes->>'loadgen.run_id' = $1 AND NOT EXISTS "
+        "(SELECT 1 FROM llm_traces t WHERE t.trace_id = l.trace_id AND t.span_id = l.span_id)",
+        doc["run_id"],
+    )
+    assert orphans == 0  # every log record carries the ids of a span sent in the same run
