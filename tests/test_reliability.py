@@ -117,7 +117,12 @@ async def test_database_outage_under_steady_load_loses_nothing(private_cluster, 
     try:
         await wait_until(_has_acked(load, 2000), what="load under way")
         await asyncio.to_thread(private_cluster.stop, "fast")
-        await wait_until(_breaker_is(proc, "open"), timeout=30, what="breaker open while the database is down")
+        assert not await asyncio.to_thread(private_cluster.running), "the database must be down now"
+        await wait_until(
+            _breaker_is(proc, "open"),
+            timeout=60,
+            what=lambda: f"breaker open while the database is down; receiver log:\n{proc.log_tail()}",
+        )
         acked_before_restart = len(load.result.acked)
         await asyncio.sleep(OUTAGE_S)  # the outage itself: the load keeps coming meanwhile
         assert len(load.result.acked) > acked_before_restart, "the queue must keep accepting while it has room"

@@ -32,7 +32,7 @@ from receiver.pipeline.queue import BoundedQueue
 from receiver.pipeline.sink import CopySink, DeadLetterFile, RetryPolicy
 from receiver.pipeline.spool import Spool
 from receiver.storage.database import Database, probe, redact
-from receiver.storage.embedded import EmbeddedPostgres
+from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from receiver.storage.errors import describe
 from receiver.storage.migrate import MigrationError, applied_flavor, migrate, pending
 from receiver.storage.pricing_store import (
@@ -359,6 +359,9 @@ class Receiver:
         if self.admin is not None:
             await self.admin.stop()
         if self.embedded is not None and self.embedded.started_here:
-            await asyncio.to_thread(self.embedded.stop)
+            try:
+                await asyncio.to_thread(self.embedded.stop)
+            except EmbeddedDatabaseError as exc:
+                self.log.error("embedded database did not stop cleanly", error=str(exc))
         lost = self.pipeline.sink.lost_rows if self.pipeline else 0
         self.log.info("stopped", seconds=round(time.monotonic() - started, 2), rows_lost=lost)

@@ -8,6 +8,7 @@ PostgreSQL refuses to run as root: when we are root, the cluster runs as the `po
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
@@ -140,7 +141,10 @@ class EmbeddedPostgres:
     def running(self) -> bool:
         if not self.initialized():
             return False
-        return self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
+        result = self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False)
+        if result.returncode not in (0, 3):  # 3: no server running; anything else: cannot tell
+            raise EmbeddedDatabaseError(f"pg_ctl status failed: {(result.stderr or result.stdout).strip()}")
+        return result.returncode == 0
 
     def start(self) -> str:
         """Create (first time) and start the cluster; return its DSN. Reuses a running one."""
@@ -226,11 +230,12 @@ class EmbeddedPostgres:
 
     def stop(self, mode: str = "fast") -> None:
         if self.initialized() and self.running():
-            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "120", check=False)
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "120")
 
     def destroy(self) -> None:
         """Stop and delete the cluster (tests)."""
-        self.stop("immediate")
+        with contextlib.suppress(EmbeddedDatabaseError):
+            self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
         if self.socket_dir != self.root:
             shutil.rmtree(self.socket_dir, ignore_errors=True)

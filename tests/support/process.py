@@ -100,7 +100,8 @@ class ReceiverProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     async def get(self, path: str) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.get(f"{self.admin_url}{path}") as r:
+        timeout = aiohttp.ClientTimeout(total=15)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(f"{self.admin_url}{path}") as r:
             return r.status, await r.text()
 
     async def metrics(self) -> dict[str, float]:
