@@ -3,11 +3,12 @@
 For every candidate it starts from a fresh database at schema version 002 (the table with only its
 primary key, native flavor, with the day's partition attached), adds the candidate, and COPYs the same
 realistic rows (benchmarks.spanrows: the receiver's own conversion of GenAI requests, 1 KB prompts) in
-batches of 5000, as the receiver's writers do. Each configuration is measured `--runs` times, in
-interleaved order; the medians are printed with their ratio to the primary-key-only baseline:
+batches of 5000, as the receiver's writers do. Each candidate is measured `--runs` times, each time
+right after a primary-key-only baseline; the table shows medians, and the medians of the paired ratios:
 
-- COPY rows/s (wall clock): what a writer sees, but sensitive to whatever else the machine runs;
-- rows per CPU-second of the server backend doing the COPY (from /proc; stable under other load);
+- COPY rows per CPU-second of the server backend doing the COPY (from /proc): the throughput one
+  server core sustains, and steady when other work shares the machine;
+- COPY rows/s (wall clock): what a writer sees, but it moves with whatever else the machine runs;
 - WAL bytes per row (what each index adds to the write-ahead log, replication and backups).
 
 The README's index table comes from this command.
@@ -120,17 +121,34 @@ CHOSEN = Candidate(
 )
 
 
+async def _template(cluster: EmbeddedPostgres) -> None:
+    """A database at schema version 002 (native): llm_traces with its primary key only."""
+    admin = await asyncpg.connect(cluster.admin_dsn())
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {_TEMPLATE}")
+        await admin.execute(f"CREATE DATABASE {_TEMPLATE}")
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(cluster.admin_dsn(_TEMPLATE))
+    try:
+        await migrate(conn, "native", [m for m in load_migrations() if m.version <= 2])
+    finally:
+        await conn.close()
+
+
+_TEMPLATE = "bench_idx_template"
+
+
 async def _fresh_database(cluster: EmbeddedPostgres, name: str, day: datetime, sql: tuple[str, ...]) -> str:
     admin = await asyncpg.connect(cluster.admin_dsn())
     try:
         await admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        await admin.execute(f"CREATE DATABASE {name}")
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {_TEMPLATE}")
     finally:
         await admin.close()
     dsn = cluster.admin_dsn(name)
     conn = await asyncpg.connect(dsn)
     try:
-        await migrate(conn, "native", [m for m in load_migrations() if m.version <= 2])
         lo, hi = day, day + timedelta(days=1)
         await conn.execute(
             f"CREATE TABLE llm_traces_bench PARTITION OF llm_traces FOR VALUES FROM ('{lo.isoformat()}') "
@@ -181,48 +199,67 @@ async def run(count: int, runs: int, batch: int, only: str | None) -> None:
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     print(f"building {count} realistic span rows ...", flush=True)
     rows = span_rows(count, day)
-    candidates = [c for c in (*CANDIDATES, CHOSEN) if only is None or only in c.label or c is CANDIDATES[0]]
+    base = CANDIDATES[0]
+    candidates = [c for c in (*CANDIDATES[1:], CHOSEN) if only is None or only in c.label]
     root = Path(tempfile.mkdtemp(prefix="llmobs-bench-idx-"))
     os.chmod(root, 0o755)
     cluster = EmbeddedPostgres(root / "pg", port=55435, timescale=False)
     cluster.start()
-    results: dict[str, list[Measurement]] = {c.label: [] for c in candidates}
+    absolute: dict[str, list[Measurement]] = {c.label: [] for c in (base, *candidates)}
+    ratios: dict[str, list[tuple[float, float]]] = {c.label: [] for c in candidates}  # (wall, cpu) vs paired base
     try:
-        # Warm-up (not counted): the first COPY after start pays for cold caches and file extension.
-        await _copy_all(await _fresh_database(cluster, "bench_idx", day, ()), rows, batch)
+        await _template(cluster)
+
+        async def measure(candidate: Candidate) -> Measurement:
+            return await _copy_all(await _fresh_database(cluster, "bench_idx", day, candidate.sql), rows, batch)
+
+        await measure(base)  # warm-up, not counted: cold caches, first file extension
         for run_index in range(runs):
             for candidate in candidates:
-                dsn = await _fresh_database(cluster, "bench_idx", day, candidate.sql)
-                m = await _copy_all(dsn, rows, batch)
-                results[candidate.label].append(m)
+                # Paired with a baseline measured just before it: the machine's load drifts slowly, so
+                # the ratio of the pair is far steadier than either number alone.
+                b, m = await measure(base), await measure(candidate)
+                absolute[base.label].append(b)
+                absolute[candidate.label].append(m)
+                ratios[candidate.label].append((m.rows_per_s / b.rows_per_s, m.rows_per_cpu_s / b.rows_per_cpu_s))
                 print(
-                    f"  run {run_index + 1}: {candidate.label}: {m.rows_per_s:,.0f} rows/s, "
-                    f"{m.rows_per_cpu_s:,.0f} rows/CPU-s, {m.wal_bytes_per_row:,.0f} WAL B/row",
+                    f"  run {run_index + 1}: {candidate.label}: {m.rows_per_s:,.0f} rows/s "
+                    f"({ratios[candidate.label][-1][0]:.0%} of its baseline), "
+                    f"{m.rows_per_cpu_s:,.0f} rows/CPU-s ({ratios[candidate.label][-1][1]:.0%}), "
+                    f"{m.wal_bytes_per_row:,.0f} WAL B/row",
                     flush=True,
                 )
     finally:
         cluster.destroy()
 
-    def median(label: str, attr: str) -> float:
-        return statistics.median(getattr(m, attr) for m in results[label])
+    def median(values: list[float]) -> float:
+        return statistics.median(values)
 
-    base = CANDIDATES[0].label
-    print(f"\n{count} rows, batches of {batch}, median of {runs} runs\n")
-    print("| index | serves | COPY rows/s | rows per backend CPU-s | WAL bytes/row |")
-    print("|---|---|---|---|---|")
-    for candidate in candidates:
-        cells = []
-        for attr, unit in (("rows_per_s", ""), ("rows_per_cpu_s", ""), ("wal_bytes_per_row", "")):
-            value = median(candidate.label, attr)
-            ratio = f" ({value / median(base, attr):.0%})" if base in results and candidate.label != base else unit
-            cells.append(f"{value:,.0f}{ratio}")
-        print(f"| {candidate.label} | {candidate.serves} | {' | '.join(cells)} |")
+    print(f"\n{count} rows per COPY run, batches of {batch}, medians of {runs} paired runs\n")
+    print(
+        "| index | serves | COPY rows per backend CPU-s | cost vs PK only (CPU) | COPY rows/s wall "
+        "| vs PK only (wall) | WAL bytes/row |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    b = absolute[base.label]
+    print(
+        f"| {base.label} | {base.serves} | {median([m.rows_per_cpu_s for m in b]):,.0f} | — "
+        f"| {median([m.rows_per_s for m in b]):,.0f} | — | {median([m.wal_bytes_per_row for m in b]):,.0f} |"
+    )
+    for c in candidates:
+        a = absolute[c.label]
+        cpu_cost = 1 - median([r[1] for r in ratios[c.label]])
+        print(
+            f"| {c.label} | {c.serves} | {median([m.rows_per_cpu_s for m in a]):,.0f} | {cpu_cost:.0%} "
+            f"| {median([m.rows_per_s for m in a]):,.0f} | {median([r[0] for r in ratios[c.label]]):.0%} "
+            f"| {median([m.wal_bytes_per_row for m in a]):,.0f} |"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--only", help="measure only candidates whose label contains this text (and the baseline)")
     args = parser.parse_args()
