@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from receiver.storage.embedded import EmbeddedPostgres
+from receiver.storage.embedded import EmbeddedPostgres, timescaledb_installed
 from tests.support.process import ReceiverProcess
 from tests.support.wait import wait_until
 
@@ -25,7 +25,29 @@ from tests.support.wait import wait_until
 def pg_cluster() -> Iterator[EmbeddedPostgres]:
     root = tempfile.mkdtemp(prefix="llmobs-test-pg-")
     os.chmod(root, 0o755)
-    cluster = EmbeddedPostgres(Path(root) / "cluster", port=55432)
+    # Plain PostgreSQL even where TimescaleDB is installed: CI has none, and the native flavor is what
+    # most tests exercise. The timescale flavor has its own cluster (timescale_cluster).
+    cluster = EmbeddedPostgres(Path(root) / "cluster", port=55432, timescale=False)
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+    os.rmdir(root) if os.path.isdir(root) and not os.listdir(root) else None
+
+
+TIMESCALE_SKIP_REASON = (
+    "TimescaleDB is not installed for this PostgreSQL (no timescaledb.control / timescaledb*.so); "
+    "the timescale flavor is tested where it is"
+)
+
+
+@pytest.fixture(scope="session")
+def timescale_cluster() -> Iterator[EmbeddedPostgres]:
+    """A second throwaway cluster with TimescaleDB preloaded; skips the test where it is not installed."""
+    if not timescaledb_installed():
+        pytest.skip(TIMESCALE_SKIP_REASON)
+    root = tempfile.mkdtemp(prefix="llmobs-test-ts-")
+    os.chmod(root, 0o755)
+    cluster = EmbeddedPostgres(Path(root) / "cluster", port=55442, timescale=True)
     cluster.start()
     yield cluster
     cluster.destroy()
@@ -67,6 +89,15 @@ class DatabaseHandle:
 
         await wait_until(reached, timeout=timeout, what=lambda: f"{query!r} = {last[0]}, expected {expected}")
         return last[0]
+
+
+async def drop_database(database: DatabaseHandle) -> None:
+    """Drop a test database (TimescaleDB runs a job scheduler per database: keep their number small)."""
+    conn = await asyncpg.connect(database.cluster.admin_dsn())
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {database.name} WITH (FORCE)")
+    finally:
+        await conn.close()
 
 
 async def create_database(cluster: EmbeddedPostgres) -> DatabaseHandle:

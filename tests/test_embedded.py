@@ -8,7 +8,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from receiver.storage.embedded import EmbeddedPostgres
+from receiver.storage.embedded import EmbeddedPostgres, timescaledb_installed
 from tests.support.otlp import sdk_tracer_provider
 from tests.support.process import ReceiverProcess
 
@@ -38,6 +38,13 @@ async def test_receiver_with_embedded_database_end_to_end():
                 await conn.close()
 
         await wait_until(landed, what="the span in the embedded database")
+        conn = await asyncpg.connect(cluster.dsn)
+        try:
+            flavor = await conn.fetchval("SELECT flavor FROM schema_migrations LIMIT 1")
+        finally:
+            await conn.close()
+        # make run gets the timescale flavor wherever the extension is installed, plain PostgreSQL elsewhere.
+        assert flavor == ("timescale" if timescaledb_installed() else "native")
         assert await proc.stop() == 0
         assert not cluster.running(), "the embedded PostgreSQL must stop with the receiver"
         assert "rows_lost" in proc.log_tail()

@@ -1,4 +1,4 @@
-"""`llm-observatory-receiver run | migrate | db verify | config check`.
+"""`llm-observatory-receiver run | migrate | db verify | db maintain | config check`.
 
 Exit codes: 0 success, 1 runtime failure (the message says what to do), 2 invalid configuration or
 usage (one line per problem, naming the key).
@@ -117,6 +117,60 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
+def cmd_db_verify(args: argparse.Namespace) -> int:
+    """Every check on its own line, PASS or FAIL; exit 1 if any failed."""
+    config = _load(args.config)
+    configure_logging(config.logging.level, config.logging.format)
+
+    async def action(conn: Any) -> int:
+        from receiver.storage.verify import verify
+
+        checks = await verify(conn, config.maintenance.partition_days_ahead)
+        for check in checks:
+            print(check.line())
+        failed = sum(1 for c in checks if not c.ok)
+        print(f"{len(checks) - failed} passed, {failed} failed", file=sys.stderr)
+        return EXIT_FAILURE if failed else EXIT_OK
+
+    try:
+        return asyncio.run(_with_database(config, action))
+    except (EmbeddedDatabaseError, OSError) as exc:
+        print(f"FAIL  database: {exc}")
+        return EXIT_FAILURE
+
+
+def cmd_db_maintain(args: argparse.Namespace) -> int:
+    """One maintenance pass, as the receiver runs every maintenance.interval_s; exit 1 if a step failed."""
+    config = _load(args.config)
+    configure_logging(config.logging.level, config.logging.format)
+
+    async def action(conn: Any) -> int:
+        from receiver.app.service import maintenance_settings
+        from receiver.storage.maintenance import Maintenance
+        from receiver.storage.migrate import applied_flavor
+        from receiver.telemetry.metrics import Metrics
+
+        flavor = await applied_flavor(conn)
+        if flavor is None:
+            print("error: the database is not migrated; run `llm-observatory-receiver migrate` first", file=sys.stderr)
+            return EXIT_FAILURE
+
+        async def same_connection() -> Any:
+            return conn
+
+        maintenance = Maintenance(same_connection, flavor, maintenance_settings(config), Metrics())
+        report = await maintenance.run_once(rebuild_rollups=args.rebuild_rollups)
+        for line in report.summary_lines():
+            print(line)
+        return EXIT_OK if report.ok else EXIT_FAILURE  # skipped (another pass running) is not a failure
+
+    try:
+        return asyncio.run(_with_database(config, action))
+    except (EmbeddedDatabaseError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     for section, values in config.effective().items():
@@ -148,6 +202,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     with_config(sub.add_parser("run", help="serve OTLP until SIGTERM")).set_defaults(func=cmd_run)
     with_config(sub.add_parser("migrate", help="apply pending migrations and exit")).set_defaults(func=cmd_migrate)
+    db_cmd = sub.add_parser("db", help="database commands")
+    db_sub = db_cmd.add_subparsers(dest="db_command", required=True)
+    with_config(
+        db_sub.add_parser("verify", help="check tables, rollups, indexes, foreign keys, partitions / policies")
+    ).set_defaults(func=cmd_db_verify)
+    maintain = with_config(
+        db_sub.add_parser("maintain", help="run one maintenance pass (partitions, rollups, retention) and exit")
+    )
+    maintain.add_argument(
+        "--rebuild-rollups",
+        action="store_true",
+        help="native: empty the rollups and recompute them from llm_traces (e.g. after restoring a dump)",
+    )
+    maintain.set_defaults(func=cmd_db_maintain)
     config_cmd = sub.add_parser("config", help="configuration commands")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
     with_config(config_sub.add_parser("check", help="validate and print the effective configuration")).set_defaults(

@@ -1,9 +1,11 @@
 """The receiver as a set of components started in data-flow order and stopped in reverse.
 
 start:    embedded database (if no URL) -> admin endpoint -> writers -> front ends, then in the
-          background: connect, migrate, seed prices; ready once that is done.
-shutdown: readiness 503 -> front ends stop accepting -> queue drained to the database within
-          pipeline.shutdown_timeout_s -> connections closed -> embedded database stopped.
+          background: connect, migrate, seed prices; ready once that is done; then the maintenance
+          task (partitions, rollups, retention) starts, since it needs the migrated schema.
+shutdown: readiness 503 -> front ends stop accepting -> maintenance stops (its pass finishes) -> queue
+          drained to the database within pipeline.shutdown_timeout_s -> connections closed -> embedded
+          database stopped.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from receiver.pipeline.spool import Spool
 from receiver.storage.database import Database, probe, redact
 from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from receiver.storage.errors import describe
+from receiver.storage.maintenance import Maintenance, MaintenanceSettings
 from receiver.storage.migrate import MigrationError, applied_flavor, migrate, pending
 from receiver.storage.pricing_store import (
     PricingFileError,
@@ -46,6 +49,26 @@ from receiver.storage.writer import DatabaseWriter
 from receiver.telemetry.admin import AdminServer
 from receiver.telemetry.logging import configure_logging, get_logger
 from receiver.telemetry.metrics import Metrics
+
+
+def maintenance_settings(config: Config) -> MaintenanceSettings:
+    m = config.maintenance
+    return MaintenanceSettings(
+        interval_s=m.interval_s,
+        partition_days_ahead=m.partition_days_ahead,
+        retention_days={
+            "llm_traces": m.traces_retention_days,
+            "llm_metrics": m.metrics_retention_days,
+            "llm_logs": m.logs_retention_days,
+            "llm_metrics_1min": m.rollup_1min_retention_days,
+            "llm_metrics_1hour": m.rollup_1hour_retention_days,
+            "llm_metrics_1day": m.rollup_1day_retention_days,
+            "cost_analysis_hourly": m.cost_hourly_retention_days,
+        },
+        max_default_days_per_pass=m.max_default_days_per_pass,
+        lock_timeout_ms=m.lock_timeout_ms,
+        rollup_delay_s=m.rollup_delay_s,
+    )
 
 
 class FatalError(Exception):
@@ -99,6 +122,7 @@ class Receiver:
         self.grpc: GrpcFrontend | None = None
         self.http: HttpFrontend | None = None
         self.admin: AdminServer | None = None
+        self.maintenance: Maintenance | None = None
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -218,6 +242,7 @@ class Receiver:
                 if self.grpc is not None:
                     await self.grpc.set_serving(True)
                 self.log.info("ready", flavor=self.flavor, prices=len(self._convert_options.price_book))
+                await self._start_maintenance()
                 return
             except (MigrationError, PricingFileError) as exc:
                 self.fatal = FatalError(str(exc))
@@ -231,6 +256,20 @@ class Receiver:
                 delay = min(10.0, 0.2 * 2 ** min(attempt, 6))
                 self.log.warning("database not ready; retrying", error=describe(exc), retry_in_s=delay, attempt=attempt)
                 await asyncio.sleep(delay)
+
+    async def _start_maintenance(self) -> None:
+        """Start the maintenance task once the schema is migrated (it needs the partitioned tables and
+        rollup stores), on a connection of its own so a long pass never delays /health."""
+        if not self.config.maintenance.enabled or self.draining or self.database is None:
+            return
+        database = self.database
+        self.maintenance = Maintenance(
+            lambda: database.connect("maintenance"),
+            self.flavor or "native",
+            maintenance_settings(self.config),
+            self.metrics,
+        )
+        await self.maintenance.start()
 
     async def _load_prices(self, conn: asyncpg.Connection) -> None:
         path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
@@ -274,9 +313,16 @@ class Receiver:
         sink = self.pipeline.sink if self.pipeline else None
         active = sink.connected_writers() if sink else 0
         size = sink.writer_count if sink else 0
+        maintenance = (
+            self.maintenance.health()
+            if self.maintenance is not None
+            else {"enabled": cfg.maintenance.enabled, "started": False}
+        )
         status = "healthy"
         if postgres["status"] != "healthy" or not self.ready:
             status = "unhealthy" if not self.ready and self.fatal else "degraded"
+        if self.maintenance is not None and self.maintenance.consecutive_failures >= 3:
+            status = "degraded"  # data keeps landing, but partitions / rollups / retention are falling behind
         if self.fatal:
             status = "unhealthy"
         return {
@@ -325,6 +371,7 @@ class Receiver:
                 "last_error": sink.last_error if sink else None,
                 "rows_lost": sink.lost_rows if sink else 0,
             },
+            "maintenance": maintenance,
         }
 
     # -- stop ------------------------------------------------------------------------------------
@@ -351,6 +398,8 @@ class Receiver:
             self._bootstrap_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._bootstrap_task
+        if self.maintenance is not None:
+            await self.maintenance.shutdown()
         if self.pipeline is not None:
             await self.pipeline.stop(self.config.pipeline.shutdown_timeout_s)
         if self._admin_conn is not None:
