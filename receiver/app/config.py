@@ -153,6 +153,9 @@ class LimitsConfig:
 @dataclass(frozen=True)
 class AuthConfig:
     mode: str = _setting("none", "none, or api_key (Authorization: Bearer / x-api-key)", choices=("none", "api_key"))
+    refresh_interval_s: float = _setting(
+        10.0, "how often active API keys are re-read (a revoked key stops working within this)", min=0.5, max=3600
+    )
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from receiver import __version__, schema
 from receiver.app.config import Config
 from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
+from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
 from receiver.frontends.ingest import Ingest, IngestLimits
@@ -33,6 +34,7 @@ from receiver.pipeline.pipeline import Pipeline
 from receiver.pipeline.queue import BoundedQueue
 from receiver.pipeline.sink import CopySink, DeadLetterFile, RetryPolicy
 from receiver.pipeline.spool import Spool
+from receiver.storage.api_keys import load_active_keys, mark_used
 from receiver.storage.database import Database, probe, redact
 from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from receiver.storage.errors import describe
@@ -91,6 +93,10 @@ class Receiver:
         self.fatal: FatalError | None = None
         self._stopped = asyncio.Event()
         self._bootstrap_task: asyncio.Task[None] | None = None
+        self.authenticator = (
+            ApiKeyAuthenticator(config.pipeline.retry_after_s) if config.auth.mode == "api_key" else None
+        )
+        self._keys_task: asyncio.Task[None] | None = None
         self._convert_options = ConvertOptions(
             max_attribute_bytes=config.limits.max_attribute_value_bytes, price_book=PriceBook()
         )
@@ -154,7 +160,7 @@ class Receiver:
         )
         self.pipeline = Pipeline(self.queue, sink, self.breaker, cfg.pipeline.batch_max_rows, self.memory)
         limits = IngestLimits(cfg.otlp.max_request_bytes, cfg.pipeline.row_overhead_bytes, cfg.pipeline.retry_after_s)
-        ingest = Ingest(self.pipeline, self.metrics, limits, lambda: self._convert_options)
+        ingest = Ingest(self.pipeline, self.metrics, limits, lambda: self._convert_options, self.authenticator)
         if cfg.pipeline.durability == "spool":
             await self._open_spool(ingest)
         await self.pipeline.start()
@@ -237,11 +243,15 @@ class Receiver:
                         raise ConnectionError(self.not_ready_reason)
                     self.flavor = await applied_flavor(conn)
                     await self._load_prices(conn)
+                    if self.authenticator is not None:
+                        self.authenticator.replace_keys(await load_active_keys(conn))
                 self.ready = True
                 self.not_ready_reason = ""
                 if self.grpc is not None:
                     await self.grpc.set_serving(True)
                 self.log.info("ready", flavor=self.flavor, prices=len(self._convert_options.price_book))
+                if self.authenticator is not None:
+                    self._keys_task = asyncio.create_task(self._refresh_keys(), name="api-key-refresh")
                 await self._start_maintenance()
                 return
             except (MigrationError, PricingFileError) as exc:
@@ -256,6 +266,21 @@ class Receiver:
                 delay = min(10.0, 0.2 * 2 ** min(attempt, 6))
                 self.log.warning("database not ready; retrying", error=describe(exc), retry_in_s=delay, attempt=attempt)
                 await asyncio.sleep(delay)
+
+    async def _refresh_keys(self) -> None:
+        """Re-read active API keys and record which were used, every auth.refresh_interval_s."""
+        assert self.authenticator is not None
+        while True:
+            await asyncio.sleep(self.config.auth.refresh_interval_s)
+            used = list(self.authenticator.used)
+            try:
+                async with self._admin_lock:
+                    conn = await self._admin_connection()
+                    await mark_used(conn, used)
+                    self.authenticator.replace_keys(await load_active_keys(conn))
+                self.authenticator.used.difference_update(used)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self.log.warning("could not refresh API keys; keeping the last known set", error=describe(exc))
 
     async def _start_maintenance(self) -> None:
         """Start the maintenance task once the schema is migrated (it needs the partitioned tables and
@@ -394,6 +419,10 @@ class Receiver:
             await self.http.stop()
         if self.grpc is not None:
             await self.grpc.stop(grace_s=2.0)
+        if self._keys_task is not None:
+            self._keys_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keys_task
         if self._bootstrap_task is not None:
             self._bootstrap_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -55,6 +55,9 @@ def _export_route(
                 ),
                 json,
             )
+        refused = ingest.authenticate(spec, {k.lower(): v for k, v in request.headers.items()}, "http")
+        if refused is not None:
+            return _reply(http_error(refused, json), json)
         declared = request.content_length
         if declared is not None and declared > max_request_bytes:
             refused = Refused(

@@ -58,6 +58,12 @@ class Metrics:
             ["transport", "signal", "outcome"],
             registry=r,
         )
+        self.auth_refused = Counter(
+            "observatory_auth_refused_requests",
+            "requests refused by auth.mode = api_key (missing, invalid, expired key; keys not loaded yet)",
+            ["reason"],
+            registry=r,
+        )
         self.queue_size = Gauge(
             "otelcol_exporter_queue_size", "rows held in the queue (waiting or being written)", registry=r
         )

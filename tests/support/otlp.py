@@ -51,7 +51,12 @@ EXPORTS: dict[type[Message], tuple[str, type[Message], str]] = {
 
 
 def sdk_tracer_provider(
-    protocol: str, receiver: object, service_name: str, compression: str | None = None, **resource: object
+    protocol: str,
+    receiver: object,
+    service_name: str,
+    compression: str | None = None,
+    headers: dict[str, str] | None = None,
+    **resource: object,
 ) -> TracerProvider:
     """A TracerProvider exporting every span synchronously to the receiver (SimpleSpanProcessor)."""
     if protocol == "grpc":
@@ -61,6 +66,7 @@ def sdk_tracer_provider(
             endpoint=receiver.grpc_target,  # type: ignore[attr-defined]
             insecure=True,
             compression=Compression.Gzip if compression == "gzip" else None,
+            headers=headers,
         )
     else:
         from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
@@ -69,6 +75,7 @@ def sdk_tracer_provider(
         exporter = HttpExporter(
             endpoint=f"{receiver.http_url}/v1/traces",  # type: ignore[attr-defined]
             compression=HttpCompression.Gzip if compression == "gzip" else HttpCompression.NoCompression,
+            headers=headers,
         )
     provider = TracerProvider(resource=Resource.create({"service.name": service_name, **resource}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -136,7 +143,12 @@ def trace_request(spans: list[trace_pb2.Span], service_name: str) -> trace_servi
     )
 
 
-async def export_grpc(target: str, request: Message, compression: grpc.Compression | None = None) -> Any:
+async def export_grpc(
+    target: str,
+    request: Message,
+    compression: grpc.Compression | None = None,
+    metadata: tuple[tuple[str, str], ...] | None = None,
+) -> Any:
     """Send any Export*ServiceRequest over a real gRPC channel; raises grpc.aio.AioRpcError unless OK."""
     method, response_type, _ = EXPORTS[type(request)]
     async with grpc.aio.insecure_channel(target) as channel:
@@ -145,7 +157,7 @@ async def export_grpc(target: str, request: Message, compression: grpc.Compressi
             request_serializer=type(request).SerializeToString,
             response_deserializer=response_type.FromString,
         )
-        return await call(request, timeout=30, compression=compression)
+        return await call(request, timeout=30, compression=compression, metadata=metadata)
 
 
 @dataclass
@@ -156,9 +168,14 @@ class HttpResult:
 
 
 async def post(
-    url: str, body: bytes, content_type: str = "application/x-protobuf", gzip: bool = False, chunked: bool = False
+    url: str,
+    body: bytes,
+    content_type: str = "application/x-protobuf",
+    gzip: bool = False,
+    chunked: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> HttpResult:
-    headers = {"Content-Type": content_type}
+    headers = {"Content-Type": content_type, **(headers or {})}
     if gzip:
         body = gzip_module.compress(body)
         headers["Content-Encoding"] = "gzip"
