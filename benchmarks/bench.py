@@ -27,7 +27,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from receiver.storage.embedded import EmbeddedPostgres
+from tests.support.cleanup import throwaway_dir
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -298,8 +298,7 @@ def run_loadgen(receiver: Receiver, args: argparse.Namespace, dsn: str, extra: l
 
 
 def bench(args: argparse.Namespace, extra: list[str]) -> dict:
-    root = Path(tempfile.mkdtemp(prefix="llmobs-bench-"))
-    os.chmod(root, 0o755)
+    root = throwaway_dir("bench")
     cluster = EmbeddedPostgres(root / "pg", port=55499, extra_settings={"track_commit_timestamp": "on"})
     receiver: Receiver | None = None
     sampler: CpuSampler | None = None

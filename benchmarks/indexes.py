@@ -22,7 +22,6 @@ import os
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from benchmarks.spanrows import span_rows
 from receiver import schema
 from receiver.storage.embedded import EmbeddedPostgres
 from receiver.storage.migrate import load_migrations, migrate
+from tests.support.cleanup import throwaway_dir
 
 
 @dataclass(frozen=True)
@@ -201,8 +201,7 @@ async def run(count: int, runs: int, batch: int, only: str | None) -> None:
     rows = span_rows(count, day)
     base = CANDIDATES[0]
     candidates = [c for c in (*CANDIDATES[1:], CHOSEN) if only is None or only in c.label]
-    root = Path(tempfile.mkdtemp(prefix="llmobs-bench-idx-"))
-    os.chmod(root, 0o755)
+    root = throwaway_dir("bench-idx")
     cluster = EmbeddedPostgres(root / "pg", port=55435, timescale=False)
     cluster.start()
     absolute: dict[str, list[Measurement]] = {c.label: [] for c in (base, *candidates)}

@@ -7,8 +7,8 @@ run` in a subprocess, and clients are the OpenTelemetry SDK exporters or raw OTL
 
 from __future__ import annotations
 
-import os
-import tempfile
+import shutil
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,21 +17,41 @@ import asyncpg
 import pytest
 
 from receiver.storage.embedded import EmbeddedPostgres, timescaledb_installed
+from tests.support.cleanup import reap_orphans, throwaway_dir
 from tests.support.process import ReceiverProcess
 from tests.support.wait import wait_until
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Reap clusters left by a killed run, and let SIGTERM (e.g. `timeout`) run the teardowns."""
+    reap_orphans()
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+@pytest.fixture(autouse=True)
+async def _no_receiver_outlives_its_test():
+    """A test that fails before stopping the receivers it started must not leave them running
+    (receivers of module fixtures, started before the test, are theirs to stop)."""
+    before = set(ReceiverProcess.running)
+    yield
+    for proc in set(ReceiverProcess.running) - before:
+        await proc.kill()
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[EmbeddedPostgres]:
-    root = tempfile.mkdtemp(prefix="llmobs-test-pg-")
-    os.chmod(root, 0o755)
+    root = throwaway_dir("test-pg")
     # Plain PostgreSQL even where TimescaleDB is installed: CI has none, and the native flavor is what
     # most tests exercise. The timescale flavor has its own cluster (timescale_cluster).
     cluster = EmbeddedPostgres(Path(root) / "cluster", port=55432, timescale=False)
     cluster.start()
     yield cluster
     cluster.destroy()
-    os.rmdir(root) if os.path.isdir(root) and not os.listdir(root) else None
+    shutil.rmtree(root, ignore_errors=True)
 
 
 TIMESCALE_SKIP_REASON = (
@@ -45,13 +65,12 @@ def timescale_cluster() -> Iterator[EmbeddedPostgres]:
     """A second throwaway cluster with TimescaleDB preloaded; skips the test where it is not installed."""
     if not timescaledb_installed():
         pytest.skip(TIMESCALE_SKIP_REASON)
-    root = tempfile.mkdtemp(prefix="llmobs-test-ts-")
-    os.chmod(root, 0o755)
+    root = throwaway_dir("test-ts")
     cluster = EmbeddedPostgres(Path(root) / "cluster", port=55442, timescale=True)
     cluster.start()
     yield cluster
     cluster.destroy()
-    os.rmdir(root) if os.path.isdir(root) and not os.listdir(root) else None
+    shutil.rmtree(root, ignore_errors=True)
 
 
 class DatabaseHandle:

@@ -16,9 +16,7 @@ import asyncio
 import os
 import shutil
 import signal
-import tempfile
 import uuid
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -28,6 +26,7 @@ from proto.spool_pb2 import SpoolRecord
 from receiver.pipeline.spool import HEADER, scan
 from receiver.storage.embedded import EmbeddedPostgres
 from tests.conftest import DatabaseHandle, create_database
+from tests.support.cleanup import throwaway_dir
 from tests.support.load import SteadyLoad, stored_spans
 from tests.support.otlp import export_grpc, span, trace_request
 from tests.support.process import ReceiverProcess
@@ -39,8 +38,7 @@ OUTAGE_S = float(os.environ.get("OBSERVATORY_TEST_OUTAGE_S", "30"))
 @pytest.fixture
 def private_cluster():
     """A PostgreSQL cluster of this test's own, which the test may stop and start."""
-    root = Path(tempfile.mkdtemp(prefix="llmobs-fault-"))
-    os.chmod(root, 0o755)
+    root = throwaway_dir("fault")
     cluster = EmbeddedPostgres(root / "pg", port=55434)
     cluster.start()
     yield cluster

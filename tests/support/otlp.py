@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip as gzip_module
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,11 +117,13 @@ def span(
     name: str = "span",
     trace_id: bytes | None = None,
     span_id: bytes | None = None,
-    start_ns: int = 1_763_000_000_000_000_000,
+    start_ns: int | None = None,
     duration_ns: int = 1_500_000,
     attributes: dict[str, object] | None = None,
     **fields: object,
 ) -> trace_pb2.Span:
+    if start_ns is None:
+        start_ns = T0
     return trace_pb2.Span(
         name=name,
         trace_id=new_trace_id() if trace_id is None else trace_id,
@@ -234,7 +237,9 @@ async def export_http(
 
 # -- metrics -------------------------------------------------------------------------------------
 
-T0 = 1_763_000_000_000_000_000  # a fixed point in time (Nov 2025), in Unix ns
+# A whole second an hour ago, in Unix ns: recent, so retention (90 days: maintenance drops older
+# partitions and deletes older rows from DEFAULT) never removes test data while a test looks at it.
+T0 = (time.time_ns() // 1_000_000_000 - 3600) * 1_000_000_000
 
 
 def attrs(values: dict[str, object] | None) -> list[common_pb2.KeyValue]:

@@ -23,6 +23,8 @@ def free_port() -> int:
 
 
 class ReceiverProcess:
+    running: set[ReceiverProcess] = set()  # noqa: RUF012 - every receiver started and not yet stopped
+
     def __init__(self, dsn: str, workdir: Path, **settings: object) -> None:
         self.dsn = dsn
         self.workdir = workdir
@@ -79,6 +81,7 @@ class ReceiverProcess:
             stderr=log,
         )
         log.close()
+        ReceiverProcess.running.add(self)
         if wait_ready:
             await self.wait_ready()
 
@@ -134,6 +137,7 @@ class ReceiverProcess:
             self.returncode = await self.proc.wait()
             raise AssertionError(f"receiver did not stop within {timeout}s:\n{self.log_tail()}") from None
         self.proc = None
+        ReceiverProcess.running.discard(self)
         return self.returncode
 
     async def kill(self) -> None:
