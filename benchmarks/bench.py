@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from receiver.storage.embedded import EmbeddedPostgres
-from tests.support.cleanup import throwaway_dir
+from tests.support.cleanup import OWNER_FILE, throwaway_dir
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -382,7 +382,8 @@ def bench(args: argparse.Namespace, extra: list[str]) -> dict:
             receiver.stop()
         if args.keep:
             cluster.stop()
-            print(f"bench: kept {root}", file=sys.stderr)
+            (root / OWNER_FILE).unlink(missing_ok=True)  # kept on purpose: not an orphan to reap
+            print(f"bench: kept {root} (delete it when done)", file=sys.stderr)
         else:
             cluster.destroy()
             shutil.rmtree(root, ignore_errors=True)
