@@ -9,7 +9,7 @@ import uuid
 import grpc
 import orjson
 import pytest
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from tests.support.otlp import T0, export_grpc, new_span_id, new_trace_id, post, span, trace_request
@@ -338,14 +338,3 @@ async def test_empty_request_is_a_full_success(receiver):
     assert not response.HasField("partial_success")
     result = await post(f"{receiver.http_url}/v1/traces", b"")
     assert result.status == 200
-
-
-def retry_delay(error: grpc.aio.AioRpcError) -> float | None:
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                info = error_details_pb2.RetryInfo()
-                if detail.Unpack(info):
-                    return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
-    return None
