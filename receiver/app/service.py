@@ -245,6 +245,9 @@ class Receiver:
                     await self._load_prices(conn)
                     if self.authenticator is not None:
                         self.authenticator.replace_keys(await load_active_keys(conn))
+                await self._start_maintenance()  # its first pass creates today's partitions
+                if self.pipeline is not None:
+                    self.pipeline.sink.storage_ready.set()  # writers start once the schema is complete
                 self.ready = True
                 self.not_ready_reason = ""
                 if self.grpc is not None:
@@ -252,7 +255,6 @@ class Receiver:
                 self.log.info("ready", flavor=self.flavor, prices=len(self._convert_options.price_book))
                 if self.authenticator is not None:
                     self._keys_task = asyncio.create_task(self._refresh_keys(), name="api-key-refresh")
-                await self._start_maintenance()
                 return
             except (MigrationError, PricingFileError) as exc:
                 self.fatal = FatalError(str(exc))

@@ -134,7 +134,10 @@ class Maintenance:
     # -- component ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Run the first pass now (so today's and the coming days' partitions exist before rows
+        arrive), then every interval in the background."""
         self._stop.clear()
+        await self.run_once(partitions_only=True)
         self._task = asyncio.create_task(self._loop(), name="maintenance")
         self.log.info("maintenance started", flavor=self.flavor, interval_s=self.settings.interval_s)
 
@@ -153,9 +156,10 @@ class Maintenance:
 
     async def _loop(self) -> None:
         while not self._stop.is_set():
-            await self.run_once()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.settings.interval_s)
+            if not self._stop.is_set():
+                await self.run_once()
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -172,7 +176,7 @@ class Maintenance:
 
     # -- one pass ----------------------------------------------------------------------------------
 
-    async def run_once(self, rebuild_rollups: bool = False) -> PassReport:
+    async def run_once(self, rebuild_rollups: bool = False, partitions_only: bool = False) -> PassReport:
         """One maintenance pass. Never raises: failures are in the report, the log and the metrics."""
         async with self._running:
             report = PassReport(self.flavor, datetime.now(UTC))
@@ -184,7 +188,7 @@ class Maintenance:
                 else:
                     try:
                         if self.flavor == "native":
-                            await self._native_pass(conn, report, rebuild_rollups)
+                            await self._native_pass(conn, report, rebuild_rollups, partitions_only)
                         else:
                             await self._timescale_pass(conn, report)
                     finally:
@@ -205,7 +209,9 @@ class Maintenance:
         except (asyncpg.PostgresError, RuntimeError) as exc:
             report.errors[name] = describe(exc)
 
-    async def _native_pass(self, conn: asyncpg.Connection, report: PassReport, rebuild_rollups: bool) -> None:
+    async def _native_pass(
+        self, conn: asyncpg.Connection, report: PassReport, rebuild_rollups: bool, partitions_only: bool = False
+    ) -> None:
         s = self.settings
         today = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
         report.partitions = partitions.PartitionReport()
@@ -235,6 +241,8 @@ class Maintenance:
 
             await self._step(report, f"partitions:{table}", one_table)
 
+        if partitions_only:  # the start-up pass: partitions before the first row; the rest can wait
+            return
         if rebuild_rollups:
             await self._step(report, "rollups:rebuild", lambda: rollups.rebuild(conn))
 
