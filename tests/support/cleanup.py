@@ -35,12 +35,40 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _cluster_dirs(root: Path, depth: int = 3) -> list[Path]:
+    """Cluster directories (those holding data/PG_VERSION) under root, at most `depth` levels down.
+
+    Tolerates directories vanishing while it looks: another process (a benchmark finishing, a run
+    tearing down) may be deleting them at the same moment."""
+    found: list[Path] = []
+    level = [root]
+    for _ in range(depth):
+        below: list[Path] = []
+        for directory in level:
+            if (directory / "data" / "PG_VERSION").is_file():
+                found.append(directory)
+            try:
+                with os.scandir(directory) as entries:
+                    below.extend(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+            except OSError:
+                continue
+        level = below
+    return found
+
+
 def reap_orphans() -> list[Path]:
-    """Stop the clusters of dead runs and delete their directories; returns what was removed."""
+    """Stop the clusters of dead runs and delete their directories; returns what was removed.
+
+    Best effort by design: a directory that disappears or cannot be read is skipped, never an error
+    that stops the test session."""
     from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 
     removed = []
-    for root in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+    try:
+        candidates = list(Path(tempfile.gettempdir()).glob(f"{PREFIX}*"))
+    except OSError:
+        return removed
+    for root in candidates:
         owner = root / OWNER_FILE
         try:
             pid = int(owner.read_text())
@@ -48,9 +76,9 @@ def reap_orphans() -> list[Path]:
             continue
         if _alive(pid):
             continue
-        for version_file in root.glob("**/data/PG_VERSION"):
+        for cluster_dir in _cluster_dirs(root):
             with contextlib.suppress(EmbeddedDatabaseError, OSError):
-                EmbeddedPostgres(version_file.parent.parent).destroy()
+                EmbeddedPostgres(cluster_dir).destroy()
         shutil.rmtree(root, ignore_errors=True)
         removed.append(root)
     return removed
