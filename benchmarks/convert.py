@@ -1,12 +1,16 @@
 """Conversion cost per span: `python -m benchmarks.convert` prints µs/span and spans/s (one core).
 
-The request is a realistic GenAI batch: 512 spans, ~20 attributes each, a 1 KB prompt on every
-chat span. Decoding (ParseFromString) is timed separately from conversion.
+Two requests: a realistic GenAI batch (512 spans, ~20 attributes each, a 1 KB prompt on every chat
+span) and a batch of small non-LLM spans (5 attributes). Two paths: the pure-Python reference (upb
+decode, then convert_traces; decode is timed separately) and the native converter (convert_traces_bytes:
+decode and convert in one C pass, then the rows in Python). `python -m benchmarks.instructions` counts
+instructions per span for the same runs under callgrind, which unlike time is stable on shared cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -18,6 +22,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces import convert_traces
+from receiver.convert.traces_bytes import NATIVE_STATUS, convert_traces_bytes, native_available
 from receiver.storage.pricing_store import default_pricing_file, read_pricing_file
 
 
@@ -31,6 +36,25 @@ def kv(key: str, value: object) -> common_pb2.KeyValue:
     else:
         v = common_pb2.AnyValue(string_value=str(value))
     return common_pb2.KeyValue(key=key, value=v)
+
+
+def _request(items: list[trace_pb2.Span]) -> trace_service_pb2.ExportTraceServiceRequest:
+    resource = resource_pb2.Resource(
+        attributes=[
+            kv("service.name", "bench"),
+            kv("deployment.environment.name", "prod"),
+            kv("telemetry.sdk.language", "python"),
+            kv("telemetry.sdk.version", "1.30.0"),
+        ]
+    )
+    return trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[
+            trace_pb2.ResourceSpans(
+                resource=resource,
+                scope_spans=[trace_pb2.ScopeSpans(scope=common_pb2.InstrumentationScope(name="bench"), spans=items)],
+            )
+        ]
+    )
 
 
 def genai_request(spans: int = 512, prompt_bytes: int = 1024) -> trace_service_pb2.ExportTraceServiceRequest:
@@ -74,22 +98,61 @@ def genai_request(spans: int = 512, prompt_bytes: int = 1024) -> trace_service_p
                 attributes=attrs,
             )
         )
-    resource = resource_pb2.Resource(
-        attributes=[
-            kv("service.name", "bench"),
-            kv("deployment.environment.name", "prod"),
-            kv("telemetry.sdk.language", "python"),
-            kv("telemetry.sdk.version", "1.30.0"),
+    return _request(items)
+
+
+def small_request(spans: int = 512) -> trace_service_pb2.ExportTraceServiceRequest:
+    """Plain service spans (no LLM attributes): HTTP handlers and database calls, 5 attributes each."""
+    now = time.time_ns()
+    items = []
+    for i in range(spans):
+        attrs = [
+            kv("http.request.method", "GET"),
+            kv("http.route", "/api/v1/items/{id}"),
+            kv("http.response.status_code", 200),
+            kv("server.address", "api.internal"),
+            kv("thread.id", 1000 + i % 8),
         ]
-    )
-    return trace_service_pb2.ExportTraceServiceRequest(
-        resource_spans=[
-            trace_pb2.ResourceSpans(
-                resource=resource,
-                scope_spans=[trace_pb2.ScopeSpans(scope=common_pb2.InstrumentationScope(name="bench"), spans=items)],
+        items.append(
+            trace_pb2.Span(
+                trace_id=os.urandom(16),
+                span_id=os.urandom(8),
+                parent_span_id=os.urandom(8),
+                name="GET /api/v1/items/{id}",
+                kind=trace_pb2.Span.SPAN_KIND_SERVER,
+                start_time_unix_nano=now + i * 1000,
+                end_time_unix_nano=now + i * 1000 + 3_000_000,
+                attributes=attrs,
             )
-        ]
-    )
+        )
+    return _request(items)
+
+
+REQUESTS = {"genai": genai_request, "small": small_request}
+
+
+def options() -> ConvertOptions:
+    return ConvertOptions(price_book=PriceBook(read_pricing_file(default_pricing_file())))
+
+
+def run(path: str, body: bytes, spans: int, rounds: int, opts: ConvertOptions) -> tuple[float, float]:
+    """(decode seconds, convert seconds) over `rounds` conversions of `body` on `path`."""
+    decode_s = convert_s = 0.0
+    for _ in range(rounds):
+        if path == "pure":
+            t0 = time.perf_counter()
+            request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+            t1 = time.perf_counter()
+            converted = convert_traces(request, opts)
+            t2 = time.perf_counter()
+            decode_s += t1 - t0
+        else:
+            t1 = time.perf_counter()
+            converted = convert_traces_bytes(body, opts)
+            t2 = time.perf_counter()
+        convert_s += t2 - t1
+        assert len(converted.rows) == spans
+    return decode_s, convert_s
 
 
 def main() -> None:
@@ -97,25 +160,35 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--prompt-bytes", type=int, default=1024)
+    parser.add_argument("--request", choices=[*REQUESTS, "both"], default="both")
+    parser.add_argument("--path", choices=["pure", "native", "both"], default="both")
+    parser.add_argument("--quiet", action="store_true", help="print nothing (for instruction counting)")
     args = parser.parse_args()
-    body = genai_request(args.spans, args.prompt_bytes).SerializeToString()
-    options = ConvertOptions(price_book=PriceBook(read_pricing_file(default_pricing_file())))
-    decode_s = convert_s = 0.0
-    for _ in range(args.rounds):
-        t0 = time.perf_counter()
-        request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
-        t1 = time.perf_counter()
-        converted = convert_traces(request, options)
-        t2 = time.perf_counter()
-        decode_s += t1 - t0
-        convert_s += t2 - t1
-        assert len(converted.rows) == args.spans
-    n = args.spans * args.rounds
-    print(f"request: {args.spans} spans, {len(body)} bytes ({len(body) // args.spans} B/span)")
-    print(f"decode : {decode_s / n * 1e6:7.2f} µs/span")
-    print(f"convert: {convert_s / n * 1e6:7.2f} µs/span")
-    total_s = decode_s + convert_s
-    print(f"total  : {total_s / n * 1e6:7.2f} µs/span = {n / total_s:,.0f} spans/s on one core")
+    paths = ["pure", "native"] if args.path == "both" else [args.path]
+    if "native" in paths and not native_available():
+        raise SystemExit(f"native converter unavailable: {NATIVE_STATUS}")
+    opts = options()
+    for kind in REQUESTS if args.request == "both" else [args.request]:
+        message = genai_request(args.spans, args.prompt_bytes) if kind == "genai" else small_request(args.spans)
+        body = message.SerializeToString()
+        if not args.quiet:
+            print(f"{kind} request: {args.spans} spans, {len(body)} bytes ({len(body) // args.spans} B/span)")
+        totals = {}
+        for path in paths:
+            decode_s, convert_s = run(
+                path, body, args.spans, args.rounds, dataclasses.replace(opts, native=path == "native")
+            )
+            n = args.spans * args.rounds
+            totals[path] = (decode_s + convert_s) / n
+            if not args.quiet:
+                if path == "pure":
+                    what = f"decode {decode_s / n * 1e6:6.2f} + convert {convert_s / n * 1e6:6.2f}"
+                else:
+                    what = f"decode+convert {convert_s / n * 1e6:6.2f}"
+                rate = 1 / totals[path]
+                print(f"  {path:6}: {what} = {totals[path] * 1e6:6.2f} µs/span = {rate:,.0f} spans/s on one core")
+        if len(totals) == 2 and not args.quiet:
+            print(f"  native is {totals['pure'] / totals['native']:.1f}x faster")
 
 
 if __name__ == "__main__":

@@ -376,7 +376,8 @@ read_value(Ctx *ctx, Reader *r, const uint8_t *at, Field *f)
 
 /* Skips a group (wire type 3). No field of the trace schema is a group, so every group is an unknown
  * field; upb still parses it: it must be well formed, closed by its own number, and counts as one
- * level of nesting. `depth` is the group's own depth. */
+ * level of nesting. `depth` is the group's own depth. Unlike in a message, upb accepts field number 0
+ * inside a skipped group (also as a nested group's number). */
 static int
 skip_group(Ctx *ctx, Reader *r, uint32_t number, int depth)
 {
@@ -400,9 +401,6 @@ skip_group(Ctx *ctx, Reader *r, uint32_t number, int depth)
                 return 0;
             }
             return wire_error(ctx, at, "end-group tag does not match its start-group");
-        }
-        if (f.number == 0) {
-            return wire_error(ctx, at, "field number 0");
         }
         if (f.wire_type == WT_SGROUP) {
             if (skip_group(ctx, r, f.number, depth + 1) < 0) {

@@ -152,6 +152,13 @@ def native_available() -> bool:
     return _DECODER is not None
 
 
+def trace_converter(native: bool) -> str:
+    """Which converter trace requests take with `convert.native` = native, and why (for the start-up log)."""
+    if not native:
+        return "python (convert.native = false)"
+    return "native" if _DECODER is not None else f"python ({NATIVE_STATUS})"
+
+
 def parse_trace_request(body: bytes) -> Any:
     """Bytes -> ExportTraceServiceRequest with upb (the reference path)."""
     request = ExportTraceServiceRequest()
