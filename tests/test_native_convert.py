@@ -288,8 +288,12 @@ def test_duplicate_keys_later_value_wins_at_first_position_and_every_value_is_co
         ("gen_ai.request.model", "o1"),
     ]
     assert row["model"] == "o1" and converted.stats.non_finite_numbers == 1
-    many = [key_value(b"key%d" % (i % 23), any_int(i)) for i in range(100)]  # the hashed path
+    many = [key_value(b"key%d" % (i % 23), any_int(i)) for i in range(100)]  # over 16 keys: sorted
     assert assert_same(one_span(attrs(*many))) is not None
+    related = [b"k", b"ka", b"k\x00", b"k\xef\xbf\xbd", b"", b"kb", b"k\x00a", b"k\xef\xbf\xbda"]
+    pairs = [key_value(related[(i * 7) % len(related)], any_int(i)) for i in range(40)]
+    stored = orjson.loads(row_of(assert_same(one_span(attrs(*pairs))))["attributes"])
+    assert len(stored) == 6  # "k\x00" is "k\ufffd" once its NUL is replaced
 
 
 def test_invalid_spans_are_rejected_with_the_same_messages():

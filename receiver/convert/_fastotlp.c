@@ -1362,20 +1362,62 @@ kv_key_equal(const KvEntry *a, const KvEntry *b)
     return a->key_len == b->key_len && memcmp(a->key, b->key, (size_t)a->key_len) == 0;
 }
 
-static uint64_t
-key_hash(const KvEntry *e)
+/* A key and its position in the map, for sorting. */
+typedef struct {
+    const uint8_t *key;
+    Py_ssize_t len;
+    Py_ssize_t index;
+} KeyRef;
+
+/* Order by key bytes, then by position (so equal keys keep their order). */
+static int
+keyref_before(const KeyRef *a, const KeyRef *b)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (Py_ssize_t i = 0; i < e->key_len; i++) {
-        h = (h ^ e->key[i]) * 1099511628211ULL;
+    Py_ssize_t common = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->key, b->key, (size_t)common);
+    if (c != 0) {
+        return c < 0;
     }
-    return h;
+    if (a->len != b->len) {
+        return a->len < b->len;
+    }
+    return a->index < b->index;
+}
+
+/* Bottom-up merge sort: O(n log n) comparisons whatever the keys. A hash table with a fixed hash
+ * function could be made quadratic by a client sending keys that collide; this cannot. */
+static int
+sort_keyrefs(KeyRef *items, Py_ssize_t n)
+{
+    KeyRef *merged = PyMem_Malloc((size_t)n * sizeof(KeyRef));
+    if (merged == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t width = 1; width < n; width *= 2) {
+        for (Py_ssize_t lo = 0; lo + width < n; lo += 2 * width) {
+            Py_ssize_t mid = lo + width, hi = lo + 2 * width < n ? lo + 2 * width : n;
+            Py_ssize_t a = lo, b = mid, out = lo;
+            while (a < mid && b < hi) {
+                merged[out++] = keyref_before(&items[b], &items[a]) ? items[b++] : items[a++];
+            }
+            while (a < mid) {
+                merged[out++] = items[a++];
+            }
+            while (b < hi) {
+                merged[out++] = items[b++];
+            }
+            memcpy(items + lo, merged + lo, (size_t)(hi - lo) * sizeof(KeyRef));
+        }
+    }
+    PyMem_Free(merged);
+    return 0;
 }
 
 /*
  * Groups equal keys, as a dict does: group[i] = the first entry with entry i's key; last[g] = the last
- * entry of group g (its value wins). Quadratic for short maps, a hash table for long ones, so a
- * hostile map of many keys costs linear time.
+ * entry of group g (its value wins). Pairwise comparison for short maps; for long ones a sort, so
+ * that no choice of keys makes the work quadratic.
  */
 static int
 group_keys(const KvEntry *entries, Py_ssize_t n, Py_ssize_t *group, Py_ssize_t *last)
@@ -1392,34 +1434,33 @@ group_keys(const KvEntry *entries, Py_ssize_t n, Py_ssize_t *group, Py_ssize_t *
         }
     }
     else {
-        Py_ssize_t size = 32;
-        while (size < 2 * n) {
-            size *= 2;
-        }
-        Py_ssize_t *slots = PyMem_Malloc((size_t)size * sizeof(Py_ssize_t));
-        if (slots == NULL) {
+        KeyRef *refs = PyMem_Malloc((size_t)n * sizeof(KeyRef));
+        if (refs == NULL) {
             PyErr_NoMemory();
             return -1;
         }
-        for (Py_ssize_t s = 0; s < size; s++) {
-            slots[s] = -1;
-        }
         for (Py_ssize_t i = 0; i < n; i++) {
-            Py_ssize_t s = (Py_ssize_t)(key_hash(&entries[i]) & (uint64_t)(size - 1));
-            for (;;) {
-                if (slots[s] < 0) {
-                    slots[s] = i;
-                    group[i] = i;
-                    break;
-                }
-                if (kv_key_equal(&entries[slots[s]], &entries[i])) {
-                    group[i] = slots[s];
-                    break;
-                }
-                s = (s + 1) & (size - 1);
-            }
+            refs[i].key = entries[i].key;
+            refs[i].len = entries[i].key_len;
+            refs[i].index = i;
         }
-        PyMem_Free(slots);
+        if (sort_keyrefs(refs, n) < 0) {
+            PyMem_Free(refs);
+            return -1;
+        }
+        /* Each run of equal keys is sorted by position: its first item is the first occurrence. */
+        Py_ssize_t run = 0;
+        for (Py_ssize_t k = 1; k <= n; k++) {
+            if (k < n && refs[k].len == refs[run].len &&
+                memcmp(refs[k].key, refs[run].key, (size_t)refs[k].len) == 0) {
+                continue;
+            }
+            for (Py_ssize_t j = run; j < k; j++) {
+                group[refs[j].index] = refs[run].index;
+            }
+            run = k;
+        }
+        PyMem_Free(refs);
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         last[group[i]] = i;
