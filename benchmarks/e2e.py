@@ -23,12 +23,12 @@ from tests.support.process import ReceiverProcess
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
-async def run(requests: int, spans: int, concurrency: int, prompt_bytes: int) -> None:
+async def run(requests: int, spans: int, concurrency: int, prompt_bytes: int, native: bool) -> None:
     root = Path(tempfile.mkdtemp(prefix="llmobs-bench-"))
     os.chmod(root, 0o755)
     cluster = EmbeddedPostgres(root / "pg", port=55433)
     dsn = cluster.start()
-    proc = ReceiverProcess(dsn, root)
+    proc = ReceiverProcess(dsn, root, convert__native=str(native).lower())
     try:
         await proc.start()
         bodies = []
@@ -66,7 +66,7 @@ async def run(requests: int, spans: int, concurrency: int, prompt_bytes: int) ->
         await conn.close()
         print(
             f"{total} spans ({requests} requests x {spans}, ~{len(bodies[0]) // spans} B/span), "
-            f"concurrency {concurrency}, retried refusals {refused}"
+            f"concurrency {concurrency}, retried refusals {refused}, converter {'native' if native else 'python'}"
         )
         print(f"acknowledged: {total / acked:,.0f} spans/s ({acked:.2f} s)")
         print(f"landed      : {total / landed:,.0f} spans/s ({landed:.2f} s)")
@@ -81,8 +81,9 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=512)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--prompt-bytes", type=int, default=1024)
+    parser.add_argument("--converter", choices=["native", "python"], default="native", help="convert.native")
     args = parser.parse_args()
-    asyncio.run(run(args.requests, args.spans, args.concurrency, args.prompt_bytes))
+    asyncio.run(run(args.requests, args.spans, args.concurrency, args.prompt_bytes, args.converter == "native"))
 
 
 if __name__ == "__main__":

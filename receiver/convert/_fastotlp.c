@@ -10,8 +10,9 @@
  * The pure-Python converter (receiver/convert/traces.py, attributes.py) is the reference: every rule
  * here reproduces it exactly, and tests/test_native_convert.py compares the two row by row.
  * Acceptance of the wire format reproduces upb (the protobuf runtime the pure path parses with):
- * a request upb refuses is refused here too (DecodeError -> HTTP 400 / INVALID_ARGUMENT), including
- * invalid UTF-8 in any string field and nesting deeper than upb's limit of 100 messages.
+ * a request upb refuses is refused here too (the decoder's error type, WireFormatError -> HTTP 400 /
+ * INVALID_ARGUMENT), including invalid UTF-8 in any string field and nesting deeper than upb's limit
+ * of 100 messages (the whole request, as upb refuses it; never a crash or a deep C stack).
  *
  * Layout of this file:
  *   1. Output buffers and segment lists
