@@ -432,4 +432,5 @@ async def test_invalid_utf8_in_a_protobuf_string_is_a_bad_request(receiver):
     result = await post(f"{receiver.http_url}/v1/traces", body)
     assert result.status == 400
     message = status_pb2.Status.FromString(result.body).message
-    assert message.startswith("body is not a valid ExportTraceServiceRequest protobuf: invalid UTF-8")
+    assert message.startswith("body is not a valid ExportTraceServiceRequest protobuf: ")
+    assert "UTF-8" in message  # native: "invalid UTF-8 in a string field at byte N"; upb: "bad UTF-8"
