@@ -6,6 +6,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= config/receiver.toml
+# make bench: seconds of load, transport, exporters, spans per request; BENCH_ARGS reaches loadgen or
+# the bench driver (e.g. BENCH_ARGS="--set pipeline.writers=2 --large-share 0.2 --json").
+BENCH_DURATION  ?= 30
+BENCH_PROTOCOL  ?= grpc
+BENCH_EXPORTERS ?= 4
+BENCH_BATCH     ?= 512
+BENCH_ARGS      ?=
 
 .PHONY: run test install postgres lint bench clean proto
 
@@ -28,11 +35,15 @@ run: install postgres
 	  $(BIN)/llm-observatory-receiver run --config $(CONFIG)
 
 test: install postgres
-	$(BIN)/ruff check receiver tests benchmarks
+	$(BIN)/ruff check receiver tests benchmarks loadgen
 	$(BIN)/pytest -q
 
+bench: install postgres
+	$(BIN)/python -m benchmarks.bench --duration $(BENCH_DURATION) --protocol $(BENCH_PROTOCOL) \
+	  --exporters $(BENCH_EXPORTERS) --batch-spans $(BENCH_BATCH) $(BENCH_ARGS)
+
 lint: install
-	$(BIN)/ruff check receiver tests benchmarks
+	$(BIN)/ruff check receiver tests benchmarks loadgen
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -1,7 +1,8 @@
 """Conversion cost per span: `python -m benchmarks.convert` prints µs/span and spans/s (one core).
 
-Two requests: a realistic GenAI batch (512 spans, ~20 attributes each, a 1 KB prompt on every chat
-span) and a batch of small non-LLM spans (5 attributes). Two paths: the pure-Python reference (upb
+Three requests: loadgen's workload (the one `make bench` sends: chat, embeddings, tool-call and agent
+traces, current and legacy GenAI names, 5% large prompts), a uniform GenAI batch (~20 attributes per
+span, a 1 KB prompt on every span) and a batch of small non-LLM spans (5 attributes). Two paths: the pure-Python reference (upb
 decode, then convert_traces; decode is timed separately) and the native converter (convert_traces_bytes:
 decode and convert in one C pass, then the rows in Python). `python -m benchmarks.instructions` counts
 instructions per span for the same runs under callgrind, which unlike time is stable on shared cores.
@@ -128,17 +129,36 @@ def small_request(spans: int = 512) -> trace_service_pb2.ExportTraceServiceReque
     return _request(items)
 
 
-REQUESTS = {"genai": genai_request, "small": small_request}
+def loadgen_bodies(spans: int, large_share: float = 0.05, large_bytes: int = 16384) -> list[bytes]:
+    """Eight request bodies of loadgen's workload, as `make bench` sends them."""
+    from loadgen.bodies import build_pool
+    from loadgen.ids import RunId
+    from loadgen.workload import WorkloadSpec
+
+    spec = WorkloadSpec(batch_spans=spans, large_share=large_share, large_bytes=large_bytes)
+    pool = build_pool(spec, RunId.new(), "protobuf", 8, 1)
+    return [entry.traces.render(k + 1) for k, entry in enumerate(pool.entries)]
+
+
+REQUESTS = ("loadgen", "genai", "small")
+
+
+def bodies_of(kind: str, spans: int, prompt_bytes: int) -> list[bytes]:
+    if kind == "loadgen":
+        return loadgen_bodies(spans)
+    message = genai_request(spans, prompt_bytes) if kind == "genai" else small_request(spans)
+    return [message.SerializeToString()]
 
 
 def options() -> ConvertOptions:
     return ConvertOptions(price_book=PriceBook(read_pricing_file(default_pricing_file())))
 
 
-def run(path: str, body: bytes, spans: int, rounds: int, opts: ConvertOptions) -> tuple[float, float]:
-    """(decode seconds, convert seconds) over `rounds` conversions of `body` on `path`."""
+def run(path: str, bodies: list[bytes], spans: int, rounds: int, opts: ConvertOptions) -> tuple[float, float]:
+    """(decode seconds, convert seconds) over `rounds` conversions of `bodies` (in turn) on `path`."""
     decode_s = convert_s = 0.0
-    for _ in range(rounds):
+    for i in range(rounds):
+        body = bodies[i % len(bodies)]
         if path == "pure":
             t0 = time.perf_counter()
             request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
@@ -160,7 +180,7 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--prompt-bytes", type=int, default=1024)
-    parser.add_argument("--request", choices=[*REQUESTS, "both"], default="both")
+    parser.add_argument("--request", choices=[*REQUESTS, "all"], default="all")
     parser.add_argument("--path", choices=["pure", "native", "both"], default="both")
     parser.add_argument("--quiet", action="store_true", help="print nothing (for instruction counting)")
     args = parser.parse_args()
@@ -168,15 +188,15 @@ def main() -> None:
     if "native" in paths and not native_available():
         raise SystemExit(f"native converter unavailable: {NATIVE_STATUS}")
     opts = options()
-    for kind in REQUESTS if args.request == "both" else [args.request]:
-        message = genai_request(args.spans, args.prompt_bytes) if kind == "genai" else small_request(args.spans)
-        body = message.SerializeToString()
+    for kind in REQUESTS if args.request == "all" else [args.request]:
+        bodies = bodies_of(kind, args.spans, args.prompt_bytes)
+        size = sum(map(len, bodies)) // len(bodies)
         if not args.quiet:
-            print(f"{kind} request: {args.spans} spans, {len(body)} bytes ({len(body) // args.spans} B/span)")
+            print(f"{kind} request: {args.spans} spans, {size:,} bytes ({size // args.spans:,} B/span)")
         totals = {}
         for path in paths:
             decode_s, convert_s = run(
-                path, body, args.spans, args.rounds, dataclasses.replace(opts, native=path == "native")
+                path, bodies, args.spans, args.rounds, dataclasses.replace(opts, native=path == "native")
             )
             n = args.spans * args.rounds
             totals[path] = (decode_s + convert_s) / n

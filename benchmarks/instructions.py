@@ -43,12 +43,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="N (the second run has 2N)")
     parser.add_argument("--spans", type=int, default=512)
-    parser.add_argument("--request", choices=["genai", "small", "both"], default="both")
+    parser.add_argument("--request", choices=["loadgen", "genai", "small", "all"], default="all")
     parser.add_argument("--path", choices=["pure", "native", "both"], default="both")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    for request in ["genai", "small"] if args.request == "both" else [args.request]:
+    for request in ["loadgen", "genai", "small"] if args.request == "all" else [args.request]:
         for path in ["pure", "native"] if args.path == "both" else [args.path]:
             once = instructions(request, path, args.rounds, args.spans)
             twice = instructions(request, path, 2 * args.rounds, args.spans)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StartupError(Exception):
     """A component could not start; the message names the setting to change."""
@@ -11,3 +13,24 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
     """'0.0.0.0:4317' -> ('0.0.0.0', 4317); '[::]:4317' -> ('::', 4317)."""
     host, _, port = endpoint.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+async def serve_http(app: Any, endpoint: str, what: str, setting: str, **runner_options: Any) -> tuple[Any, int]:
+    """Start an aiohttp app on `endpoint`; returns (runner, bound port). A bind failure becomes a
+    StartupError naming the setting (and its environment variable) to change."""
+    from aiohttp import web
+
+    host, port = split_endpoint(endpoint)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_options)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        env = "OBSERVATORY__" + setting.upper().replace(".", "__")
+        raise StartupError(
+            f"cannot listen for {what} on {endpoint} ({exc.strerror or exc}); change {setting} (env {env})"
+        ) from None
+    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    return runner, (sockets[0].getsockname()[1] if sockets else port)

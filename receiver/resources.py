@@ -1,27 +1,24 @@
 """Where the shipped data lives: `migrations/` and `config/` of the checkout, or their copies inside an
-installed wheel (`receiver._migrations`, `receiver._defaults`, mapped in pyproject.toml)."""
+installed wheel (`receiver/_migrations`, `receiver/_defaults`, mapped in pyproject.toml)."""
 
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
 
-_CHECKOUT = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
+_CHECKOUT = _PACKAGE.parent
 
 
-def _resource_dir(package: str, checkout_dir: str) -> Path:
-    local = _CHECKOUT / checkout_dir
-    if local.is_dir():
+def _resource_dir(installed_name: str, checkout_name: str) -> Path:
+    local = _CHECKOUT / checkout_name
+    if (local / ".").is_dir() and (_CHECKOUT / "pyproject.toml").exists():
         return local
-    try:
-        return Path(str(importlib.resources.files(package)))
-    except ModuleNotFoundError:
-        return local
+    return _PACKAGE / installed_name
 
 
 def migrations_dir() -> Path:
-    return _resource_dir("receiver._migrations", "migrations")
+    return _resource_dir("_migrations", "migrations")
 
 
 def defaults_dir() -> Path:
-    return _resource_dir("receiver._defaults", "config")
+    return _resource_dir("_defaults", "config")

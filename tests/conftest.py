@@ -7,8 +7,8 @@ run` in a subprocess, and clients are the OpenTelemetry SDK exporters or raw OTL
 
 from __future__ import annotations
 
-import os
-import tempfile
+import shutil
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,20 +16,61 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from receiver.storage.embedded import EmbeddedPostgres
+from receiver.storage.embedded import EmbeddedPostgres, timescaledb_installed
+from tests.support.cleanup import reap_orphans, throwaway_dir
 from tests.support.process import ReceiverProcess
 from tests.support.wait import wait_until
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Reap clusters left by a killed run, and let SIGTERM (e.g. `timeout`) run the teardowns."""
+    reap_orphans()
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+@pytest.fixture(autouse=True)
+async def _no_receiver_outlives_its_test():
+    """A test that fails before stopping the receivers it started must not leave them running
+    (receivers of module fixtures, started before the test, are theirs to stop)."""
+    before = set(ReceiverProcess.running)
+    yield
+    for proc in set(ReceiverProcess.running) - before:
+        await proc.kill()
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[EmbeddedPostgres]:
-    root = tempfile.mkdtemp(prefix="llmobs-test-pg-")
-    os.chmod(root, 0o755)
-    cluster = EmbeddedPostgres(Path(root) / "cluster", port=55432)
+    root = throwaway_dir("test-pg")
+    # Plain PostgreSQL even where TimescaleDB is installed: CI has none, and the native flavor is what
+    # most tests exercise. The timescale flavor has its own cluster (timescale_cluster).
+    cluster = EmbeddedPostgres(Path(root) / "cluster", port=55432, timescale=False)
     cluster.start()
     yield cluster
     cluster.destroy()
-    os.rmdir(root) if os.path.isdir(root) and not os.listdir(root) else None
+    shutil.rmtree(root, ignore_errors=True)
+
+
+TIMESCALE_SKIP_REASON = (
+    "TimescaleDB is not installed for this PostgreSQL (no timescaledb.control / timescaledb*.so); "
+    "the timescale flavor is tested where it is"
+)
+
+
+@pytest.fixture(scope="session")
+def timescale_cluster() -> Iterator[EmbeddedPostgres]:
+    """A second throwaway cluster with TimescaleDB preloaded; skips the test where it is not installed."""
+    if not timescaledb_installed():
+        pytest.skip(TIMESCALE_SKIP_REASON)
+    root = throwaway_dir("test-ts")
+    cluster = EmbeddedPostgres(Path(root) / "cluster", port=55442, timescale=True)
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 class DatabaseHandle:
@@ -67,6 +108,15 @@ class DatabaseHandle:
 
         await wait_until(reached, timeout=timeout, what=lambda: f"{query!r} = {last[0]}, expected {expected}")
         return last[0]
+
+
+async def drop_database(database: DatabaseHandle) -> None:
+    """Drop a test database (TimescaleDB runs a job scheduler per database: keep their number small)."""
+    conn = await asyncpg.connect(database.cluster.admin_dsn())
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {database.name} WITH (FORCE)")
+    finally:
+        await conn.close()
 
 
 async def create_database(cluster: EmbeddedPostgres) -> DatabaseHandle:

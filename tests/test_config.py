@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import tomllib
@@ -94,3 +95,20 @@ def test_run_with_invalid_config_exits_2_before_starting(tmp_path):
     )
     assert result.returncode == 2
     assert "admin.endpoint: 'localhost' is not host:port" in result.stderr
+
+
+async def test_a_port_in_use_stops_the_receiver_with_the_setting_to_change(module_database, tmp_path):
+    import socket
+
+    from tests.support.process import ReceiverProcess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        proc = ReceiverProcess(module_database.dsn, tmp_path)
+        proc.http_port = taken.getsockname()[1]
+        await proc.start(wait_ready=False)
+        await asyncio.wait_for(proc.proc.wait(), 60)  # it exits by itself
+        code = await proc.stop()
+    assert code == 1
+    assert "change otlp.http_endpoint (env OBSERVATORY__OTLP__HTTP_ENDPOINT)" in proc.log_tail()

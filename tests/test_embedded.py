@@ -3,19 +3,16 @@ accepts spans from an SDK, and stops everything cleanly on SIGTERM."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
-from pathlib import Path
 
-from receiver.storage.embedded import EmbeddedPostgres
+from receiver.storage.embedded import EmbeddedPostgres, timescaledb_installed
+from tests.support.cleanup import throwaway_dir
 from tests.support.otlp import sdk_tracer_provider
 from tests.support.process import ReceiverProcess
 
 
 async def test_receiver_with_embedded_database_end_to_end():
-    root = Path(tempfile.mkdtemp(prefix="llmobs-embedded-"))
-    os.chmod(root, 0o755)
+    root = throwaway_dir("embedded")
     proc = ReceiverProcess("", root, database__embedded_dir=str(root / "pg"))  # no DATABASE_URL
     cluster = EmbeddedPostgres(root / "pg")
     try:
@@ -38,6 +35,13 @@ async def test_receiver_with_embedded_database_end_to_end():
                 await conn.close()
 
         await wait_until(landed, what="the span in the embedded database")
+        conn = await asyncpg.connect(cluster.dsn)
+        try:
+            flavor = await conn.fetchval("SELECT flavor FROM schema_migrations LIMIT 1")
+        finally:
+            await conn.close()
+        # make run gets the timescale flavor wherever the extension is installed, plain PostgreSQL elsewhere.
+        assert flavor == ("timescale" if timescaledb_installed() else "native")
         assert await proc.stop() == 0
         assert not cluster.running(), "the embedded PostgreSQL must stop with the receiver"
         assert "rows_lost" in proc.log_tail()

@@ -12,6 +12,7 @@ import uuid
 
 import grpc
 
+from tests.support.load import retry_delay_from_grpc as retry_delay
 from tests.support.otlp import (
     export_grpc,
     gauge,
@@ -24,7 +25,6 @@ from tests.support.otlp import (
 )
 from tests.support.process import ReceiverProcess
 from tests.support.wait import wait_until
-from tests.test_traces_wire import retry_delay
 
 POINTS_PER_REQUEST = 50
 

@@ -16,9 +16,7 @@ import asyncio
 import os
 import shutil
 import signal
-import tempfile
 import uuid
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -28,6 +26,7 @@ from proto.spool_pb2 import SpoolRecord
 from receiver.pipeline.spool import HEADER, scan
 from receiver.storage.embedded import EmbeddedPostgres
 from tests.conftest import DatabaseHandle, create_database
+from tests.support.cleanup import throwaway_dir
 from tests.support.load import SteadyLoad, stored_spans
 from tests.support.otlp import export_grpc, span, trace_request
 from tests.support.process import ReceiverProcess
@@ -39,8 +38,7 @@ OUTAGE_S = float(os.environ.get("OBSERVATORY_TEST_OUTAGE_S", "30"))
 @pytest.fixture
 def private_cluster():
     """A PostgreSQL cluster of this test's own, which the test may stop and start."""
-    root = Path(tempfile.mkdtemp(prefix="llmobs-fault-"))
-    os.chmod(root, 0o755)
+    root = throwaway_dir("fault")
     cluster = EmbeddedPostgres(root / "pg", port=55434)
     cluster.start()
     yield cluster
@@ -117,7 +115,12 @@ async def test_database_outage_under_steady_load_loses_nothing(private_cluster, 
     try:
         await wait_until(_has_acked(load, 2000), what="load under way")
         await asyncio.to_thread(private_cluster.stop, "fast")
-        await wait_until(_breaker_is(proc, "open"), timeout=30, what="breaker open while the database is down")
+        assert not await asyncio.to_thread(private_cluster.running), "the database must be down now"
+        await wait_until(
+            _breaker_is(proc, "open"),
+            timeout=60,
+            what=lambda: f"breaker open while the database is down; receiver log:\n{proc.log_tail()}",
+        )
         acked_before_restart = len(load.result.acked)
         await asyncio.sleep(OUTAGE_S)  # the outage itself: the load keeps coming meanwhile
         assert len(load.result.acked) > acked_before_restart, "the queue must keep accepting while it has room"

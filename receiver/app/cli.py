@@ -1,4 +1,4 @@
-"""`llm-observatory-receiver run | migrate | db verify | config check`.
+"""`llm-observatory-receiver run | migrate | db verify | db maintain | config check`.
 
 Exit codes: 0 success, 1 runtime failure (the message says what to do), 2 invalid configuration or
 usage (one line per problem, naming the key).
@@ -117,6 +117,161 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
+def cmd_db_verify(args: argparse.Namespace) -> int:
+    """Every check on its own line, PASS or FAIL; exit 1 if any failed."""
+    config = _load(args.config)
+    configure_logging(config.logging.level, config.logging.format)
+
+    async def action(conn: Any) -> int:
+        from receiver.storage.verify import verify
+
+        checks = await verify(conn, config.maintenance.partition_days_ahead)
+        for check in checks:
+            print(check.line())
+        failed = sum(1 for c in checks if not c.ok)
+        print(f"{len(checks) - failed} passed, {failed} failed", file=sys.stderr)
+        return EXIT_FAILURE if failed else EXIT_OK
+
+    try:
+        return asyncio.run(_with_database(config, action))
+    except (EmbeddedDatabaseError, OSError) as exc:
+        print(f"FAIL  database: {exc}")
+        return EXIT_FAILURE
+
+
+def cmd_db_maintain(args: argparse.Namespace) -> int:
+    """One maintenance pass, as the receiver runs every maintenance.interval_s; exit 1 if a step failed."""
+    config = _load(args.config)
+    configure_logging(config.logging.level, config.logging.format)
+
+    async def action(conn: Any) -> int:
+        from receiver.app.service import maintenance_settings
+        from receiver.storage.maintenance import Maintenance
+        from receiver.storage.migrate import applied_flavor
+        from receiver.telemetry.metrics import Metrics
+
+        flavor = await applied_flavor(conn)
+        if flavor is None:
+            print("error: the database is not migrated; run `llm-observatory-receiver migrate` first", file=sys.stderr)
+            return EXIT_FAILURE
+
+        async def same_connection() -> Any:
+            return conn
+
+        maintenance = Maintenance(same_connection, flavor, maintenance_settings(config), Metrics())
+        report = await maintenance.run_once(rebuild_rollups=args.rebuild_rollups)
+        for line in report.summary_lines():
+            print(line)
+        return EXIT_OK if report.ok else EXIT_FAILURE  # skipped (another pass running) is not a failure
+
+    try:
+        return asyncio.run(_with_database(config, action))
+    except (EmbeddedDatabaseError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+async def _require_schema(conn: Any) -> bool:
+    from receiver.storage.migrate import pending
+
+    missing = await pending(conn)
+    if missing:
+        print(
+            f"error: the database is not migrated ({', '.join(missing)} pending); "
+            "run `llm-observatory-receiver migrate` first",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def _run_keys(args: argparse.Namespace, action: Callable[[Any], Awaitable[int]]) -> int:
+    config = _load(args.config)
+    configure_logging(config.logging.level, config.logging.format)
+
+    async def guarded(conn: Any) -> int:
+        return await action(conn) if await _require_schema(conn) else EXIT_FAILURE
+
+    try:
+        return asyncio.run(_with_database(config, guarded))
+    except (EmbeddedDatabaseError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    """Create a key for a project (created if new); the key is printed once and only its hash is kept."""
+    from receiver.storage.api_keys import create_key, slug_of
+
+    try:
+        slug_of(args.project)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def action(conn: Any) -> int:
+        created = await create_key(conn, args.project, args.name, args.expires_in_days)
+        print(created.key)
+        print(
+            f"created key {created.id} for project {created.project_slug}; this is the only time the key is "
+            "shown: clients send it as 'Authorization: Bearer <key>' (auth.mode = api_key)",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+
+    return _run_keys(args, action)
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from receiver.storage.api_keys import list_keys
+
+    def when(value: Any) -> str:
+        return value.isoformat(timespec="seconds") if value is not None else "-"
+
+    async def action(conn: Any) -> int:
+        rows = await list_keys(conn)
+        print("id\tproject\tname\tprefix\tcreated\texpires\trevoked\tlast_used")
+        for r in rows:
+            print(
+                "\t".join(
+                    [
+                        str(r["id"]),
+                        r["project"],
+                        r["name"],
+                        r["key_prefix"] + "…",
+                        when(r["created_at"]),
+                        when(r["expires_at"]),
+                        when(r["revoked_at"]),
+                        when(r["last_used_at"]),
+                    ]
+                )
+            )
+        return EXIT_OK
+
+    return _run_keys(args, action)
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from uuid import UUID
+
+    from receiver.storage.api_keys import revoke_key
+
+    try:
+        key_id = UUID(args.id)
+    except ValueError:
+        print(f"error: {args.id!r} is not a key id (see `keys list`)", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def action(conn: Any) -> int:
+        if await revoke_key(conn, key_id):
+            print(f"revoked {key_id}; receivers stop accepting it within auth.refresh_interval_s")
+            return EXIT_OK
+        print(f"error: no active key with id {key_id} (see `keys list`)", file=sys.stderr)
+        return EXIT_FAILURE
+
+    return _run_keys(args, action)
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     for section, values in config.effective().items():
@@ -148,6 +303,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     with_config(sub.add_parser("run", help="serve OTLP until SIGTERM")).set_defaults(func=cmd_run)
     with_config(sub.add_parser("migrate", help="apply pending migrations and exit")).set_defaults(func=cmd_migrate)
+    db_cmd = sub.add_parser("db", help="database commands")
+    db_sub = db_cmd.add_subparsers(dest="db_command", required=True)
+    with_config(
+        db_sub.add_parser("verify", help="check tables, rollups, indexes, foreign keys, partitions / policies")
+    ).set_defaults(func=cmd_db_verify)
+    maintain = with_config(
+        db_sub.add_parser("maintain", help="run one maintenance pass (partitions, rollups, retention) and exit")
+    )
+    maintain.add_argument(
+        "--rebuild-rollups",
+        action="store_true",
+        help="native: empty the rollups and recompute them from llm_traces (e.g. after restoring a dump)",
+    )
+    maintain.set_defaults(func=cmd_db_maintain)
+    keys_cmd = sub.add_parser("keys", help="API keys (auth.mode = api_key)")
+    keys_sub = keys_cmd.add_subparsers(dest="keys_command", required=True)
+    create = with_config(keys_sub.add_parser("create", help="create a key; prints it once"))
+    create.add_argument("--project", required=True, help="project name (created if new)")
+    create.add_argument("--name", help="a label for the key")
+    create.add_argument("--expires-in-days", type=int, metavar="DAYS", help="the key stops working after DAYS")
+    create.set_defaults(func=cmd_keys_create)
+    with_config(keys_sub.add_parser("list", help="list keys (never their secrets)")).set_defaults(func=cmd_keys_list)
+    revoke = with_config(keys_sub.add_parser("revoke", help="revoke a key by id"))
+    revoke.add_argument("id", help="key id from `keys list`")
+    revoke.set_defaults(func=cmd_keys_revoke)
     config_cmd = sub.add_parser("config", help="configuration commands")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
     with_config(config_sub.add_parser("check", help="validate and print the effective configuration")).set_defaults(

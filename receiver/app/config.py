@@ -65,6 +65,29 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True)
+class MaintenanceConfig:
+    enabled: bool = _setting(True, "run the maintenance task (native: partitions, rollups, retention)")
+    interval_s: float = _setting(30.0, "seconds between maintenance passes", min=1, max=3600)
+    partition_days_ahead: int = _setting(3, "native: daily partitions created ahead of today", min=1, max=60)
+    traces_retention_days: int = _setting(90, "native: days of llm_traces kept", min=1, max=36500)
+    metrics_retention_days: int = _setting(37, "native: days of llm_metrics kept", min=1, max=36500)
+    logs_retention_days: int = _setting(37, "native: days of llm_logs kept", min=1, max=36500)
+    rollup_1min_retention_days: int = _setting(37, "native: days of llm_metrics_1min kept", min=1, max=36500)
+    rollup_1hour_retention_days: int = _setting(210, "native: days of llm_metrics_1hour kept", min=1, max=36500)
+    rollup_1day_retention_days: int = _setting(1095, "native: days of llm_metrics_1day kept", min=1, max=36500)
+    cost_hourly_retention_days: int = _setting(210, "native: days of cost_analysis_hourly kept", min=1, max=36500)
+    max_default_days_per_pass: int = _setting(
+        7, "native: days of rows moved out of a DEFAULT partition per pass", min=1, max=366
+    )
+    lock_timeout_ms: int = _setting(
+        2000, "native: longest wait for a lock before a step is retried", min=10, max=600_000
+    )
+    rollup_delay_s: float = _setting(
+        2.0, "native: spans are rolled up once this many seconds old (commit visibility margin)", min=0, max=3600
+    )
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     durability: str = _setting(
         "memory", "acknowledge once queued (memory) or once fsynced to the spool (spool)", choices=("memory", "spool")
@@ -137,6 +160,9 @@ class ConvertConfig:
 @dataclass(frozen=True)
 class AuthConfig:
     mode: str = _setting("none", "none, or api_key (Authorization: Bearer / x-api-key)", choices=("none", "api_key"))
+    refresh_interval_s: float = _setting(
+        10.0, "how often active API keys are re-read (a revoked key stops working within this)", min=0.5, max=3600
+    )
 
 
 @dataclass(frozen=True)
@@ -155,6 +181,7 @@ class Config:
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
@@ -312,10 +339,12 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         problems.append("breaker.max_cooldown_s: must be at least breaker.cooldown_s")
     if config.spool.segment_bytes > config.spool.max_bytes:
         problems.append("spool.segment_bytes: must not exceed spool.max_bytes")
-    if config.pipeline.writers + 1 > config.database.max_connections:
+    extra = 2 if config.maintenance.enabled else 1
+    if config.pipeline.writers + extra > config.database.max_connections:
         problems.append(
             f"pipeline.writers: {config.pipeline.writers} writers need database.max_connections >= "
-            f"{config.pipeline.writers + 1} (one more for health checks and maintenance)"
+            f"{config.pipeline.writers + extra} (one more for health checks"
+            + (", one for maintenance)" if config.maintenance.enabled else ")")
         )
     if problems:
         raise ConfigError(problems)

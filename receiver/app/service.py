@@ -1,9 +1,11 @@
 """The receiver as a set of components started in data-flow order and stopped in reverse.
 
 start:    embedded database (if no URL) -> admin endpoint -> writers -> front ends, then in the
-          background: connect, migrate, seed prices; ready once that is done.
-shutdown: readiness 503 -> front ends stop accepting -> queue drained to the database within
-          pipeline.shutdown_timeout_s -> connections closed -> embedded database stopped.
+          background: connect, migrate, seed prices; ready once that is done; then the maintenance
+          task (partitions, rollups, retention) starts, since it needs the migrated schema.
+shutdown: readiness 503 -> front ends stop accepting -> maintenance stops (its pass finishes) -> queue
+          drained to the database within pipeline.shutdown_timeout_s -> connections closed -> embedded
+          database stopped.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from receiver import __version__, schema
 from receiver.app.config import Config
 from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
+from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.convert.traces_bytes import trace_converter
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
@@ -32,9 +35,11 @@ from receiver.pipeline.pipeline import Pipeline
 from receiver.pipeline.queue import BoundedQueue
 from receiver.pipeline.sink import CopySink, DeadLetterFile, RetryPolicy
 from receiver.pipeline.spool import Spool
+from receiver.storage.api_keys import load_active_keys, mark_used
 from receiver.storage.database import Database, probe, redact
-from receiver.storage.embedded import EmbeddedPostgres
+from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from receiver.storage.errors import describe
+from receiver.storage.maintenance import Maintenance, MaintenanceSettings
 from receiver.storage.migrate import MigrationError, applied_flavor, migrate, pending
 from receiver.storage.pricing_store import (
     PricingFileError,
@@ -47,6 +52,26 @@ from receiver.storage.writer import DatabaseWriter
 from receiver.telemetry.admin import AdminServer
 from receiver.telemetry.logging import configure_logging, get_logger
 from receiver.telemetry.metrics import Metrics
+
+
+def maintenance_settings(config: Config) -> MaintenanceSettings:
+    m = config.maintenance
+    return MaintenanceSettings(
+        interval_s=m.interval_s,
+        partition_days_ahead=m.partition_days_ahead,
+        retention_days={
+            "llm_traces": m.traces_retention_days,
+            "llm_metrics": m.metrics_retention_days,
+            "llm_logs": m.logs_retention_days,
+            "llm_metrics_1min": m.rollup_1min_retention_days,
+            "llm_metrics_1hour": m.rollup_1hour_retention_days,
+            "llm_metrics_1day": m.rollup_1day_retention_days,
+            "cost_analysis_hourly": m.cost_hourly_retention_days,
+        },
+        max_default_days_per_pass=m.max_default_days_per_pass,
+        lock_timeout_ms=m.lock_timeout_ms,
+        rollup_delay_s=m.rollup_delay_s,
+    )
 
 
 class FatalError(Exception):
@@ -69,6 +94,10 @@ class Receiver:
         self.fatal: FatalError | None = None
         self._stopped = asyncio.Event()
         self._bootstrap_task: asyncio.Task[None] | None = None
+        self.authenticator = (
+            ApiKeyAuthenticator(config.pipeline.retry_after_s) if config.auth.mode == "api_key" else None
+        )
+        self._keys_task: asyncio.Task[None] | None = None
         self._convert_options = ConvertOptions(
             max_attribute_bytes=config.limits.max_attribute_value_bytes,
             price_book=PriceBook(),
@@ -102,6 +131,7 @@ class Receiver:
         self.grpc: GrpcFrontend | None = None
         self.http: HttpFrontend | None = None
         self.admin: AdminServer | None = None
+        self.maintenance: Maintenance | None = None
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -133,7 +163,7 @@ class Receiver:
         )
         self.pipeline = Pipeline(self.queue, sink, self.breaker, cfg.pipeline.batch_max_rows, self.memory)
         limits = IngestLimits(cfg.otlp.max_request_bytes, cfg.pipeline.row_overhead_bytes, cfg.pipeline.retry_after_s)
-        ingest = Ingest(self.pipeline, self.metrics, limits, lambda: self._convert_options)
+        ingest = Ingest(self.pipeline, self.metrics, limits, lambda: self._convert_options, self.authenticator)
         if cfg.pipeline.durability == "spool":
             await self._open_spool(ingest)
         await self.pipeline.start()
@@ -217,11 +247,18 @@ class Receiver:
                         raise ConnectionError(self.not_ready_reason)
                     self.flavor = await applied_flavor(conn)
                     await self._load_prices(conn)
+                    if self.authenticator is not None:
+                        self.authenticator.replace_keys(await load_active_keys(conn))
+                await self._start_maintenance()  # its first pass creates today's partitions
+                if self.pipeline is not None:
+                    self.pipeline.sink.storage_ready.set()  # writers start once the schema is complete
                 self.ready = True
                 self.not_ready_reason = ""
                 if self.grpc is not None:
                     await self.grpc.set_serving(True)
                 self.log.info("ready", flavor=self.flavor, prices=len(self._convert_options.price_book))
+                if self.authenticator is not None:
+                    self._keys_task = asyncio.create_task(self._refresh_keys(), name="api-key-refresh")
                 return
             except (MigrationError, PricingFileError) as exc:
                 self.fatal = FatalError(str(exc))
@@ -235,6 +272,35 @@ class Receiver:
                 delay = min(10.0, 0.2 * 2 ** min(attempt, 6))
                 self.log.warning("database not ready; retrying", error=describe(exc), retry_in_s=delay, attempt=attempt)
                 await asyncio.sleep(delay)
+
+    async def _refresh_keys(self) -> None:
+        """Re-read active API keys and record which were used, every auth.refresh_interval_s."""
+        assert self.authenticator is not None
+        while True:
+            await asyncio.sleep(self.config.auth.refresh_interval_s)
+            used = list(self.authenticator.used)
+            try:
+                async with self._admin_lock:
+                    conn = await self._admin_connection()
+                    await mark_used(conn, used)
+                    self.authenticator.replace_keys(await load_active_keys(conn))
+                self.authenticator.used.difference_update(used)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self.log.warning("could not refresh API keys; keeping the last known set", error=describe(exc))
+
+    async def _start_maintenance(self) -> None:
+        """Start the maintenance task once the schema is migrated (it needs the partitioned tables and
+        rollup stores), on a connection of its own so a long pass never delays /health."""
+        if not self.config.maintenance.enabled or self.draining or self.database is None:
+            return
+        database = self.database
+        self.maintenance = Maintenance(
+            lambda: database.connect("maintenance"),
+            self.flavor or "native",
+            maintenance_settings(self.config),
+            self.metrics,
+        )
+        await self.maintenance.start()
 
     async def _load_prices(self, conn: asyncpg.Connection) -> None:
         path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
@@ -280,9 +346,16 @@ class Receiver:
         sink = self.pipeline.sink if self.pipeline else None
         active = sink.connected_writers() if sink else 0
         size = sink.writer_count if sink else 0
+        maintenance = (
+            self.maintenance.health()
+            if self.maintenance is not None
+            else {"enabled": cfg.maintenance.enabled, "started": False}
+        )
         status = "healthy"
         if postgres["status"] != "healthy" or not self.ready:
             status = "unhealthy" if not self.ready and self.fatal else "degraded"
+        if self.maintenance is not None and self.maintenance.consecutive_failures >= 3:
+            status = "degraded"  # data keeps landing, but partitions / rollups / retention are falling behind
         if self.fatal:
             status = "unhealthy"
         return {
@@ -331,6 +404,7 @@ class Receiver:
                 "last_error": sink.last_error if sink else None,
                 "rows_lost": sink.lost_rows if sink else 0,
             },
+            "maintenance": maintenance,
         }
 
     # -- stop ------------------------------------------------------------------------------------
@@ -353,10 +427,16 @@ class Receiver:
             await self.http.stop()
         if self.grpc is not None:
             await self.grpc.stop(grace_s=2.0)
+        if self._keys_task is not None:
+            self._keys_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keys_task
         if self._bootstrap_task is not None:
             self._bootstrap_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._bootstrap_task
+        if self.maintenance is not None:
+            await self.maintenance.shutdown()
         if self.pipeline is not None:
             await self.pipeline.stop(self.config.pipeline.shutdown_timeout_s)
         if self._admin_conn is not None:
@@ -365,6 +445,9 @@ class Receiver:
         if self.admin is not None:
             await self.admin.stop()
         if self.embedded is not None and self.embedded.started_here:
-            await asyncio.to_thread(self.embedded.stop)
+            try:
+                await asyncio.to_thread(self.embedded.stop)
+            except EmbeddedDatabaseError as exc:
+                self.log.error("embedded database did not stop cleanly", error=str(exc))
         lost = self.pipeline.sink.lost_rows if self.pipeline else 0
         self.log.info("stopped", seconds=round(time.monotonic() - started, 2), rows_lost=lost)

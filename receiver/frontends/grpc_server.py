@@ -24,7 +24,11 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 def _export_handler(spec: SignalSpec, ingest: Ingest) -> Handler:
     async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        outcome = await ingest.handle(spec, request, json=False, gzip=False, transport="grpc")
+        metadata = {
+            key.lower(): value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
+        }
+        refused = ingest.authenticate(spec, metadata, "grpc")
+        outcome = refused or await ingest.handle(spec, request, json=False, gzip=False, transport="grpc")
         if isinstance(outcome, Accepted):
             return response_message(spec.response_type, spec.rejected_field, outcome).SerializeToString()
         error = grpc_error(outcome)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
-from receiver.endpoints import StartupError, split_endpoint
+from receiver.endpoints import serve_http
 from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted, Refusal, Refused
 from receiver.frontends.signals import SignalSpec
@@ -55,6 +55,9 @@ def _export_route(
                 ),
                 json,
             )
+        refused = ingest.authenticate(spec, {k.lower(): v for k, v in request.headers.items()}, "http")
+        if refused is not None:
+            return _reply(http_error(refused, json), json)
         declared = request.content_length
         if declared is not None and declared > max_request_bytes:
             refused = Refused(
@@ -94,21 +97,9 @@ class HttpFrontend:
         return app
 
     async def start(self) -> None:
-        host, port = split_endpoint(self.endpoint)
-        runner = web.AppRunner(self._app(), access_log=None, auto_decompress=False, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise StartupError(
-                f"cannot listen for OTLP/HTTP on {self.endpoint} ({exc.strerror or exc}); "
-                "change otlp.http_endpoint (env OBSERVATORY__OTLP__HTTP_ENDPOINT)"
-            ) from None
-        self._runner = runner
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        self._runner, self.port = await serve_http(
+            self._app(), self.endpoint, "OTLP/HTTP", "otlp.http_endpoint", auto_decompress=False
+        )
 
     async def stop(self) -> None:
         if self._runner is not None:

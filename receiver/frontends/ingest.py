@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 from proto.spool_pb2 import SpoolRecord
 from receiver.convert.common import Converted, ConvertOptions, WireFormatError
+from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.decode import (
     MalformedRequest,
     RequestTooLarge,
@@ -54,13 +55,25 @@ class Ingest:
         metrics: Metrics,
         limits: IngestLimits,
         options: Callable[[], ConvertOptions],
+        authenticator: ApiKeyAuthenticator | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._authenticator = authenticator
         self._metrics = metrics
         self._limits = limits
         self._options = options  # called per request: pricing can be reloaded (SIGHUP)
         self._log = get_logger("ingest")
         self._limited = RateLimitedLog(self._log)
+
+    def authenticate(self, spec: SignalSpec, headers: Mapping[str, str], transport: str) -> Refused | None:
+        """Check the request's API key (auth.mode = api_key) before its body is even read."""
+        if self._authenticator is None:
+            return None
+        refused = self._authenticator.check(headers)
+        if refused is not None:
+            self._metrics.auth_refused.labels(refused.label).inc()
+            self._count(spec, transport, refused)
+        return refused
 
     async def handle(self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str) -> Outcome:
         received_unix_nanos = time.time_ns()

@@ -90,6 +90,9 @@ class CopySink:
         self._retry = retry or RetryPolicy()
         self._breaker = breaker
         self.durable = False  # spool mode: rows not written by the deadline stay in the spool
+        # Set once the database is migrated and partitioned: until then rows wait in the queue rather
+        # than fail against missing tables or land in a DEFAULT partition to be moved later.
+        self.storage_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._deadline: float | None = None
         self._log = get_logger("sink")
@@ -211,17 +214,22 @@ class CopySink:
             self._record_success(table, len(part), result.inserted, result.duplicates, elapsed)
 
     async def _allowed(self) -> None:
-        """Wait for the circuit breaker, but never past the shutdown deadline."""
+        """Wait for the schema and the circuit breaker, but never past the shutdown deadline."""
         if self._deadline is None:
+            await self.storage_ready.wait()
             await self._breaker.allow()
             return
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             raise ShutdownDeadline
         try:
-            await asyncio.wait_for(self._breaker.allow(), remaining)
+            await asyncio.wait_for(self._wait_ready_and_allowed(), remaining)
         except TimeoutError:
             raise ShutdownDeadline from None
+
+    async def _wait_ready_and_allowed(self) -> None:
+        await self.storage_ready.wait()
+        await self._breaker.allow()
 
     async def _sleep(self, delay: float) -> None:
         if self._deadline is not None:

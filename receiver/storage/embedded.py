@@ -4,10 +4,14 @@ It uses the machine's PostgreSQL server binaries (Debian's postgresql package, H
 on a unix socket inside its directory only, so it never collides with another server's port.
 PostgreSQL refuses to run as root: when we are root, the cluster runs as the `postgres` user (or
 `nobody`), which owns the data directory.
+
+When the TimescaleDB extension is installed for that PostgreSQL, the cluster preloads it (with telemetry
+off), so `make run` gets the timescale schema flavor; otherwise it stays plain PostgreSQL (native flavor).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
@@ -53,6 +57,41 @@ def find_bindir() -> Path:
     )
 
 
+def _pg_config_dir(bindir: Path, option: str) -> Path | None:
+    pg_config = bindir / "pg_config"
+    if not pg_config.exists():
+        return None
+    try:
+        result = subprocess.run([str(pg_config), option], capture_output=True, text=True, timeout=30)
+    except OSError:
+        return None
+    return Path(result.stdout.strip()) if result.returncode == 0 and result.stdout.strip() else None
+
+
+def timescaledb_installed(bindir: Path | None = None) -> bool:
+    """True when the timescaledb extension (control file and library) is installed for the PostgreSQL
+    whose binaries are in `bindir`: then a cluster can preload it and migrate with the timescale flavor."""
+    try:
+        bindir = bindir or find_bindir()
+    except EmbeddedDatabaseError:
+        return False
+    sharedir = _pg_config_dir(bindir, "--sharedir")
+    libdir = _pg_config_dir(bindir, "--pkglibdir")
+    if sharedir is None or libdir is None:
+        return False
+    return (sharedir / "extension" / "timescaledb.control").exists() and any(libdir.glob("timescaledb*.so"))
+
+
+# Each database with the extension runs a job scheduler plus one worker per running job, all taken from
+# max_worker_processes (default 8): too few and policies fail with "failed to start job".
+TIMESCALE_SETTINGS = {
+    "shared_preload_libraries": "timescaledb",
+    "timescaledb.telemetry_level": "off",
+    "max_worker_processes": "32",
+    "timescaledb.max_background_workers": "24",
+}
+
+
 @dataclass(frozen=True)
 class RunAs:
     uid: int
@@ -73,12 +112,22 @@ def _run_as() -> RunAs | None:
 
 
 class EmbeddedPostgres:
-    def __init__(self, data_dir: str | Path, port: int = 5432, extra_settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        port: int = 5432,
+        extra_settings: dict[str, str] | None = None,
+        timescale: bool | None = None,
+    ) -> None:
+        """`timescale`: preload TimescaleDB (True), never (False), or when it is installed (None)."""
         self.root = Path(data_dir).resolve()
         self.data_dir = self.root / "data"
         self.port = port
         self.extra_settings = extra_settings or {}
         self.bindir = find_bindir()
+        if timescale is None:
+            timescale = "shared_preload_libraries" not in self.extra_settings and timescaledb_installed(self.bindir)
+        self.timescale = timescale
         self.run_as = _run_as()
         self.log_file = self.root / "postgresql.log"
         self.socket_dir = self._socket_dir()
@@ -140,7 +189,10 @@ class EmbeddedPostgres:
     def running(self) -> bool:
         if not self.initialized():
             return False
-        return self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
+        result = self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False)
+        if result.returncode not in (0, 3):  # 3: no server running; anything else: cannot tell
+            raise EmbeddedDatabaseError(f"pg_ctl status failed: {(result.stderr or result.stdout).strip()}")
+        return result.returncode == 0
 
     def start(self) -> str:
         """Create (first time) and start the cluster; return its DSN. Reuses a running one."""
@@ -161,6 +213,10 @@ class EmbeddedPostgres:
             self._write_settings()
         if not self.running():
             options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses=''"
+            if self.timescale:
+                # On the command line rather than in postgresql.auto.conf, so a cluster created before
+                # TimescaleDB was installed gets it too (its recorded schema flavor does not change).
+                options += "".join(f" -c {key}={value}" for key, value in TIMESCALE_SETTINGS.items())
             self._run(
                 "pg_ctl",
                 "start",
@@ -226,11 +282,12 @@ class EmbeddedPostgres:
 
     def stop(self, mode: str = "fast") -> None:
         if self.initialized() and self.running():
-            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "120", check=False)
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "120")
 
     def destroy(self) -> None:
         """Stop and delete the cluster (tests)."""
-        self.stop("immediate")
+        with contextlib.suppress(EmbeddedDatabaseError):
+            self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
         if self.socket_dir != self.root:
             shutil.rmtree(self.socket_dir, ignore_errors=True)

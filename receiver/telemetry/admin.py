@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from receiver.endpoints import StartupError, split_endpoint
+from receiver.endpoints import serve_http
 from receiver.telemetry.metrics import Metrics
 
 HealthReport = Callable[[], Awaitable[dict[str, Any]]]
@@ -65,21 +65,7 @@ class AdminServer:
         return _json({"status": "ready" if ready else "not_ready", "reason": reason}, 200 if ready else 503)
 
     async def start(self) -> None:
-        host, port = split_endpoint(self.endpoint)
-        runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise StartupError(
-                f"cannot listen for the admin endpoint on {self.endpoint} ({exc.strerror or exc}); "
-                "change admin.endpoint (env OBSERVATORY__ADMIN__ENDPOINT)"
-            ) from None
-        self._runner = runner
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        self._runner, self.port = await serve_http(self._app(), self.endpoint, "the admin endpoint", "admin.endpoint")
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -58,6 +58,12 @@ class Metrics:
             ["transport", "signal", "outcome"],
             registry=r,
         )
+        self.auth_refused = Counter(
+            "observatory_auth_refused_requests",
+            "requests refused by auth.mode = api_key (missing, invalid, expired key; keys not loaded yet)",
+            ["reason"],
+            registry=r,
+        )
         self.queue_size = Gauge(
             "otelcol_exporter_queue_size", "rows held in the queue (waiting or being written)", registry=r
         )
@@ -100,6 +106,73 @@ class Metrics:
         self.storage_errors = Counter("storage_errors", "database errors by kind", ["table", "kind"], registry=r)
         self.storage_buffer_size = Gauge(
             "storage_buffer_size", "rows waiting for a writer, per table", ["table"], registry=r
+        )
+        # The maintenance task (receiver.storage.maintenance): partitions, rollups, retention.
+        self.maintenance_passes = Counter(
+            "observatory_maintenance_passes",
+            "maintenance passes by outcome (ok, failed, skipped)",
+            ["outcome"],
+            registry=r,
+        )
+        self.maintenance_pass_duration = Histogram(
+            "observatory_maintenance_pass_duration_seconds",
+            "duration of one maintenance pass",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.maintenance_failures = Counter(
+            "observatory_maintenance_failures", "failed maintenance steps (retried next pass)", ["step"], registry=r
+        )
+        self.maintenance_last_success = Gauge(
+            "observatory_maintenance_last_success_timestamp_seconds",
+            "when the last fully successful pass started",
+            registry=r,
+        )
+        self.partitions_created = Counter(
+            "observatory_partitions_created",
+            "daily partitions created (ahead, or for late rows)",
+            ["table"],
+            registry=r,
+        )
+        self.partitions_dropped = Counter(
+            "observatory_partitions_dropped", "daily partitions dropped for retention", ["table"], registry=r
+        )
+        self.partition_rows_moved = Counter(
+            "observatory_partition_default_rows_moved",
+            "rows moved from the DEFAULT partition into their day's new partition",
+            ["table"],
+            registry=r,
+        )
+        self.partition_rows_expired = Counter(
+            "observatory_partition_default_rows_expired",
+            "rows of expired days deleted from the DEFAULT partition",
+            ["table"],
+            registry=r,
+        )
+        self.partitions_days_ahead = Gauge(
+            "observatory_partitions_days_ahead",
+            "future days that already have their partition",
+            ["table"],
+            registry=r,
+        )
+        self.rollup_refresh_duration = Histogram(
+            "observatory_rollup_refresh_duration_seconds",
+            "time to bring the four rollups up to date",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.rollup_spans = Counter("observatory_rollup_spans", "LLM spans added to the rollups", registry=r)
+        self.rollup_rows_written = Counter(
+            "observatory_rollup_rows_written", "rollup rows inserted or updated", ["rollup"], registry=r
+        )
+        self.rollup_rows_expired = Counter(
+            "observatory_rollup_rows_expired", "rollup rows deleted for retention", ["rollup"], registry=r
+        )
+        self.rollup_lag = Gauge(
+            "observatory_rollup_lag_seconds", "age of the newest ingestion time fully in the rollups", registry=r
+        )
+        self.timescale_jobs_failing = Gauge(
+            "observatory_timescaledb_jobs_failing", "TimescaleDB policy jobs whose last run failed", registry=r
         )
 
         self.breaker_state = Gauge(

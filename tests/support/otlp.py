@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip as gzip_module
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +52,12 @@ EXPORTS: dict[type[Message], tuple[str, type[Message], str]] = {
 
 
 def sdk_tracer_provider(
-    protocol: str, receiver: object, service_name: str, compression: str | None = None, **resource: object
+    protocol: str,
+    receiver: object,
+    service_name: str,
+    compression: str | None = None,
+    headers: dict[str, str] | None = None,
+    **resource: object,
 ) -> TracerProvider:
     """A TracerProvider exporting every span synchronously to the receiver (SimpleSpanProcessor)."""
     if protocol == "grpc":
@@ -61,6 +67,7 @@ def sdk_tracer_provider(
             endpoint=receiver.grpc_target,  # type: ignore[attr-defined]
             insecure=True,
             compression=Compression.Gzip if compression == "gzip" else None,
+            headers=headers,
         )
     else:
         from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
@@ -69,6 +76,7 @@ def sdk_tracer_provider(
         exporter = HttpExporter(
             endpoint=f"{receiver.http_url}/v1/traces",  # type: ignore[attr-defined]
             compression=HttpCompression.Gzip if compression == "gzip" else HttpCompression.NoCompression,
+            headers=headers,
         )
     provider = TracerProvider(resource=Resource.create({"service.name": service_name, **resource}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -109,11 +117,13 @@ def span(
     name: str = "span",
     trace_id: bytes | None = None,
     span_id: bytes | None = None,
-    start_ns: int = 1_763_000_000_000_000_000,
+    start_ns: int | None = None,
     duration_ns: int = 1_500_000,
     attributes: dict[str, object] | None = None,
     **fields: object,
 ) -> trace_pb2.Span:
+    if start_ns is None:
+        start_ns = T0
     return trace_pb2.Span(
         name=name,
         trace_id=new_trace_id() if trace_id is None else trace_id,
@@ -136,7 +146,12 @@ def trace_request(spans: list[trace_pb2.Span], service_name: str) -> trace_servi
     )
 
 
-async def export_grpc(target: str, request: Message, compression: grpc.Compression | None = None) -> Any:
+async def export_grpc(
+    target: str,
+    request: Message,
+    compression: grpc.Compression | None = None,
+    metadata: tuple[tuple[str, str], ...] | None = None,
+) -> Any:
     """Send any Export*ServiceRequest over a real gRPC channel; raises grpc.aio.AioRpcError unless OK."""
     method, response_type, _ = EXPORTS[type(request)]
     async with grpc.aio.insecure_channel(target) as channel:
@@ -145,7 +160,7 @@ async def export_grpc(target: str, request: Message, compression: grpc.Compressi
             request_serializer=type(request).SerializeToString,
             response_deserializer=response_type.FromString,
         )
-        return await call(request, timeout=30, compression=compression)
+        return await call(request, timeout=30, compression=compression, metadata=metadata)
 
 
 @dataclass
@@ -156,9 +171,14 @@ class HttpResult:
 
 
 async def post(
-    url: str, body: bytes, content_type: str = "application/x-protobuf", gzip: bool = False, chunked: bool = False
+    url: str,
+    body: bytes,
+    content_type: str = "application/x-protobuf",
+    gzip: bool = False,
+    chunked: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> HttpResult:
-    headers = {"Content-Type": content_type}
+    headers = {"Content-Type": content_type, **(headers or {})}
     if gzip:
         body = gzip_module.compress(body)
         headers["Content-Encoding"] = "gzip"
@@ -217,7 +237,9 @@ async def export_http(
 
 # -- metrics -------------------------------------------------------------------------------------
 
-T0 = 1_763_000_000_000_000_000  # a fixed point in time (Nov 2025), in Unix ns
+# A whole second an hour ago, in Unix ns: recent, so retention (90 days: maintenance drops older
+# partitions and deletes older rows from DEFAULT) never removes test data while a test looks at it.
+T0 = (time.time_ns() // 1_000_000_000 - 3600) * 1_000_000_000
 
 
 def attrs(values: dict[str, object] | None) -> list[common_pb2.KeyValue]:

@@ -23,6 +23,8 @@ def free_port() -> int:
 
 
 class ReceiverProcess:
+    running: set[ReceiverProcess] = set()  # noqa: RUF012 - every receiver started and not yet stopped
+
     def __init__(self, dsn: str, workdir: Path, **settings: object) -> None:
         self.dsn = dsn
         self.workdir = workdir
@@ -79,6 +81,7 @@ class ReceiverProcess:
             stderr=log,
         )
         log.close()
+        ReceiverProcess.running.add(self)
         if wait_ready:
             await self.wait_ready()
 
@@ -100,7 +103,8 @@ class ReceiverProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     async def get(self, path: str) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.get(f"{self.admin_url}{path}") as r:
+        timeout = aiohttp.ClientTimeout(total=15)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(f"{self.admin_url}{path}") as r:
             return r.status, await r.text()
 
     async def metrics(self) -> dict[str, float]:
@@ -133,6 +137,7 @@ class ReceiverProcess:
             self.returncode = await self.proc.wait()
             raise AssertionError(f"receiver did not stop within {timeout}s:\n{self.log_tail()}") from None
         self.proc = None
+        ReceiverProcess.running.discard(self)
         return self.returncode
 
     async def kill(self) -> None:

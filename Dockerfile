@@ -1,0 +1,31 @@
+# LLM Observatory receiver. Needs a PostgreSQL server: pass DATABASE_URL (the embedded database of
+# `make run` is for development and is not in this image).
+#   docker build -t llm-observatory-receiver .
+#   docker run -p 4317:4317 -p 4318:4318 -p 9090:9090 \
+#     -e DATABASE_URL=postgresql://observatory:secret@db:5432/observatory llm-observatory-receiver
+FROM python:3.11-slim AS build
+# gcc builds the optional native converter; without it the receiver falls back to pure Python.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+    && useradd --system --uid 10001 --home-dir /var/lib/llm-observatory --create-home observatory
+COPY config/receiver.toml /etc/llm-observatory/receiver.toml
+USER observatory
+WORKDIR /var/lib/llm-observatory
+# Containers listen on every interface; the spool and dead-letter file live in the working directory
+# (mount a volume there for pipeline.durability = "spool").
+ENV OBSERVATORY__ADMIN__ENDPOINT=0.0.0.0:9090 \
+    OBSERVATORY__LOGGING__FORMAT=json
+EXPOSE 4317 4318 9090
+VOLUME ["/var/lib/llm-observatory"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9090/health/live', timeout=2)"
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["llm-observatory-receiver"]
+CMD ["run", "--config", "/etc/llm-observatory/receiver.toml"]

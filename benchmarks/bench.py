@@ -1,0 +1,455 @@
+"""`make bench`: the receiver's end-to-end figures next to a raw-COPY ceiling measured in the same run.
+
+1. A throwaway PostgreSQL (the receiver's own EmbeddedPostgres, as the tests use it, plus
+   `track_commit_timestamp = on` so loadgen can time each span's landing) and the real receiver in a
+   subprocess with its default configuration (only ports and paths are set; `--set` changes more).
+2. loadgen flat out (`--rate 0`, closed loop per exporter) for `--duration` seconds with `--verify`.
+3. While it runs, the CPU time (utime + stime, children included) of the receiver and of the
+   PostgreSQL server is sampled from /proc every 0.2 s; the receiver's peak RSS is its VmHWM.
+4. The raw-COPY ceiling: the rows the receiver stored are exported with psql's `\\copy … TO … (FORMAT
+   binary)`, then loaded with `\\copy llm_traces FROM … (FORMAT binary)` — psql streaming COPY FROM
+   STDIN, no Python in the path — into a freshly migrated database (same schema, same indexes), once
+   with one stream and once with one stream per CPU, after a CHECKPOINT. The better one is the ceiling.
+
+Printed: acknowledged and landed spans/s, µs of receiver CPU per landed span (and of PostgreSQL and
+loadgen), peak receiver RSS, the ceiling and the ratio to it. `--json` prints the same as JSON.
+Everything runs on this machine: the figures say how the receiver does *here*, next to what the
+database alone can do here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from receiver.storage.embedded import EmbeddedPostgres
+from tests.support.cleanup import OWNER_FILE, throwaway_dir
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- /proc accounting --------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds of the process and of its reaped children) from /proc/<pid>/stat."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+    ppid = int(fields[1])
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return ppid, (utime + stime + cutime + cstime) / CLOCK_TICKS
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of `root` and all its live descendants (each including its reaped children)."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            found = _stat(int(entry))
+            if found is not None:
+                stats[int(entry)] = found
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, stack = 0.0, [root]
+    while stack:
+        pid = stack.pop()
+        if pid in stats:
+            total += stats[pid][1]
+        stack.extend(children.get(pid, ()))
+    return total
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class CpuSampler:
+    """Samples (wall time, CPU seconds) of process trees in a thread, so any interval can be cut later."""
+
+    roots: dict[str, int]
+    interval_s: float = 0.2
+    samples: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.time()
+            for name, pid in self.roots.items():
+                self.samples.setdefault(name, []).append((now, tree_cpu_seconds(pid)))
+            self._stop.wait(self.interval_s)
+
+    def stop(self) -> None:
+        """Stop sampling, with one last sample so every interval that ended before now can be cut."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            now = time.time()
+            for name, pid in self.roots.items():
+                self.samples.setdefault(name, []).append((now, tree_cpu_seconds(pid)))
+
+    def between(self, name: str, start: float, end: float) -> float:
+        """CPU seconds used from the last sample at or before `start` to the first at or after `end`."""
+        samples = self.samples.get(name, [])
+        before = [cpu for t, cpu in samples if t <= start]
+        after = [cpu for t, cpu in samples if t >= end]
+        if not before or not after:
+            raise RuntimeError(f"no CPU samples of {name} around the run")
+        return after[0] - before[-1]
+
+
+# -- the receiver --------------------------------------------------------------------------------------
+
+
+class Receiver:
+    """The receiver as an operator runs it: `python -m receiver run`, configured by the environment."""
+
+    def __init__(self, dsn: str, workdir: Path, settings: dict[str, str]) -> None:
+        self.grpc_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
+        self.workdir = workdir
+        self.log_path = workdir / "receiver.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVATORY__", "DB_"))}
+        env.update(
+            {
+                "DATABASE_URL": dsn,
+                "OBSERVATORY__OTLP__GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
+                "OBSERVATORY__OTLP__HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
+                "OBSERVATORY__ADMIN__ENDPOINT": f"127.0.0.1:{self.admin_port}",
+                "OBSERVATORY__SPOOL__DIR": str(workdir / "spool"),
+                "OBSERVATORY__DEAD_LETTER__DIR": str(workdir / "dead-letter"),
+            }
+        )
+        env.update(settings)
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "receiver", "run"], cwd=self.workdir, env=self.env, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the receiver exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/health/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the receiver was not ready within {timeout_s:g} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def target(self, protocol: str) -> str:
+        return f"127.0.0.1:{self.grpc_port if protocol == 'grpc' else self.http_port}"
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# -- the raw-COPY ceiling ------------------------------------------------------------------------------
+
+
+class Psql:
+    def __init__(self, cluster: EmbeddedPostgres) -> None:
+        exe = cluster.bindir / "psql"
+        self.exe = str(exe) if exe.exists() else "psql"
+        self.cluster = cluster
+
+    def command(self, database: str, sql: str) -> list[str]:
+        return [self.exe, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.cluster.admin_dsn(database), "-c", sql]
+
+    def run(self, database: str, sql: str) -> str:
+        done = subprocess.run(self.command(database, sql), capture_output=True, text=True, timeout=3600)
+        if done.returncode != 0:
+            raise RuntimeError(f"psql failed on {sql[:80]!r}: {done.stderr.strip()}")
+        return done.stdout
+
+    def scalar(self, database: str, sql: str) -> str:
+        done = subprocess.run(
+            [*self.command(database, sql)[:-2], "-tA", "-c", sql], capture_output=True, text=True, timeout=3600
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"psql failed on {sql[:80]!r}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+
+def export_rows(psql: Psql, database: str, directory: Path, streams: int) -> list[Path]:
+    """The stored rows, in binary COPY format, split into `streams` files."""
+    files = []
+    for i in range(streams):
+        path = directory / f"rows-{streams}-{i}.bin"
+        where = "" if streams == 1 else f" WHERE (hashtext(span_id)::bigint + 2147483648) % {streams} = {i}"
+        psql.run(database, f"\\copy (SELECT * FROM llm_traces{where}) TO '{path}' WITH (FORMAT binary)")
+        files.append(path)
+    return files
+
+
+def migrate(dsn: str, workdir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVATORY__", "DB_"))}
+    env["DATABASE_URL"] = dsn
+    done = subprocess.run(
+        [sys.executable, "-m", "receiver", "migrate"], cwd=workdir, env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"migrating the ceiling database failed: {done.stderr.strip() or done.stdout.strip()}")
+
+
+def copy_ceiling(psql: Psql, cluster: EmbeddedPostgres, files: list[Path], rows: int, workdir: Path) -> dict:
+    """Load `files` in parallel (one psql each) into a fresh, migrated database; rows/s."""
+    database = f"ceiling_{len(files)}"
+    psql.run("postgres", f"DROP DATABASE IF EXISTS {database}")
+    psql.run("postgres", f"CREATE DATABASE {database}")
+    migrate(cluster.admin_dsn(database), workdir)
+    psql.run("postgres", "CHECKPOINT")
+    commands = [psql.command(database, f"\\copy llm_traces FROM '{path}' WITH (FORMAT binary)") for path in files]
+    started = time.perf_counter()
+    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in commands]
+    errors = [p.communicate()[1] for p in procs]
+    elapsed = time.perf_counter() - started
+    if any(p.returncode for p in procs):
+        raise RuntimeError("raw COPY failed: " + b" ".join(errors).decode(errors="replace").strip())
+    loaded = int(psql.scalar(database, "SELECT count(*) FROM llm_traces"))
+    if loaded != rows:
+        raise RuntimeError(f"raw COPY loaded {loaded} rows, expected {rows}")
+    psql.run("postgres", f"DROP DATABASE {database}")
+    return {"streams": len(files), "rows": rows, "seconds": round(elapsed, 3), "rows_per_s": round(rows / elapsed)}
+
+
+# -- the run --------------------------------------------------------------------------------------------
+
+
+def postmaster_pid(cluster: EmbeddedPostgres) -> int:
+    return int((cluster.data_dir / "postmaster.pid").read_text().splitlines()[0])
+
+
+def run_loadgen(receiver: Receiver, args: argparse.Namespace, dsn: str, extra: list[str]) -> dict:
+    command = [
+        sys.executable,
+        "-m",
+        "loadgen",
+        "--target",
+        receiver.target(args.protocol),
+        "--protocol",
+        args.protocol,
+        "--rate",
+        "0",
+        "--duration",
+        str(args.duration),
+        "--exporters",
+        str(args.exporters),
+        "--batch-spans",
+        str(args.batch_spans),
+        "--verify",
+        dsn,
+        "--json",
+        *extra,
+    ]
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=None, text=True)
+    if done.returncode == 2 or not done.stdout.strip():
+        raise RuntimeError(f"loadgen could not run (exit {done.returncode})")
+    return json.loads(done.stdout)
+
+
+def bench(args: argparse.Namespace, extra: list[str]) -> dict:
+    root = throwaway_dir("bench")
+    cluster = EmbeddedPostgres(root / "pg", port=55499, extra_settings={"track_commit_timestamp": "on"})
+    receiver: Receiver | None = None
+    sampler: CpuSampler | None = None
+    try:
+        print(f"bench: starting PostgreSQL under {root}", file=sys.stderr, flush=True)
+        dsn = cluster.start()
+        settings = {}
+        for item in args.set:
+            key, _, value = item.partition("=")
+            section, _, name = key.partition(".")
+            settings[f"OBSERVATORY__{section.upper()}__{name.upper()}"] = value
+        receiver = Receiver(dsn, root, settings)
+        receiver.start()
+        print("bench: receiver ready; running loadgen flat out", file=sys.stderr, flush=True)
+        sampler = CpuSampler({"receiver": receiver.proc.pid, "postgres": postmaster_pid(cluster)})  # type: ignore[union-attr]
+        sampler.start()
+        report = run_loadgen(receiver, args, dsn, extra)
+        sampler.stop()
+        rss = peak_rss_mb(receiver.proc.pid)  # type: ignore[union-attr]
+        receiver.stop()
+
+        traces = report["signals"]["traces"]
+        v = report["verification"] or {}
+        if "error" in v:
+            raise RuntimeError(f"loadgen's verification failed: {v['error']}")
+        started = report["run"]["started_at"]
+        ended = report["run"]["sending_ended_at"]
+        after = v.get("last_commit_after_s")
+        if after is None:
+            after = v.get("complete_after_s") or 0.0
+        landed_at = ended + max(0.0, after)
+        landed = v.get("found", 0)
+        cpu = {name: sampler.between(name, started, landed_at) for name in ("receiver", "postgres")}
+
+        print("bench: measuring the raw-COPY ceiling (psql, binary COPY)", file=sys.stderr, flush=True)
+        psql = Psql(cluster)
+        stored = int(psql.scalar("observatory", "SELECT count(*) FROM llm_traces"))
+        streams = sorted({1, max(1, os.cpu_count() or 1)} | set(args.copy_streams))
+        ceilings = []
+        for n in streams:
+            files = export_rows(psql, "observatory", root, n)
+            ceilings.append(copy_ceiling(psql, cluster, files, stored, root))
+            for f in files:
+                f.unlink()
+        best = max(ceilings, key=lambda c: c["rows_per_s"])
+        landed_per_s = landed / (landed_at - started) if landed_at > started else 0.0
+        return {
+            "duration_s": args.duration,
+            "rate": report["config"]["rate"],
+            "protocol": args.protocol,
+            "exporters": args.exporters,
+            "batch_spans": args.batch_spans,
+            "bytes_per_span": report["workload"]["bytes_per_span"],
+            "cpus": os.cpu_count(),
+            "acknowledged_spans": traces["acknowledged"],
+            "acknowledged_per_s": traces["acknowledged_per_s"],
+            "landed_spans": landed,
+            "landed_per_s": round(landed_per_s, 1),
+            "landed_in_s": round(landed_at - started, 3),
+            "lost": v.get("lost"),
+            "verified": v.get("ok"),
+            "refusals": traces["refusals"],
+            "export_latency_ms": traces["latency_ms"]["rpc"],
+            "landing_latency_ms": v.get("landing_latency_ms"),
+            "receiver_cpu_s": round(cpu["receiver"], 3),
+            "receiver_cpu_us_per_span": round(cpu["receiver"] / landed * 1e6, 1) if landed else None,
+            "receiver_cores": round(cpu["receiver"] / (landed_at - started), 2),
+            "postgres_cpu_us_per_span": round(cpu["postgres"] / landed * 1e6, 1) if landed else None,
+            "loadgen_cpu_us_per_span": report["generator"]["cpu_us_per_span"],
+            "receiver_peak_rss_mb": round(rss, 1) if rss is not None else None,
+            "copy_ceilings": ceilings,
+            "copy_ceiling_rows_per_s": best["rows_per_s"],
+            "ratio_to_copy_ceiling": round(landed_per_s / best["rows_per_s"], 3) if best["rows_per_s"] else None,
+            "receiver_settings": settings,
+            "loadgen_run_id": report["run_id"],
+        }
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        if receiver is not None:
+            receiver.stop()
+        if args.keep:
+            cluster.stop()
+            (root / OWNER_FILE).unlink(missing_ok=True)  # kept on purpose: not an orphan to reap
+            print(f"bench: kept {root} (delete it when done)", file=sys.stderr)
+        else:
+            cluster.destroy()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def text(r: dict) -> str:
+    lat = r["export_latency_ms"]
+    land = r["landing_latency_ms"] or {}
+    ceilings = ", ".join(f"{c['streams']} stream(s) {c['rows_per_s']:,}/s" for c in r["copy_ceilings"])
+    protocol = "gRPC" if r["protocol"] == "grpc" else "HTTP"
+    verified = "exactly" if r["verified"] else "NO"
+    load = f"open loop at {r['rate']:,.0f} spans/s" if r["rate"] else "flat out"
+    lines = [
+        f"make bench: {r['duration_s']:g} s {load}, OTLP/{protocol}, {r['exporters']} exporters x "
+        f"{r['batch_spans']}-span requests, {r['bytes_per_span']:,} B/span; {r['cpus']} CPUs shared by "
+        "loadgen, receiver and PostgreSQL",
+        f"  acknowledged  {r['acknowledged_per_s']:>10,.0f} spans/s  ({r['acknowledged_spans']:,} spans; "
+        f"refusals {r['refusals'] or 'none'})",
+        f"  landed        {r['landed_per_s']:>10,.0f} spans/s  ({r['landed_spans']:,} in {r['landed_in_s']:.2f} s; "
+        f"lost {r['lost']}, verified {verified})",
+        f"  receiver CPU  {r['receiver_cpu_us_per_span']:>10,.1f} us/span  ({r['receiver_cores']:.2f} cores; "
+        f"PostgreSQL {r['postgres_cpu_us_per_span']:,.1f} us/span, "
+        f"loadgen {r['loadgen_cpu_us_per_span']:,.1f} us/span)",
+        f"  receiver RSS  {r['receiver_peak_rss_mb']:>10,.0f} MB peak (VmHWM)",
+        f"  latency       export p50 {lat.get('p50', 0):.0f} ms, p99 {lat.get('p99', 0):.0f} ms; "
+        f"landing (first send -> commit) p50 {land.get('p50', 0):.0f} ms, p99 {land.get('p99', 0):.0f} ms",
+        f"  raw COPY      {r['copy_ceiling_rows_per_s']:>10,} rows/s  (psql binary COPY into the same schema and "
+        f"indexes: {ceilings})",
+        f"  ratio         {r['ratio_to_copy_ceiling']:>10.1%}  of the raw-COPY ceiling (landed / ceiling)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Start PostgreSQL and the receiver, run loadgen flat out, compare with a raw-COPY ceiling. "
+        "Unknown options are passed to loadgen (e.g. --large-share 0.2 --gzip)."
+    )
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load (30)")
+    parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    parser.add_argument("--exporters", type=int, default=4)
+    parser.add_argument("--batch-spans", type=int, default=512)
+    parser.add_argument(
+        "--copy-streams", type=int, action="append", default=[], help="also measure COPY with N parallel streams"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="receiver setting, e.g. pipeline.writers=2",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the database directory (stopped) for inspection")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
+    args, extra = parser.parse_known_args(argv)
+    try:
+        result = bench(args, extra)
+    except RuntimeError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(text(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

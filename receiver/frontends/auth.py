@@ -1,0 +1,66 @@
+"""API-key authentication of export requests (auth.mode = "api_key").
+
+Clients send `Authorization: Bearer <key>` or `x-api-key: <key>` (HTTP headers or gRPC metadata;
+OTel SDKs: OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer <key>"). The receiver keeps the SHA-256
+of every active key in memory, refreshed from `api_keys` every `auth.refresh_interval_s`, so checking
+a key costs one hash and one dict lookup and never a database round trip: a revoked key stops
+working within one refresh interval, and a database outage does not lock clients out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from uuid import UUID
+
+from receiver.frontends.outcomes import Refusal, Refused
+from receiver.storage.api_keys import ActiveKey, hash_key
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a request carries, from lower-cased header / metadata names."""
+    value = headers.get("authorization")
+    if value:
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    value = headers.get("x-api-key")
+    return value.strip() if value and value.strip() else None
+
+
+class ApiKeyAuthenticator:
+    def __init__(self, retry_after_s: float) -> None:
+        self._keys: dict[bytes, ActiveKey] | None = None  # None until the first load
+        self._retry_after_s = retry_after_s
+        self.used: set[UUID] = set()  # flushed to api_keys.last_used_at by the refresher
+
+    @property
+    def loaded(self) -> bool:
+        return self._keys is not None
+
+    def replace_keys(self, keys: dict[bytes, ActiveKey]) -> None:
+        self._keys = keys
+
+    def check(self, headers: Mapping[str, str]) -> Refused | None:
+        """None when the request may proceed, else the refusal to answer with."""
+        key = presented_key(headers)
+        if key is None:
+            return Refused(
+                Refusal.UNAUTHENTICATED,
+                "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>' (auth.mode = api_key)",
+                cause="auth_missing",
+            )
+        if self._keys is None:
+            return Refused(
+                Refusal.OVERLOADED,
+                "API keys are not loaded yet (database unreachable); retry later",
+                retry_after_s=self._retry_after_s,
+                cause="auth_not_ready",
+            )
+        active = self._keys.get(hash_key(key))
+        if active is None:
+            return Refused(Refusal.UNAUTHENTICATED, "unknown or revoked API key", cause="auth_invalid")
+        if active.expires_at is not None and active.expires_at <= datetime.now(UTC):
+            return Refused(Refusal.UNAUTHENTICATED, "API key expired", cause="auth_expired")
+        self.used.add(active.id)
+        return None

@@ -1,0 +1,264 @@
+"""The native flavor's rollups: llm_metrics_1min / 1hour / 1day and cost_analysis_hourly, kept
+incrementally by the maintenance task (the TimescaleDB flavor uses continuous aggregates instead).
+
+Incremental by ingestion time, exactly once. Every rollup column is additive (counts, sums, min/max, the
+latency histogram's counts), so a pass does not recompute buckets: it aggregates the spans *ingested*
+since the previous pass — `ingested_at` in [watermark, horizon) — and adds them to the buckets their
+`ts` falls in, however old (late and backfilled spans included). The watermark moves in the same
+transaction as the additions, so a span is counted once even if a pass fails half-way.
+
+The horizon is what makes "since the previous pass" exact. A span's ingested_at is the start of the
+statement that wrote it, but it becomes visible only at commit; a pass must not move the watermark past
+a timestamp that an uncommitted writer may still commit rows with. So the horizon is the earliest of:
+now, the start of every open transaction in this database that has written (it holds an xid), and the
+start of every running statement, minus a small delay (`rollup_delay_s`) for a statement that has taken
+its timestamp but is not yet visible in pg_stat_activity. (PostgreSQL clears a backend's xact_start only
+after its commit is visible to new snapshots, and the spans are read in a later transaction.) A
+transaction left open after writing holds the rollups back until it ends: `lag_s` in /health shows it.
+pg_stat_activity shows the transactions of other roles only to members of pg_read_all_stats: if other
+roles write llm_traces, grant it to the receiver's role.
+
+Bounded work: one transaction per window of at most WINDOW of ingestion time, at most MAX_WINDOWS per
+pass; a receiver that was down catches up over several passes. (The first pass of a database that has
+never been rolled up, e.g. just upgraded from migration 002, reads everything in one window.)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import asyncpg
+
+SOURCE = "llm_traces"
+# latency_quantile()'s bound (migration 005): 8 log-spaced buckets per doubling, geometric midpoints.
+PERCENTILE_RELATIVE_ERROR = 2 ** (1 / 16) - 1  # 4.43 %, for durations in [0.0625 ms, 2^26 ms)
+WINDOW = timedelta(minutes=10)
+MAX_WINDOWS = 36
+ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"  # time_bucket's alignment: UTC minutes, hours, days
+RETENTION_BATCH = 100_000  # rows deleted per store per pass at most
+
+MEASURES = (
+    "request_count",
+    "error_count",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "total_cost",
+    "duration_sum_ms",
+    "duration_min_ms",
+    "duration_max_ms",
+    "latency_histogram",
+)
+COST_MEASURES = (*MEASURES[:5], "input_cost", "output_cost", *MEASURES[5:])
+
+
+@dataclass(frozen=True)
+class Rollup:
+    view: str
+    store: str
+    bucket: str  # expression over the delta's minute column
+    dimensions: tuple[str, ...]
+    measures: tuple[str, ...]
+
+
+_DIMS = ("provider", "model", "service_name")
+ROLLUPS = (
+    Rollup("llm_metrics_1min", "llm_metrics_1min_store", "minute", _DIMS, MEASURES),
+    Rollup("llm_metrics_1hour", "llm_metrics_1hour_store", f"date_bin('1 hour', minute, {ORIGIN})", _DIMS, MEASURES),
+    Rollup("llm_metrics_1day", "llm_metrics_1day_store", f"date_bin('1 day', minute, {ORIGIN})", _DIMS, MEASURES),
+    Rollup(
+        "cost_analysis_hourly",
+        "cost_analysis_hourly_store",
+        f"date_bin('1 hour', minute, {ORIGIN})",
+        (*_DIMS, "user_id", "environment"),
+        COST_MEASURES,
+    ),
+)
+
+_HORIZON = """
+SELECT least(
+    statement_timestamp(),
+    (SELECT min(CASE WHEN backend_xid IS NOT NULL THEN xact_start ELSE query_start END)
+       FROM pg_stat_activity
+      WHERE datname = current_database()
+        AND pid <> pg_backend_pid()
+        AND backend_type = 'client backend'
+        AND xact_start IS NOT NULL
+        AND (backend_xid IS NOT NULL OR state = 'active'))
+) - make_interval(secs => $1::double precision)
+"""
+
+_DELTA_TABLE = """
+CREATE TEMP TABLE _rollup_delta (
+    minute timestamptz, provider text, model text, service_name text, user_id text, environment text,
+    request_count bigint, error_count bigint, input_tokens numeric, output_tokens numeric, total_tokens numeric,
+    input_cost numeric, output_cost numeric, total_cost numeric,
+    duration_sum_ms double precision, duration_min_ms double precision, duration_max_ms double precision,
+    latency_histogram bigint[]
+) ON COMMIT DROP
+"""
+
+# The finest grain every rollup can be derived from: minute x all dimensions of every rollup.
+_DELTA = f"""
+INSERT INTO _rollup_delta
+SELECT date_bin('1 minute', ts, {ORIGIN}), provider, model, service_name, user_id, environment,
+       count(*), count(*) FILTER (WHERE status_code = 'error'),
+       coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(total_tokens), 0),
+       coalesce(sum(input_cost), 0), coalesce(sum(output_cost), 0), coalesce(sum(total_cost), 0),
+       sum(duration_ms), min(duration_ms), max(duration_ms), latency_histogram(duration_ms)
+FROM llm_traces
+WHERE ingested_at >= (SELECT watermark FROM rollup_watermarks WHERE source = $1)
+  AND ingested_at < $2
+  AND (provider IS NOT NULL OR model IS NOT NULL)
+GROUP BY 1, 2, 3, 4, 5, 6
+"""
+
+# The next window: from the watermark, WINDOW long, never past the horizon ($1). The row lock keeps two
+# passes (two receivers) from rolling up the same window.
+_NEXT_WINDOW = """
+SELECT w.window_end, w.window_end > r.watermark AS pending
+FROM rollup_watermarks r,
+     LATERAL (SELECT CASE WHEN isfinite(r.watermark) THEN least($1, r.watermark + $2::interval) ELSE $1 END
+              AS window_end) w
+WHERE r.source = $3
+FOR UPDATE OF r
+"""
+
+_MERGE_IN_DELTA = {  # how the delta's finer rows combine into one rollup row
+    "request_count": "sum(request_count)::bigint",
+    "error_count": "sum(error_count)::bigint",
+    "duration_min_ms": "min(duration_min_ms)",
+    "duration_max_ms": "max(duration_max_ms)",
+    "latency_histogram": "latency_histogram_merge(latency_histogram)",
+}
+_MERGE_INTO_STORE = {  # how a rollup row absorbs the delta's row
+    "duration_min_ms": "least(s.duration_min_ms, d.duration_min_ms)",
+    "duration_max_ms": "greatest(s.duration_max_ms, d.duration_max_ms)",
+    "latency_histogram": "latency_histogram_add(s.latency_histogram, d.latency_histogram)",
+}
+
+
+def _same_group(left: str, right: str, dimensions: tuple[str, ...]) -> str:
+    """NULL-safe equality of the group keys, written so the planner can hash-join it."""
+    parts = [f"{left}.bucket = {right}.bucket"]
+    for dim in dimensions:
+        parts.append(f"({left}.{dim} IS NULL) = ({right}.{dim} IS NULL)")
+        parts.append(f"coalesce({left}.{dim}, '') = coalesce({right}.{dim}, '')")
+    return " AND ".join(parts)
+
+
+def upsert_sql(rollup: Rollup) -> str:
+    """Add the delta to `rollup`'s store: update the groups it has, insert the others."""
+    dims = ", ".join(rollup.dimensions)
+    aggregated = ", ".join(f"{_MERGE_IN_DELTA.get(m, f'sum({m})')} AS {m}" for m in rollup.measures)
+    assignments = ", ".join(f"{m} = {_MERGE_INTO_STORE.get(m, f's.{m} + d.{m}')}" for m in rollup.measures)
+    columns = ", ".join(("bucket", *rollup.dimensions, *rollup.measures))
+    return f"""
+WITH d AS (
+    SELECT {rollup.bucket} AS bucket, {dims}, {aggregated}
+    FROM _rollup_delta GROUP BY 1, {dims}
+), updated AS (
+    UPDATE {rollup.store} s SET {assignments}
+    FROM d WHERE {_same_group("s", "d", rollup.dimensions)}
+    RETURNING d.bucket, {", ".join(f"d.{x}" for x in rollup.dimensions)}
+)
+INSERT INTO {rollup.store} ({columns})
+SELECT {columns} FROM d
+WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE {_same_group("u", "d", rollup.dimensions)})
+"""
+
+
+_UPSERTS = {r.view: upsert_sql(r) for r in ROLLUPS}
+
+
+@dataclass
+class RollupReport:
+    windows: int = 0
+    spans: int = 0
+    rows_written: dict[str, int] = field(default_factory=dict)  # view -> store rows updated or inserted
+    rows_expired: dict[str, int] = field(default_factory=dict)
+    watermark: datetime | None = None
+    lag_s: float | None = None
+    duration_s: float = 0.0
+    caught_up: bool = True
+
+
+async def horizon(conn: asyncpg.Connection, delay_s: float) -> datetime:
+    return await conn.fetchval(_HORIZON, delay_s)
+
+
+async def _one_window(conn: asyncpg.Connection, until: datetime, report: RollupReport) -> bool:
+    """Roll up one window of ingestion time ending at most at `until`; False when there was nothing left."""
+    async with conn.transaction():
+        state = await conn.fetchrow(_NEXT_WINDOW, until, WINDOW, SOURCE)
+        if state is None:
+            raise RuntimeError(f"rollup_watermarks has no row for {SOURCE}: run `migrate` (migration 005)")
+        if not state["pending"]:
+            return False
+        await conn.execute(_DELTA_TABLE)
+        await conn.execute(_DELTA, SOURCE, state["window_end"])
+        spans = int(await conn.fetchval("SELECT coalesce(sum(request_count), 0) FROM _rollup_delta"))
+        if spans:
+            for view, sql in _UPSERTS.items():
+                status = await conn.execute(sql)
+                report.rows_written[view] = report.rows_written.get(view, 0) + int(status.rsplit(" ", 1)[1])
+        await conn.execute(
+            "UPDATE rollup_watermarks SET watermark = $1, rows_rolled = rows_rolled + $2, updated_at = now() "
+            "WHERE source = $3",
+            state["window_end"],
+            spans,
+            SOURCE,
+        )
+    report.windows += 1
+    report.spans += spans
+    return True
+
+
+async def refresh(conn: asyncpg.Connection, delay_s: float) -> RollupReport:
+    """Add every span ingested before the horizon (at most MAX_WINDOWS windows) to the four rollups."""
+    report = RollupReport()
+    started = time.monotonic()
+    until = await horizon(conn, delay_s)
+    while report.windows < MAX_WINDOWS:
+        if not await _one_window(conn, until, report):
+            break
+    else:
+        report.caught_up = False
+    row = await conn.fetchrow(
+        "SELECT watermark, CASE WHEN isfinite(watermark) THEN extract(epoch FROM now() - watermark)::float8 END "
+        "AS lag_s FROM rollup_watermarks WHERE source = $1",
+        SOURCE,
+    )
+    report.watermark = row["watermark"] if row["lag_s"] is not None else None
+    report.lag_s = row["lag_s"]
+    report.duration_s = time.monotonic() - started
+    return report
+
+
+async def expire(conn: asyncpg.Connection, retention_days: dict[str, int], report: RollupReport) -> None:
+    """Delete rollup rows older than their retention (at most RETENTION_BATCH per store per pass)."""
+    for rollup in ROLLUPS:
+        days = retention_days[rollup.view]
+        status = await conn.execute(
+            f"DELETE FROM {rollup.store} WHERE ctid = ANY (ARRAY("
+            f"SELECT ctid FROM {rollup.store} WHERE bucket < now() - make_interval(days => $1) LIMIT $2))",
+            days,
+            RETENTION_BATCH,
+        )
+        deleted = int(status.rsplit(" ", 1)[1])
+        if deleted:
+            report.rows_expired[rollup.view] = deleted
+
+
+async def rebuild(conn: asyncpg.Connection) -> None:
+    """Empty the rollups and rewind the watermark: the next passes recompute them from llm_traces (for
+    example after restoring llm_traces from a dump, whose rows keep their old ingested_at)."""
+    async with conn.transaction():
+        await conn.execute(f"TRUNCATE {', '.join(r.store for r in ROLLUPS)}")
+        await conn.execute(
+            "UPDATE rollup_watermarks SET watermark = '-infinity', rows_rolled = 0, updated_at = now() "
+            "WHERE source = $1",
+            SOURCE,
+        )

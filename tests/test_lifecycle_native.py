@@ -1,0 +1,253 @@
+"""Native flavor data lifecycle, against a real PostgreSQL: daily partitions (ahead, late rows moved out
+of DEFAULT, retention), rollups equal to direct aggregates of the raw spans (late data and uncommitted
+writers included), safety while writers COPY, and an upgrade from schema version 002 that keeps data."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+
+from receiver.storage import partitions
+from receiver.storage.maintenance import Maintenance, MaintenanceSettings
+from receiver.storage.migrate import load_migrations, migrate
+from receiver.telemetry.metrics import Metrics
+from tests.support.spans import assert_rollups_match_raw, copy_spans, span_row, varied_rows
+
+SETTINGS = MaintenanceSettings(rollup_delay_s=0.0, lock_timeout_ms=5000)
+
+
+def midnight(days: int = 0) -> datetime:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today + timedelta(days=days)
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def partition_counts(conn, table: str = "llm_traces") -> dict[str, int]:
+    rows = await conn.fetch(f"SELECT tableoid::regclass::text AS part, count(*) AS n FROM {table} GROUP BY 1")
+    return {r["part"]: r["n"] for r in rows}
+
+
+async def test_partitions_ahead_late_rows_moved_and_expired_days_dropped(database):
+    conn = await database.connect()
+    maintenance = Maintenance(database.connect, "native", SETTINGS, Metrics())
+    try:
+        await migrate(conn, "native")
+        late = [span_row(midnight(-d) + timedelta(hours=h)) for d in (1, 2, 3) for h in range(5)]
+        expired = [span_row(midnight(-100) + timedelta(hours=3))]
+        await copy_spans(conn, [*late, span_row(midnight() + timedelta(minutes=1)), *expired])
+        assert await partition_counts(conn) == {"llm_traces_default": 17}, "no daily partition exists yet"
+
+        report = await maintenance.run_once()
+        assert report.ok, report.errors
+        days = (await partitions.list_partitions(conn, "llm_traces")).days
+        assert days == {midnight(d).date() for d in range(-3, 4)}, "3 late days, today and 3 days ahead"
+        for table in ("llm_metrics", "llm_logs"):
+            assert (await partitions.list_partitions(conn, table)).days == {midnight(d).date() for d in range(4)}
+        name = partitions.partition_name
+        assert report.partitions.rows_moved == {
+            name("llm_traces", midnight(-3).date()): 5,
+            name("llm_traces", midnight(-2).date()): 5,
+            name("llm_traces", midnight(-1).date()): 5,
+            name("llm_traces", midnight().date()): 1,
+        }
+        assert report.partitions.rows_expired == {"llm_traces": 1}
+        counts = await partition_counts(conn)
+        assert "llm_traces_default" not in counts and sum(counts.values()) == 16
+        metrics = maintenance.metrics
+        assert sample(metrics, "observatory_partitions_created_total", table="llm_traces") == 7
+        assert sample(metrics, "observatory_partition_default_rows_moved_total", table="llm_traces") == 16
+        assert sample(metrics, "observatory_partitions_days_ahead", table="llm_traces") == 3
+        assert maintenance.health()["partitions"]["llm_traces"]["days_ahead"] == 3
+
+        # A partition past retention (90 days) is dropped, with its rows; nothing else changes.
+        old_day = midnight(-95).date()
+        await partitions.create_day(conn, "llm_traces", old_day, "llm_traces_default", 1000)
+        await copy_spans(conn, [span_row(midnight(-95) + timedelta(hours=1))])
+        again = await maintenance.run_once()
+        assert again.ok, again.errors
+        assert again.partitions.dropped == [name("llm_traces", old_day)] and again.partitions.created == []
+        assert await conn.fetchval("SELECT count(*) FROM llm_traces") == 16
+        assert sample(metrics, "observatory_partitions_dropped_total", table="llm_traces") == 1
+    finally:
+        await maintenance.shutdown()
+        await conn.close()
+
+
+async def test_rollups_equal_direct_aggregates_including_late_spans(database):
+    conn = await database.connect()
+    maintenance = Maintenance(database.connect, "native", SETTINGS, Metrics())
+    try:
+        await migrate(conn, "native")
+        await copy_spans(conn, varied_rows(midnight(-3), days=4, count=1500, seed=1))
+        first = await maintenance.run_once()
+        assert first.ok, first.errors
+        llm_spans = await conn.fetchval(
+            "SELECT count(*) FROM llm_traces WHERE provider IS NOT NULL OR model IS NOT NULL"
+        )
+        assert first.rollups.spans == llm_spans
+        groups = await assert_rollups_match_raw(conn)
+        assert groups["llm_metrics_1min"] > groups["llm_metrics_1hour"] > groups["llm_metrics_1day"] >= 4
+
+        # Late spans (days old) and a few more for the same minutes: added to their buckets, counted once.
+        await copy_spans(conn, varied_rows(midnight(-3), days=4, count=300, seed=2))
+        second = await maintenance.run_once()
+        assert second.ok and second.rollups.spans > 0
+        await assert_rollups_match_raw(conn)
+        assert (await maintenance.run_once()).rollups.spans == 0, "nothing new: nothing added"
+
+        # Coarse = exact merge of fine: the hour's histogram is the sum of its minutes' histograms.
+        mismatched = await conn.fetchval(
+            """
+            SELECT count(*) FROM llm_metrics_1hour h
+            JOIN (SELECT date_bin('1 hour', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS hour, provider, model,
+                         service_name, latency_histogram_merge(latency_histogram) AS merged
+                  FROM llm_metrics_1min GROUP BY 1, 2, 3, 4) m
+              ON m.hour = h.bucket AND m.provider IS NOT DISTINCT FROM h.provider
+             AND m.model IS NOT DISTINCT FROM h.model AND m.service_name IS NOT DISTINCT FROM h.service_name
+            WHERE m.merged <> h.latency_histogram
+            """
+        )
+        assert mismatched == 0
+
+        # Rebuilding from scratch gives the same rollups.
+        rebuilt = await maintenance.run_once(rebuild_rollups=True)
+        assert rebuilt.ok and rebuilt.rollups.spans == await conn.fetchval(
+            "SELECT count(*) FROM llm_traces WHERE provider IS NOT NULL OR model IS NOT NULL"
+        )
+        await assert_rollups_match_raw(conn)
+    finally:
+        await maintenance.shutdown()
+        await conn.close()
+
+
+async def test_an_open_writer_holds_the_rollups_back_and_nothing_is_lost(database):
+    """Spans written by a transaction that is still open when a pass runs must be rolled up by a later
+    pass (their ingested_at is older than the pass): the horizon waits for that transaction."""
+    conn = await database.connect()
+    writer = await database.connect()
+    maintenance = Maintenance(database.connect, "native", SETTINGS, Metrics())
+    try:
+        await migrate(conn, "native")
+        await maintenance.run_once()
+        open_tx = writer.transaction()
+        await open_tx.start()
+        await copy_spans(writer, [span_row(midnight() + timedelta(minutes=5), duration_ms=7.0) for _ in range(3)])
+        await copy_spans(conn, [span_row(midnight() + timedelta(minutes=5), duration_ms=9.0) for _ in range(2)])
+        during = await maintenance.run_once()
+        assert during.ok, during.errors
+        seen = await conn.fetchval("SELECT coalesce(sum(request_count), 0) FROM llm_metrics_1min")
+        assert seen == 0, "the committed rows came after the open transaction started: they wait too"
+        await open_tx.commit()
+        after = await maintenance.run_once()
+        assert after.rollups.spans == 5
+        await assert_rollups_match_raw(conn)
+    finally:
+        await maintenance.shutdown()
+        await writer.close()
+        await conn.close()
+
+
+async def test_partitions_are_created_safely_while_writers_copy(database):
+    """Writers keep COPYing rows for days without a partition (they land in DEFAULT) while passes
+    create those days' partitions and move the rows: every row ends up stored once, in its day."""
+    conn = await database.connect()
+    maintenance = Maintenance(database.connect, "native", SETTINGS, Metrics())
+    try:
+        await migrate(conn, "native")
+        written = 0
+        done = asyncio.Event()
+
+        async def writer(seed: int) -> None:
+            nonlocal written
+            rng = random.Random(seed)
+            wconn = await database.connect()
+            try:
+                for _ in range(15):
+                    rows = [
+                        span_row(midnight(-rng.randint(1, 8)) + timedelta(seconds=rng.randrange(80_000)))
+                        for _ in range(100)
+                    ]
+                    async with wconn.transaction():
+                        await copy_spans(wconn, rows)
+                    written += len(rows)
+                    await asyncio.sleep(0)
+            finally:
+                await wconn.close()
+
+        async def maintainer() -> None:
+            while not done.is_set():
+                report = await maintenance.run_once()
+                assert "connection" not in report.errors, report.errors
+
+        passes = asyncio.create_task(maintainer())
+        await asyncio.gather(writer(1), writer(2))
+        done.set()
+        await passes
+        for _ in range(3):  # a pass moves at most max_default_days_per_pass (7) days out of DEFAULT
+            final = await maintenance.run_once()
+            assert final.ok, final.errors
+            if not final.partitions.deferred:
+                break
+        counts = await partition_counts(conn)
+        assert "llm_traces_default" not in counts
+        assert sum(counts.values()) == written == 3000
+        assert await conn.fetchval("SELECT count(DISTINCT (trace_id, span_id)) FROM llm_traces") == written
+        misplaced = await conn.fetchval(
+            "SELECT count(*) FROM llm_traces WHERE tableoid::regclass::text <> "
+            "'llm_traces_p' || to_char(ts AT TIME ZONE 'UTC', 'YYYYMMDD')"
+        )
+        assert misplaced == 0
+        await assert_rollups_match_raw(conn)
+    finally:
+        await maintenance.shutdown()
+        await conn.close()
+
+
+async def test_upgrade_from_version_002_keeps_rows_and_rolls_them_up(database):
+    conn = await database.connect()
+    maintenance = Maintenance(database.connect, "native", SETTINGS, Metrics())
+    try:
+        old = [m for m in load_migrations() if m.version <= 2]
+        await migrate(conn, "native", old)
+        rows = varied_rows(midnight(-2), days=3, count=400, seed=3)
+        await copy_spans(conn, rows)
+        report = await migrate(conn, "native")
+        assert report.applied[0] == "003_supporting_tables" and report.already == 2
+        assert await conn.fetchval("SELECT count(*) FROM llm_traces") == len(rows)
+        assert await conn.fetchval("SELECT count(*) FROM llm_traces WHERE ingested_at IS NULL") == 0
+        pass_report = await maintenance.run_once()
+        assert pass_report.ok, pass_report.errors
+        assert await conn.fetchval("SELECT count(*) FROM llm_traces") == len(rows)
+        await assert_rollups_match_raw(conn)
+        assert await conn.fetchval("SELECT sum(request_count) FROM llm_metrics_1day") == sum(
+            1 for r in rows if r[10] is not None or r[11] is not None
+        )
+    finally:
+        await maintenance.shutdown()
+        await conn.close()
+
+
+async def test_expired_rollup_rows_are_deleted(database):
+    conn = await database.connect()
+    short = MaintenanceSettings(
+        rollup_delay_s=0.0,
+        retention_days={**SETTINGS.retention_days, "llm_metrics_1min": 2, "cost_analysis_hourly": 3},
+    )
+    maintenance = Maintenance(database.connect, "native", short, Metrics())
+    try:
+        await migrate(conn, "native")
+        now = datetime.now(UTC)
+        await copy_spans(conn, [span_row(now - timedelta(days=d, hours=1)) for d in range(6)])
+        report = await maintenance.run_once()
+        assert report.ok, report.errors
+        # 1min keeps 2 days (spans 0 and 1 day old), cost hourly 3 days, 1day its default 1095 days.
+        assert report.rollups.rows_expired == {"llm_metrics_1min": 4, "cost_analysis_hourly": 3}
+        assert await conn.fetchval("SELECT count(*) FROM llm_metrics_1min") == 2
+        assert await conn.fetchval("SELECT count(*) FROM llm_metrics_1day") == 6
+    finally:
+        await maintenance.shutdown()
+        await conn.close()

@@ -1,0 +1,149 @@
+"""TimescaleDB flavor, against a real TimescaleDB (skipped where the extension is not installed):
+hypertables, continuous aggregates equal to direct aggregates and to the native flavor's rollups,
+compression and retention policies doing their job, and `db verify` passing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from receiver import schema
+from receiver.storage.copy import copy_rows
+from receiver.storage.maintenance import Maintenance, MaintenanceSettings
+from receiver.storage.migrate import migrate
+from receiver.storage.verify import verify
+from receiver.telemetry.metrics import Metrics
+from tests.conftest import create_database, drop_database
+from tests.support.spans import assert_rollups_match_raw, copy_spans, span_row, varied_rows
+
+pytestmark = pytest.mark.timescale
+
+STORES = ("llm_metrics_1min_store", "llm_metrics_1hour_store", "llm_metrics_1day_store", "cost_analysis_hourly_store")
+VIEWS = ("llm_metrics_1min", "llm_metrics_1hour", "llm_metrics_1day", "cost_analysis_hourly")
+
+
+def midnight(days: int = 0) -> datetime:
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=days)
+
+
+@pytest.fixture
+async def ts_database(timescale_cluster):
+    db = await create_database(timescale_cluster)
+    yield db
+    await drop_database(db)
+
+
+async def unschedule_jobs(conn) -> None:
+    """Background jobs would start within seconds of the policies: stop them, run them explicitly."""
+    await conn.execute(
+        "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE job_id >= 1000"
+    )
+
+
+async def refresh_all(conn) -> None:
+    """Fine before coarse: 1hour is built from 1min, 1day from 1hour (outside a transaction)."""
+    for store in STORES:
+        await conn.execute(f"CALL refresh_continuous_aggregate('{store}', NULL, NULL)")
+
+
+async def job_id(conn, proc: str, target: str) -> int:
+    return await conn.fetchval(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = $1 AND hypertable_name = $2", proc, target
+    )
+
+
+async def test_timescale_schema_is_complete_and_verifies(ts_database):
+    conn = await ts_database.connect()
+    try:
+        report = await migrate(conn)  # auto: the extension is preloaded here
+        assert report.flavor == "timescale"
+        hypertables = {
+            r["hypertable_name"]
+            for r in await conn.fetch("SELECT hypertable_name FROM timescaledb_information.hypertables")
+        }
+        assert {"llm_traces", "llm_metrics", "llm_logs"} <= hypertables
+        checks = await verify(conn)
+        failed = [c.line() for c in checks if not c.ok]
+        assert not failed, failed
+        names = {c.name for c in checks}
+        assert "retention llm_metrics_1day_store" in names and "compression llm_traces" in names
+        # The maintenance task only reports the jobs in this flavor.
+        maintenance = Maintenance(ts_database.connect, "timescale", MaintenanceSettings(), Metrics())
+        try:
+            pass_report = await maintenance.run_once()
+        finally:
+            await maintenance.shutdown()
+        assert pass_report.ok and len(pass_report.timescale_jobs) == 14
+    finally:
+        await conn.close()
+
+
+async def test_continuous_aggregates_equal_direct_aggregates_and_the_native_rollups(ts_database, database):
+    ts = await ts_database.connect()
+    native = await database.connect()
+    maintenance = Maintenance(database.connect, "native", MaintenanceSettings(rollup_delay_s=0.0), Metrics())
+    try:
+        await migrate(ts, "timescale")
+        await unschedule_jobs(ts)
+        await migrate(native, "native")
+        rows = varied_rows(midnight(-3), days=4, count=1500, seed=11)
+        for conn in (ts, native):
+            await copy_spans(conn, rows)
+        await refresh_all(ts)
+        assert (await maintenance.run_once()).ok
+        await assert_rollups_match_raw(ts)
+
+        # Late spans for old buckets: invalidated and re-materialized by the next refresh.
+        late = varied_rows(midnight(-3), days=4, count=200, seed=12)
+        for conn in (ts, native):
+            await copy_spans(conn, late)
+        await refresh_all(ts)
+        assert (await maintenance.run_once()).ok
+        await assert_rollups_match_raw(ts)
+
+        # Same names, same answers in both flavors (the average may differ in its last float bits).
+        for view in VIEWS:
+            order = "ORDER BY bucket, provider, model, service_name" + (
+                ", user_id, environment" if "cost" in view else ""
+            )
+            a = [dict(r) for r in await ts.fetch(f"SELECT * FROM {view} {order}")]
+            b = [dict(r) for r in await native.fetch(f"SELECT * FROM {view} {order}")]
+            assert len(a) == len(b) > 0
+            for x, y in zip(a, b, strict=True):
+                assert abs(x.pop("avg_latency_ms") - y.pop("avg_latency_ms")) <= 1e-9 * y["max_latency_ms"]
+                assert x == y, view
+    finally:
+        await maintenance.shutdown()
+        await native.close()
+        await ts.close()
+
+
+async def test_compression_and_retention_policies_run(ts_database):
+    conn = await ts_database.connect()
+    try:
+        await migrate(conn, "timescale")
+        await unschedule_jobs(conn)
+        old = [span_row(midnight(-10) + timedelta(minutes=i)) for i in range(20)]
+        expired = [span_row(midnight(-100) + timedelta(minutes=i)) for i in range(5)]
+        await copy_spans(conn, [*old, *expired, span_row(datetime.now(UTC) - timedelta(minutes=1))])
+
+        await conn.execute("CALL run_job($1)", await job_id(conn, "policy_compression", "llm_traces"))
+        compressed = await conn.fetch(
+            "SELECT range_start FROM timescaledb_information.chunks "
+            "WHERE hypertable_name = 'llm_traces' AND is_compressed"
+        )
+        assert {r["range_start"] for r in compressed} == {midnight(-10), midnight(-100)}
+        # A client retry of spans now in a compressed chunk is still stored once (the writers' idempotent path).
+        result = await copy_rows(conn, schema.TRACES_TABLE, schema.TRACES_COLUMNS, old[:5])
+        assert (result.inserted, result.duplicates) == (0, 5)
+        await refresh_all(conn)
+        await assert_rollups_match_raw(conn)
+
+        await conn.execute("CALL run_job($1)", await job_id(conn, "policy_retention", "llm_traces"))
+        assert await conn.fetchval("SELECT count(*) FROM llm_traces") == 21, "the 100-day-old chunk is dropped"
+        assert await conn.fetchval("SELECT min(ts) FROM llm_traces") == midnight(-10)
+        # The rollups keep what raw retention dropped (1day keeps 1095 days).
+        assert await conn.fetchval("SELECT sum(request_count) FROM llm_metrics_1day") == 26
+    finally:
+        await conn.close()

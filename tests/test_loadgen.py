@@ -1,0 +1,219 @@
+"""loadgen: the bodies it builds, its exact verification against a real receiver and database, how it
+counts refusals, and its report. The CLI runs as a subprocess, as a user runs it. No timed
+assertions: the healthy runs pass --sustain-ratio 0.5 so a busy CI machine cannot fail them, and
+the refusing receiver refuses because its table is locked, not because it is slow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+
+import orjson
+import pytest
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from loadgen.bodies import build_pool
+from loadgen.ids import RunId, split_trace_id
+from loadgen.retry import RetryPolicy, retryable
+from loadgen.stats import SignalStats
+from loadgen.transport import ExportResult
+from loadgen.verdict import judge
+from loadgen.workload import WorkloadSpec
+from receiver.convert.common import ConvertOptions
+from receiver.convert.traces import convert_traces
+from receiver.frontends.decode import parse_json
+from receiver.frontends.signals import TRACES
+from tests.support.process import REPO, ReceiverProcess
+
+
+def loadgen(*args: str, timeout: float = 120) -> tuple[int, dict | None, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen", "--quiet", *args],
+        capture_output=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+    stdout = done.stdout.decode()
+    doc = orjson.loads(stdout) if "--json" in args and stdout.strip() else None
+    return done.returncode, doc, done.stderr.decode()
+
+
+def spans_of(request: trace_service_pb2.ExportTraceServiceRequest) -> list:
+    return [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+
+
+# -- bodies ------------------------------------------------------------------------------------------
+
+
+def test_every_send_gets_new_trace_ids_with_parent_links_intact():
+    run = RunId.new()
+    pool = build_pool(WorkloadSpec(batch_spans=64, with_logs=True), run, "protobuf", 2, seed=7)
+    seen: set[bytes] = set()
+    for k in (1, 2, 3, 0x01020304):
+        entry = pool.entries[k % 2]
+        request = trace_service_pb2.ExportTraceServiceRequest.FromString(entry.traces.render(k))
+        spans = spans_of(request)
+        assert len(spans) == 64 == pool.spans_per_request
+        trace_ids = {s.trace_id for s in spans}
+        assert not trace_ids & seen, "a trace id was sent twice"
+        seen |= trace_ids
+        for trace_id in trace_ids:
+            assert trace_id[:4] == run.prefix and split_trace_id(trace_id)[1] == k
+        by_trace: dict[bytes, set[bytes]] = {}
+        for s in spans:
+            by_trace.setdefault(s.trace_id, set()).add(s.span_id)
+        for s in spans:
+            assert not s.parent_span_id or s.parent_span_id in by_trace[s.trace_id]
+        logs = logs_service_pb2.ExportLogsServiceRequest.FromString(entry.logs.render(k))
+        records = logs.resource_logs[0].scope_logs[0].log_records
+        assert records and {r.trace_id for r in records} <= trace_ids  # logs correlate with this send's spans
+        assert len(entry.span_keys) == 64
+
+
+def test_json_bodies_are_otlp_json_the_receiver_converts_without_rejections():
+    pool = build_pool(WorkloadSpec(batch_spans=50), RunId.new(), "json", 1, seed=3)
+    parsed = parse_json(TRACES.request_type, TRACES.envelope, pool.entries[0].traces.render(9))
+    assert parsed.rejected == 0, parsed.errors
+    converted = convert_traces(parsed.message, ConvertOptions())
+    assert converted.rejected == 0 and len(converted.rows) == 50
+    assert all(row[2].bytes.endswith(bytes.fromhex("00000009")) for row in converted.rows)  # k = 9
+
+
+def test_retry_rules_follow_the_otlp_specification():
+    assert retryable(ExportResult(False, "UNAVAILABLE", "UNAVAILABLE"))
+    assert retryable(ExportResult(False, "HTTP 503", 503)) and retryable(ExportResult(False, "HTTP 429", 429))
+    assert not retryable(ExportResult(False, "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"))
+    assert retryable(ExportResult(False, "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED", has_retry_info=True))
+    assert not retryable(ExportResult(False, "INVALID_ARGUMENT", "INVALID_ARGUMENT"))
+    assert not retryable(ExportResult(False, "HTTP 400", 400)) and not retryable(ExportResult(False, "HTTP 404", 404))
+    policy = RetryPolicy(max_elapsed_s=3.0)
+    busy = ExportResult(False, "UNAVAILABLE", "UNAVAILABLE", retry_after=1.0, has_retry_info=True)
+    rng = __import__("random").Random(0)
+    assert policy.next_delay(busy, 1, 0.0, rng) == 1.0  # the server's RetryInfo, as given
+    assert policy.next_delay(busy, 3, 2.5, rng) is None  # would start after the 3 s budget
+    assert RetryPolicy(enabled=False).next_delay(busy, 1, 0.0, rng) is None
+
+
+def test_rate_rule_counts_acknowledgements_that_arrive_after_the_window():
+    """A receiver at 90% of the rate acknowledges its backlog after the window: it must still fail."""
+    st = SignalStats("traces", "spans", offered_items=600_000, acked_items=600_000)
+    slow = judge({"traces": st}, True, 60.0, 66.7, 0.95, None, None, None, False)
+    assert slow.rate_sustained is False and not slow.ok
+    healthy = judge({"traces": st}, True, 60.0, 60.05, 0.95, None, None, None, False)
+    assert healthy.rate_sustained is True and healthy.ok
+
+
+# -- against a real receiver ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "transport",
+    [("grpc", "protobuf", False), ("http", "json", True)],
+    ids=["grpc-protobuf", "http-json-gzip"],
+)
+async def test_verified_run_counts_exactly_what_the_database_holds(receiver, module_database, transport):
+    protocol, encoding, gzip = transport
+    target = receiver.grpc_target if protocol == "grpc" else receiver.http_url
+    code, doc, stderr = loadgen(
+        "--target", target, "--protocol", protocol, "--encoding", encoding, *(["--gzip"] if gzip else []),
+        "--rate", "1500", "--duration", "3", "--batch-spans", "100", "--exporters", "2", "--pool", "4",
+        "--sustain-ratio", "0.5", "--verify", module_database.dsn, "--json",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert doc is not None and doc["ok"] is True
+    traces = doc["signals"]["traces"]
+    assert traces["offered"] == traces["requests"]["offered"] * 100
+    stored = await module_database.fetchval(
+        "SELECT count(*) FROM llm_traces WHERE resource_attributes->>'loadgen.run_id' = $1", doc["run_id"]
+    )
+    v = doc["verification"]
+    assert v["ok"] and v["lost"] == 0 and v["duplicated"] == 0 and v["unexpected"] == 0
+    assert v["found"] == v["acknowledged"] == traces["acknowledged"] == stored
+    assert v["complete_after_s"] is not None
+    services = await module_database.fetch(
+        "SELECT DISTINCT service_name FROM llm_traces WHERE resource_attributes->>'loadgen.run_id' = $1",
+        doc["run_id"],
+    )
+    assert services and all(doc["run_id"] in r["service_name"] for r in services)
+    # The JSON report's shape: what scripts (make bench, CI) read.
+    assert {
+        "format",
+        "run_id",
+        "ok",
+        "config",
+        "workload",
+        "run",
+        "signals",
+        "generator",
+        "verification",
+        "verdict",
+    } <= set(doc)
+    assert {"p50", "p95", "p99", "max", "count"} <= set(traces["latency_ms"]["rpc"])
+    assert {"rate_sustained", "verified", "rule", "problems", "acknowledged_to_offered"} <= set(doc["verdict"])
+    assert doc["verdict"]["rate_sustained"] is True and doc["verdict"]["verified"] is True
+    assert traces["refusals"] == {} and traces["requests"]["retries"] == 0
+
+
+async def test_refusals_are_counted_by_status_and_fail_the_run(database, tmp_path):
+    """A receiver whose table is locked fills its tiny queue and then refuses (UNAVAILABLE / 503)."""
+    proc = ReceiverProcess(database.dsn, tmp_path, pipeline__queue_max_rows=300, pipeline__retry_after_s=0.5)
+    await proc.start()
+    lock = await database.connect()
+    transaction = lock.transaction()
+    await transaction.start()
+    try:
+        await lock.execute("LOCK TABLE llm_traces IN ACCESS EXCLUSIVE MODE")
+        for protocol, target, status in (
+            ("grpc", proc.grpc_target, "UNAVAILABLE"),
+            ("http", proc.http_url, "HTTP 503"),
+        ):
+            code, doc, stderr = loadgen(
+                "--target", target, "--protocol", protocol, "--rate", "1000", "--duration", "2",
+                "--batch-spans", "100", "--pool", "2", "--retry-max-elapsed", "2.5", "--json",
+            )  # fmt: skip
+            assert code == 1, stderr
+            assert doc is not None
+            traces = doc["signals"]["traces"]
+            assert traces["refusals"].get(status, 0) > 0, traces["refusals"]
+            assert traces["requests"]["retries"] > 0  # retried after RetryInfo / Retry-After, then gave up
+            assert traces["failed"] > 0 and traces["acknowledged"] < traces["offered"]
+            assert doc["verdict"]["rate_sustained"] is False and doc["ok"] is False
+    finally:
+        await transaction.rollback()
+        await lock.close()
+        await proc.stop()
+
+
+def test_unreachable_target_is_one_line_naming_it_and_the_fix():
+    code, _, stderr = loadgen("--target", "127.0.0.1:9", "--duration", "1")
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "127.0.0.1:9" in lines[0] and "--target" in lines[0], stderr
+
+
+def test_bad_verify_dsn_fails_before_sending(receiver):
+    dsn = f"postgresql://nobody@/nowhere?host=/nonexistent-{uuid.uuid4().hex[:6]}"
+    code, _, stderr = loadgen("--target", receiver.grpc_target, "--duration", "1", "--verify", dsn)
+    assert code == 2 and "--verify" in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
+async def test_metrics_and_logs_are_verified_by_count_and_logs_join_their_spans(receiver, module_database):
+    code, doc, stderr = loadgen(
+        "--target", receiver.grpc_target, "--signals", "traces,metrics,logs", "--rate", "500", "--duration", "1.5",
+        "--batch-spans", "50", "--pool", "2", "--metrics-interval", "0.5", "--exporters", "1",
+        "--sustain-ratio", "0.5", "--verify", module_database.dsn, "--json",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert doc is not None
+    for name in ("metrics", "logs"):
+        s = doc["signals"][name]
+        assert s["offered"] > 0 and s["acknowledged"] == s["offered"], s
+        assert doc["verification"]["signals"][name] == {"acknowledged": s["acknowledged"], "stored": s["acknowledged"]}
+    orphans = await module_database.fetchval(
+        "SELECT count(*) FROM llm_logs l WHERE l.resource_attributes->>'loadgen.run_id' = $1 AND NOT EXISTS "
+        "(SELECT 1 FROM llm_traces t WHERE t.trace_id = l.trace_id AND t.span_id = l.span_id)",
+        doc["run_id"],
+    )
+    assert orphans == 0  # every log record carries the ids of a span sent in the same run
