@@ -2,10 +2,12 @@
 
 Three requests: loadgen's workload (the one `make bench` sends: chat, embeddings, tool-call and agent
 traces, current and legacy GenAI names, 5% large prompts), a uniform GenAI batch (~20 attributes per
-span, a 1 KB prompt on every span) and a batch of small non-LLM spans (5 attributes). Two paths: the pure-Python reference (upb
-decode, then convert_traces; decode is timed separately) and the native converter (convert_traces_bytes:
-decode and convert in one C pass, then the rows in Python). `python -m benchmarks.instructions` counts
-instructions per span for the same runs under callgrind, which unlike time is stable on shared cores.
+span, a 1 KB prompt on every span) and a batch of small non-LLM spans (5 attributes).
+
+Two paths: the pure-Python reference (upb decode, then convert_traces; decode is timed separately) and
+the native converter (convert_traces_bytes: decode and convert in one C pass, then the rows in Python).
+`python -m benchmarks.instructions` counts instructions per span for the same runs under callgrind,
+which unlike time is stable on shared cores.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from receiver import __version__, schema
 from receiver.app.config import Config
 from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
-from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.convert.traces_bytes import trace_converter
+from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
 from receiver.frontends.ingest import Ingest, IngestLimits
