@@ -16,7 +16,8 @@ BENCH_ARGS      ?=
 
 .PHONY: run test install postgres lint bench clean proto
 
-$(STAMP): pyproject.toml
+# The C source is a prerequisite too: `pip install -e` builds the native converter in place.
+$(STAMP): pyproject.toml receiver/convert/_fastotlp.c
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)

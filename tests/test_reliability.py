@@ -280,7 +280,7 @@ async def test_torn_and_corrupt_spool_replays_intact_records(private_cluster, tm
     await asyncio.to_thread(private_cluster.stop, "fast")
     proc = ReceiverProcess(database.dsn, tmp_path, **settings)
     await proc.start(wait_ready=False)
-    await wait_until(_admin_up(proc), what="receiver serving while the database is down")
+    await proc.wait_listening()  # serving (and spooling) while the database is down, never ready
     service = f"corrupt-{uuid.uuid4().hex[:6]}"
     for i in range(30):
         request = trace_request([span(f"r{i}-s{j}", attributes={"blob": "b" * 300}) for j in range(10)], service)
@@ -320,17 +320,6 @@ async def test_torn_and_corrupt_spool_replays_intact_records(private_cluster, tm
     assert await restarted.metric("observatory_spool_quarantined_bytes_total") > 0
     print(f"corrupt spool: {len(expected)} spans from intact records replayed, {len(quarantined)} regions quarantined")
     assert await restarted.stop() == 0
-
-
-def _admin_up(proc: ReceiverProcess):
-    async def check() -> bool:
-        try:
-            status, _ = await proc.get("/health/live")
-            return status == 200
-        except Exception:
-            return False
-
-    return check
 
 
 async def test_sigterm_goes_unready_drains_and_exits_zero(module_database, tmp_path):

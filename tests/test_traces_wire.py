@@ -338,3 +338,92 @@ async def test_empty_request_is_a_full_success(receiver):
     assert not response.HasField("partial_success")
     result = await post(f"{receiver.http_url}/v1/traces", b"")
     assert result.status == 200
+
+
+def edge_case_spans(service: str) -> trace_service_pb2.ExportTraceServiceRequest:
+    """Spans that exercise every conversion rule: NUL, NaN, truncation, nesting, duplicates, events,
+    links, LLM attributes and prices, invalid spans next to valid ones."""
+    from opentelemetry.proto.common.v1 import common_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    from tests.support.otlp import attr
+
+    spans = [
+        span(
+            "chat gpt-4o-mini",
+            attributes={
+                "gen_ai.provider.name": "OpenAI",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.usage.input_tokens": 1200,
+                "gen_ai.usage.output_tokens": 300,
+                "gen_ai.response.finish_reasons": ["stop"],
+                "gen_ai.input.messages": "é\x00" * 800,  # NUL, and over the 1000-byte limit below
+                "ratio": math.nan,
+                "big": 1e16,
+                "nested": {"list": [1, 2.5, None, b"\x00\xff", {"deep": '\x01"\\'}]},
+            },
+            kind=3,
+            trace_state="k=v",
+        ),
+        span("invalid", trace_id=b"\x01" * 15),
+        span("tool", attributes={"tags": ["a", "b"], "user.id": 7}, parent_span_id=bytes(8)),
+    ]
+    spans[0].attributes.append(attr("ratio", -math.inf))  # a duplicate key: the later value wins
+    spans[0].events.append(trace_pb2.Span.Event(time_unix_nano=5, name="e\x00", attributes=[attr("x", 1)]))
+    spans[0].links.append(trace_pb2.Span.Link(trace_id=b"\x02" * 16, span_id=b"\x03" * 8, trace_state="s"))
+    spans[0].status.CopyFrom(trace_pb2.Status(code=2, message="boom"))
+    request = trace_request(spans, service)
+    request.resource_spans[0].resource.attributes.append(attr("deployment.environment", "staging"))
+    request.resource_spans[0].scope_spans[0].scope.CopyFrom(common_pb2.InstrumentationScope(name="s", version="1"))
+    return request
+
+
+async def test_pure_python_switch_stores_the_same_rows_as_the_native_converter(pg_cluster, tmp_path):
+    """convert.native = false (OBSERVATORY__CONVERT__NATIVE) takes the reference converter: same rows,
+    same partial-success answer as the default native path. Each receiver has its own database (the
+    same spans twice in one database would be one row: (trace_id, span_id, ts) is the key)."""
+    from receiver.convert.traces_bytes import trace_converter
+    from tests.conftest import create_database
+    from tests.support.process import ReceiverProcess
+
+    receivers = {}
+    for name, native in (("pure", "false"), ("native", "true")):
+        database = await create_database(pg_cluster)
+        (tmp_path / name).mkdir()
+        proc = ReceiverProcess(
+            database.dsn, tmp_path / name, convert__native=native, limits__max_attribute_value_bytes=1000
+        )
+        await proc.start()
+        receivers[name] = (proc, database)
+    try:
+        assert "python (convert.native = false)" in receivers["pure"][0].log_tail(200)
+        assert f'"trace_converter": "{trace_converter(True)}"' in receivers["native"][0].log_tail(200)
+        request = edge_case_spans("switch")
+        answers, rows = {}, {}
+        for name, (proc, database) in receivers.items():
+            response = await export_grpc(proc.grpc_target, request)
+            answers[name] = (response.partial_success.rejected_spans, response.partial_success.error_message)
+            await database.wait_for_count(COUNT, 2, "switch")
+            rows[name] = [dict(r) for r in await database.fetch("SELECT * FROM llm_traces ORDER BY span_name")]
+        assert answers["pure"] == answers["native"] and answers["pure"][0] == 1
+        assert len(rows["pure"]) == len(rows["native"])
+        for pure, native in zip(rows["pure"], rows["native"], strict=True):
+            # ingested_at is the database's clock at COPY time: the only column a converter does not set
+            differing = {k: (pure[k], native[k]) for k in pure if pure[k] != native[k] and k != "ingested_at"}
+            assert differing == {}, f"span {pure['span_name']}: columns differ (pure, native)"
+        chat = rows["native"][0]
+        assert chat["provider"] == "openai" and chat["total_cost"] is not None and chat["environment"] == "staging"
+        assert orjson.loads(chat["attributes"])["ratio"] == "-Infinity"
+    finally:
+        for proc, _ in receivers.values():
+            assert await proc.stop() == 0
+
+
+async def test_invalid_utf8_in_a_protobuf_string_is_a_bad_request(receiver):
+    body = trace_request([span("ok", attributes={"k": "placeholder"})], unique("utf8")).SerializeToString()
+    body = body.replace(b"placeholder", b"placehold\xc3\x28")  # same length: still well-formed protobuf
+    result = await post(f"{receiver.http_url}/v1/traces", body)
+    assert result.status == 400
+    message = status_pb2.Status.FromString(result.body).message
+    assert message.startswith("body is not a valid ExportTraceServiceRequest protobuf: ")
+    assert "UTF-8" in message  # native: "invalid UTF-8 in a string field at byte N"; upb: "bad UTF-8"

@@ -151,6 +151,13 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class ConvertConfig:
+    native: bool = _setting(
+        True, "convert OTLP/protobuf trace requests with the C extension when built; false = pure Python"
+    )
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     mode: str = _setting("none", "none, or api_key (Authorization: Bearer / x-api-key)", choices=("none", "api_key"))
     refresh_interval_s: float = _setting(
@@ -180,6 +187,7 @@ class Config:
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     dead_letter: DeadLetterConfig = field(default_factory=DeadLetterConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    convert: ConvertConfig = field(default_factory=ConvertConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     pricing: PricingConfig = field(default_factory=PricingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

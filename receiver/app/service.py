@@ -23,6 +23,7 @@ from receiver import __version__, schema
 from receiver.app.config import Config
 from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
+from receiver.convert.traces_bytes import trace_converter
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
@@ -98,7 +99,9 @@ class Receiver:
         )
         self._keys_task: asyncio.Task[None] | None = None
         self._convert_options = ConvertOptions(
-            max_attribute_bytes=config.limits.max_attribute_value_bytes, price_book=PriceBook()
+            max_attribute_bytes=config.limits.max_attribute_value_bytes,
+            price_book=PriceBook(),
+            native=config.convert.native,
         )
         p = config.pipeline
         self.queue = BoundedQueue(
@@ -178,6 +181,7 @@ class Receiver:
             admin=f"{cfg.admin.endpoint} (port {self.admin.port})",
             database=redact(dsn),
             durability=cfg.pipeline.durability,
+            trace_converter=trace_converter(cfg.convert.native),
         )
         self._bootstrap_task = asyncio.create_task(self._bootstrap(), name="database-bootstrap")
 
@@ -303,7 +307,9 @@ class Receiver:
         prices = await asyncio.to_thread(read_pricing_file, path)
         await seed_prices(conn, prices)
         book = await load_price_book(conn)
-        self._convert_options = ConvertOptions(self.config.limits.max_attribute_value_bytes, book)
+        self._convert_options = ConvertOptions(
+            self.config.limits.max_attribute_value_bytes, book, native=self.config.convert.native
+        )
 
     async def reload(self, config: Config) -> None:
         """SIGHUP: log level and prices; other settings need a restart."""

@@ -20,6 +20,15 @@ class ConvertOptions:
     # When the front end received the request (Unix ns). Log records carrying neither a time nor an
     # observed time are stamped with it; conversion never reads the clock itself. 0 = not known.
     received_unix_nanos: int = 0
+    # Convert protobuf trace requests with the C extension when it is built (config `convert.native`);
+    # False = the pure-Python converter, the reference the native one is tested against.
+    native: bool = True
+
+
+class WireFormatError(ValueError):
+    """Request bytes that are not a valid protobuf message of their type (the front end answers 400).
+
+    Raised by converters that decode bytes themselves (receiver.convert.traces_bytes)."""
 
 
 @dataclass(slots=True)

@@ -75,6 +75,29 @@ OPENINFERENCE_KINDS = {
 }
 TRACELOOP_KINDS = {"workflow": "invoke_workflow", "task": "task", "agent": "invoke_agent", "tool": "execute_tool"}
 
+# Every attribute key extract_llm_fields reads (a test keeps this in step with the code). The native
+# trace converter hands Python only the attributes under these keys, so the rules stay here, in one place.
+LLM_ATTRIBUTE_KEYS: frozenset[str] = frozenset(
+    PROVIDER_KEYS
+    + REQUEST_MODEL_KEYS
+    + RESPONSE_MODEL_KEYS
+    + OPERATION_KEYS
+    + INPUT_TOKEN_KEYS
+    + OUTPUT_TOKEN_KEYS
+    + TOTAL_TOKEN_KEYS
+    + CACHE_READ_KEYS
+    + CACHE_CREATION_KEYS
+    + REASONING_KEYS
+    + INPUT_COST_KEYS
+    + OUTPUT_COST_KEYS
+    + TOTAL_COST_KEYS
+    + USER_KEYS
+    + SESSION_KEYS
+    + TAG_KEYS
+    + FINISH_REASON_KEYS
+    + ("llm.request.type", "openinference.span.kind", "traceloop.span.kind")
+)
+
 
 @dataclass(slots=True)
 class LlmFields:

@@ -7,20 +7,26 @@ too, with NULL LLM columns.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from receiver.convert.attributes import ConversionStats, clean_text, key_values
 from receiver.convert.common import Converted, ConvertOptions
-from receiver.convert.genai import ENVIRONMENT_KEYS, as_text, extract_llm_fields, first
+from receiver.convert.genai import ENVIRONMENT_KEYS, LLM_ATTRIBUTE_KEYS, as_text, extract_llm_fields, first
 from receiver.convert.pgvalues import Uuid, timestamp_from_unix_nanos
-from receiver.convert.pricing import compute_cost
+from receiver.convert.pricing import PriceBook, compute_cost
 
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 STATUS_CODES = ("unset", "ok", "error")
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
+SERVICE_NAME_KEY = "service.name"
+# Every attribute key a row reads outside the JSON maps (span attributes: LLM columns and environment;
+# resource attributes: service name and environment).
+ROW_ATTRIBUTE_KEYS: frozenset[str] = LLM_ATTRIBUTE_KEYS | frozenset(ENVIRONMENT_KEYS) | {SERVICE_NAME_KEY}
 
 
 def _json(value: Any) -> str:
@@ -49,9 +55,10 @@ def span_problem(span: Any) -> str | None:
     return None
 
 
-def _describe(span: Any, index: int) -> str:
-    name = span.name if len(span.name) <= 64 else span.name[:64] + "…"
-    return f"span {index} ({name!r}, trace {span.trace_id.hex() or '-'})"
+def describe_span(index: int, name: str, trace_id: bytes) -> str:
+    """How a rejection message names a span: its index in the request, its name, its trace id."""
+    shown = name if len(name) <= 64 else name[:64] + "…"
+    return f"span {index} ({shown!r}, trace {trace_id.hex() or '-'})"
 
 
 def _events(span: Any, limit: int, stats: ConversionStats) -> str | None:
@@ -86,98 +93,164 @@ def _links(span: Any, limit: int, stats: ConversionStats) -> str | None:
     return _json(links)
 
 
+@dataclass(frozen=True, slots=True)
+class RowContext:
+    """What every span row of one (resource, scope) shares."""
+
+    service_name: str | None
+    scope_name: str | None
+    scope_version: str | None
+    resource_json: str
+    resource_environment: str | None
+    price_book: PriceBook
+
+
+def resource_fields(resource_attrs: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(service name, deployment environment) of a resource, from its attributes."""
+    return as_text(resource_attrs.get(SERVICE_NAME_KEY)), as_text(first(resource_attrs, ENVIRONMENT_KEYS))
+
+
+# What extract_llm_fields finds in a span without attributes; read-only. Spares non-LLM spans of the
+# native converter (whose attribute dict holds only ROW_ATTRIBUTE_KEYS, so is empty for them) the call.
+_NO_LLM_FIELDS = extract_llm_fields({})
+
+
+def span_row(
+    context: RowContext,
+    attrs: dict[str, Any],
+    ts: datetime,
+    end_ts: datetime,
+    trace_id: Uuid,
+    span_id: str,
+    parent_span_id: str | None,
+    name: str,
+    kind: str,
+    duration_ms: float,
+    status_code: str,
+    status_message: str | None,
+    trace_state: str | None,
+    attributes_json: str,
+    events_json: str | None,
+    links_json: str | None,
+) -> tuple[Any, ...]:
+    """One `llm_traces` row: the span's own columns, and the LLM columns read from `attrs` (cleaned
+    attribute values; only ROW_ATTRIBUTE_KEYS are read). Both converters build rows here; the argument
+    order after `context` is the order the native decoder returns a span in."""
+    llm = extract_llm_fields(attrs) if attrs else _NO_LLM_FIELDS
+    provider = llm.provider
+    model = llm.model
+    input_cost, output_cost, total_cost = llm.input_cost, llm.output_cost, llm.total_cost
+    cost_source = None
+    if input_cost is not None or output_cost is not None or total_cost is not None:
+        cost_source = "span"
+        if total_cost is None:
+            total_cost = (input_cost or 0) + (output_cost or 0)
+    elif model is not None and (llm.input_tokens is not None or llm.output_tokens is not None):
+        price = context.price_book.lookup(provider, model, ts.date())
+        if price is not None:
+            cost = compute_cost(
+                price,
+                llm.input_tokens,
+                llm.output_tokens,
+                llm.cache_read_tokens,
+                llm.cache_creation_tokens,
+            )
+            if cost is not None:
+                input_cost, output_cost, total_cost = cost.input, cost.output, cost.total
+                cost_source = "pricing"
+                provider = provider or price.provider
+    return (
+        ts,
+        end_ts,
+        trace_id,
+        span_id,
+        parent_span_id,
+        name,
+        kind,
+        context.service_name,
+        context.scope_name,
+        context.scope_version,
+        provider,
+        model,
+        llm.request_model,
+        llm.response_model,
+        llm.operation,
+        llm.input_tokens,
+        llm.output_tokens,
+        llm.total_tokens,
+        llm.cache_read_tokens,
+        llm.cache_creation_tokens,
+        llm.reasoning_tokens,
+        input_cost,
+        output_cost,
+        total_cost,
+        cost_source,
+        duration_ms,
+        status_code,
+        status_message,
+        llm.user_id,
+        llm.session_id,
+        as_text(first(attrs, ENVIRONMENT_KEYS)) or context.resource_environment,
+        llm.tags,
+        llm.finish_reasons,
+        trace_state,
+        attributes_json,
+        context.resource_json,
+        events_json,
+        links_json,
+    )
+
+
 def convert_traces(request: Any, options: ConvertOptions) -> Converted:
     """Every span of the request -> one row tuple, or one rejection with its reason."""
     out = Converted()
     limit = options.max_attribute_bytes
     stats = out.stats
-    book = options.price_book
     append = out.rows.append
     index = 0
     for resource_spans in request.resource_spans:
         resource_attrs = key_values(resource_spans.resource.attributes, limit, stats)
         resource_json = _json(resource_attrs)
-        service_name = as_text(resource_attrs.get("service.name"))
-        resource_environment = as_text(first(resource_attrs, ENVIRONMENT_KEYS))
+        service_name, resource_environment = resource_fields(resource_attrs)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
-            scope_name = clean_text(scope.name, limit, stats) or None
-            scope_version = clean_text(scope.version, limit, stats) or None
+            context = RowContext(
+                service_name,
+                clean_text(scope.name, limit, stats) or None,
+                clean_text(scope.version, limit, stats) or None,
+                resource_json,
+                resource_environment,
+                options.price_book,
+            )
             for span in scope_spans.spans:
                 problem = span_problem(span)
                 if problem is not None:
-                    out.reject(f"{_describe(span, index)}: {problem}")
+                    out.reject(f"{describe_span(index, span.name, span.trace_id)}: {problem}")
                     index += 1
                     continue
                 index += 1
                 attrs = key_values(span.attributes, limit, stats)
-                llm = extract_llm_fields(attrs)
                 start_ns = span.start_time_unix_nano
                 end_ns = span.end_time_unix_nano
-                ts = timestamp_from_unix_nanos(start_ns)
-                provider = llm.provider
-                model = llm.model
-                input_cost, output_cost, total_cost = llm.input_cost, llm.output_cost, llm.total_cost
-                cost_source = None
-                if input_cost is not None or output_cost is not None or total_cost is not None:
-                    cost_source = "span"
-                    if total_cost is None:
-                        total_cost = (input_cost or 0) + (output_cost or 0)
-                elif model is not None and (llm.input_tokens is not None or llm.output_tokens is not None):
-                    price = book.lookup(provider, model, ts.date())
-                    if price is not None:
-                        cost = compute_cost(
-                            price,
-                            llm.input_tokens,
-                            llm.output_tokens,
-                            llm.cache_read_tokens,
-                            llm.cache_creation_tokens,
-                        )
-                        if cost is not None:
-                            input_cost, output_cost, total_cost = cost.input, cost.output, cost.total
-                            cost_source = "pricing"
-                            provider = provider or price.provider
                 status = span.status
                 parent = span.parent_span_id
                 kind = span.kind
                 append(
-                    (
-                        ts,
+                    span_row(
+                        context,
+                        attrs,
+                        timestamp_from_unix_nanos(start_ns),
                         timestamp_from_unix_nanos(end_ns),
                         Uuid(span.trace_id),
                         span.span_id.hex(),
                         parent.hex() if parent and parent != _ZERO_SPAN_ID else None,
                         clean_text(span.name, limit, stats),
                         SPAN_KINDS[kind] if 0 <= kind < 6 else "unspecified",
-                        service_name,
-                        scope_name,
-                        scope_version,
-                        provider,
-                        model,
-                        llm.request_model,
-                        llm.response_model,
-                        llm.operation,
-                        llm.input_tokens,
-                        llm.output_tokens,
-                        llm.total_tokens,
-                        llm.cache_read_tokens,
-                        llm.cache_creation_tokens,
-                        llm.reasoning_tokens,
-                        input_cost,
-                        output_cost,
-                        total_cost,
-                        cost_source,
                         (end_ns - start_ns) / 1e6,
                         STATUS_CODES[status.code] if 0 <= status.code < 3 else "unset",
                         clean_text(status.message, limit, stats) or None,
-                        llm.user_id,
-                        llm.session_id,
-                        as_text(first(attrs, ENVIRONMENT_KEYS)) or resource_environment,
-                        llm.tags,
-                        llm.finish_reasons,
                         clean_text(span.trace_state, limit, stats) or None,
                         _json(attrs),
-                        resource_json,
                         _events(span, limit, stats),
                         _links(span, limit, stats),
                     )

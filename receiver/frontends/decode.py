@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import base64
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from google.protobuf.json_format import ParseDict, ParseError
 from google.protobuf.message import DecodeError, Message
+
+from receiver.convert.common import Converted, ConvertOptions, WireFormatError
 
 
 class MalformedRequest(Exception):
@@ -46,6 +49,20 @@ def parse_protobuf(message_type: type[Message], body: bytes) -> Message:
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise MalformedRequest(f"body is not a valid {message_type.DESCRIPTOR.name} protobuf: {exc}") from None
     return message
+
+
+def convert_protobuf(
+    message_type: type[Message],
+    convert_bytes: Callable[[bytes, ConvertOptions], Converted],
+    body: bytes,
+    options: ConvertOptions,
+) -> Converted:
+    """Decode and convert in one step (the native trace converter). Bytes it cannot read are refused
+    with the same message as parse_protobuf's: the converter refuses exactly what upb refuses."""
+    try:
+        return convert_bytes(body, options)
+    except WireFormatError as exc:
+        raise MalformedRequest(f"body is not a valid {message_type.DESCRIPTOR.name} protobuf: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

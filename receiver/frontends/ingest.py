@@ -15,11 +15,12 @@ from typing import Any
 from google.protobuf.message import Message
 
 from proto.spool_pb2 import SpoolRecord
-from receiver.convert.common import ConvertOptions
+from receiver.convert.common import Converted, ConvertOptions, WireFormatError
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.decode import (
     MalformedRequest,
     RequestTooLarge,
+    convert_protobuf,
     gunzip_bounded,
     parse_json,
     parse_protobuf,
@@ -31,6 +32,13 @@ from receiver.telemetry.logging import RateLimitedLog, get_logger
 from receiver.telemetry.metrics import Metrics
 
 MEMORY_MESSAGE = "receiver memory is above limits.memory_limit_mib; retry later"
+
+
+@dataclass(slots=True)
+class _Decoded:
+    converted: Converted  # rejections include the items OTLP/JSON parsing refused
+    protobuf: bytes | None  # the request as protobuf when at hand (the spool stores it)
+    message: Message | None  # else the parsed message
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,32 +107,29 @@ class Ingest:
             return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
         if self._pipeline.memory_exhausted():
             return self._refuse_busy(Refusal.OVERLOADED, MEMORY_MESSAGE, cause="memory")
+        # The receive time goes in through the options: conversion stays pure (logs without any time use it).
+        options = replace(self._options(), received_unix_nanos=received)
         try:
             if gzip:
                 body = gunzip_bounded(body, limits.max_request_bytes)
                 if not self._pipeline.room_for_bytes(len(body)):
                     return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
-            if json:
-                parsed = parse_json(spec.request_type, spec.envelope, body)
-                request, pre_rejected, pre_errors = parsed.message, parsed.rejected, parsed.errors
-            else:
-                request, pre_rejected, pre_errors = parse_protobuf(spec.request_type, body), 0, []
+            decoded = self._decode_and_convert(spec, body, json, options)
         except RequestTooLarge as exc:
             return Refused(Refusal.TOO_LARGE, str(exc))
         except MalformedRequest as exc:
             return Refused(Refusal.MALFORMED, str(exc))
 
-        # The receive time goes in through the options: conversion stays pure (logs without any time use it).
-        converted = spec.convert(request, replace(self._options(), received_unix_nanos=received))
+        converted = decoded.converted
         record = None
         if self._pipeline.durable:
-            payload = request.SerializeToString() if json else body
+            payload = decoded.protobuf if decoded.protobuf is not None else decoded.message.SerializeToString()
             record = SpoolRecord(signal=spec.name, request=payload, received_unix_nano=received)
-        del request
+        del decoded
         self._count_altered(spec, converted.stats)
         rows = converted.rows
-        rejected = pre_rejected + converted.rejected
-        errors = pre_errors + converted.errors
+        rejected = converted.rejected
+        errors = converted.errors
         message = ""
         if rejected:
             shown = "; ".join(errors[:5])
@@ -150,6 +155,34 @@ class Ingest:
             self._metrics.accepted[spec.name].labels(transport).inc(len(rows))
         return Accepted(len(rows), rejected, message)
 
+    def _decode_and_convert(self, spec: SignalSpec, body: bytes, json: bool, options: ConvertOptions) -> _Decoded:
+        """Body -> rows; raises MalformedRequest.
+
+        Protobuf bodies of a signal with `convert_bytes` (traces: the native converter) are decoded and
+        converted in one step. OTLP/JSON is parsed item by item first (an unrepresentable item refuses
+        only itself), then converted the same way from its protobuf serialization, so every request of
+        the signal goes through one converter."""
+        if json:
+            parsed = parse_json(spec.request_type, spec.envelope, body)
+            converted: Converted | None = None
+            protobuf = None
+            if spec.convert_bytes is not None:
+                protobuf = parsed.message.SerializeToString()
+                try:
+                    converted = spec.convert_bytes(protobuf, options)
+                except WireFormatError:
+                    # Only a limit upb's parser has and its serializer lacks (nesting depth) gets here.
+                    converted = None
+            if converted is None:
+                converted = spec.convert(parsed.message, options)
+            converted.rejected += parsed.rejected
+            converted.errors[:0] = parsed.errors  # parse errors first, as the items came
+            return _Decoded(converted, protobuf, parsed.message)
+        if spec.convert_bytes is not None:
+            return _Decoded(convert_protobuf(spec.request_type, spec.convert_bytes, body, options), body, None)
+        request = parse_protobuf(spec.request_type, body)
+        return _Decoded(spec.convert(request, options), body, None)
+
     def _full_message(self) -> str:
         if self._pipeline.durable:
             return "receiver spool is full (spool.max_bytes); retry later"
@@ -163,12 +196,15 @@ class Ingest:
         if spec is None:
             self._log.error("spool record of an unknown signal skipped", signal=record.signal)
             return None
+        options = replace(self._options(), received_unix_nanos=record.received_unix_nano)
         try:
-            request: Message = parse_protobuf(spec.request_type, record.request)
+            if spec.convert_bytes is not None:
+                converted = convert_protobuf(spec.request_type, spec.convert_bytes, record.request, options)
+            else:
+                converted = spec.convert(parse_protobuf(spec.request_type, record.request), options)
         except MalformedRequest as exc:
             self._log.error("unreadable spool record skipped", signal=record.signal, error=str(exc))
             return None
-        converted = spec.convert(request, replace(self._options(), received_unix_nanos=record.received_unix_nano))
         rows = converted.rows
         return {spec.table: rows}, len(record.request) + len(rows) * self._limits.row_overhead_bytes
 

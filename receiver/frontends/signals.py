@@ -16,6 +16,7 @@ from receiver.convert.common import Converted, ConvertOptions
 from receiver.convert.logs import convert_logs
 from receiver.convert.metrics import convert_metrics
 from receiver.convert.traces import convert_traces
+from receiver.convert.traces_bytes import convert_traces_bytes
 from receiver.frontends.decode import JsonEnvelope
 
 
@@ -31,6 +32,9 @@ class SignalSpec:
     table: str
     http_path: str
     grpc_method: str  # full method name
+    # Decode and convert protobuf bytes in one step (traces: the native converter), or None: parse
+    # with upb, then `convert`. Raises WireFormatError for bytes that are not a valid request.
+    convert_bytes: Callable[[bytes, ConvertOptions], Converted] | None = None
 
 
 TRACES = SignalSpec(
@@ -51,6 +55,7 @@ TRACES = SignalSpec(
     table=schema.TRACES_TABLE,
     http_path="/v1/traces",
     grpc_method="/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    convert_bytes=convert_traces_bytes,
 )
 
 # The item of OTLP/JSON parsing is the Metric, but rejections count data points, the unit of

@@ -34,6 +34,7 @@ class ReceiverProcess:
         self.settings = settings
         self.proc: asyncio.subprocess.Process | None = None
         self.log_path = workdir / "receiver.log"
+        self._log_start = 0
         self.returncode: int | None = None
 
     @property
@@ -70,6 +71,7 @@ class ReceiverProcess:
 
     async def start(self, wait_ready: bool = True) -> None:
         log = self.log_path.open("ab")
+        self._log_start = log.tell()  # this run's lines begin here (the log is appended to across restarts)
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -96,6 +98,21 @@ class ReceiverProcess:
                 return False
 
         await wait_until(ready, timeout=timeout, interval=0.1, what=lambda: f"receiver ready\n{self.log_tail()}")
+
+    async def wait_listening(self, timeout: float = 60.0) -> None:
+        """Until both OTLP front ends accept connections (the log line `receiver listening`), ready or
+        not: with the database down the receiver listens (and spools) but is never ready."""
+
+        async def listening() -> bool:
+            if self.proc is not None and self.proc.returncode is not None:
+                raise AssertionError(f"receiver exited with {self.proc.returncode}:\n{self.log_tail()}")
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_start)
+                return b'"event": "receiver listening"' in log.read()
+
+        await wait_until(
+            listening, timeout=timeout, interval=0.1, what=lambda: f"receiver listening\n{self.log_tail()}"
+        )
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():

@@ -1,0 +1,60 @@
+"""Instructions per span of decode + convert: `python -m benchmarks.instructions` (needs valgrind).
+
+Time on a 2-core machine shared with PostgreSQL and colleagues is noisy; instruction counts are not.
+Each configuration of `benchmarks.convert` (request kind x path) runs under callgrind twice, with N and
+2N rounds; the difference is the cost of N rounds alone (start-up and imports cancel out), divided by
+N x spans. PYTHONHASHSEED is fixed so both runs hash the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+
+def instructions(request: str, path: str, rounds: int, spans: int) -> int:
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "benchmarks.convert",
+        "--quiet",
+        f"--request={request}",
+        f"--path={path}",
+        f"--rounds={rounds}",
+        f"--spans={spans}",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, check=True
+    )
+    match = re.search(r"Collected\s*:\s*([\d,]+)", result.stderr) or re.search(r"refs:\s*([\d,]+)", result.stderr)
+    if match is None:
+        raise SystemExit(f"no instruction count in callgrind's output:\n{result.stderr[-2000:]}")
+    return int(match.group(1).replace(",", ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2, help="N (the second run has 2N)")
+    parser.add_argument("--spans", type=int, default=512)
+    parser.add_argument("--request", choices=["loadgen", "genai", "small", "all"], default="all")
+    parser.add_argument("--path", choices=["pure", "native", "both"], default="both")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    for request in ["loadgen", "genai", "small"] if args.request == "all" else [args.request]:
+        for path in ["pure", "native"] if args.path == "both" else [args.path]:
+            once = instructions(request, path, args.rounds, args.spans)
+            twice = instructions(request, path, 2 * args.rounds, args.spans)
+            per_span = (twice - once) / (args.rounds * args.spans)
+            print(f"{request:6} {path:6}: {per_span:9,.0f} instructions/span", flush=True)
+
+
+if __name__ == "__main__":
+    main()
