@@ -62,3 +62,15 @@ def test_installed_wheel_migrates_and_checks_config(database, tmp_path):
         timeout=60,
     )
     assert checked.returncode == 0, checked.stderr
+    # The wheel carries the native converter wherever the checkout's install could build it.
+    from receiver.convert.traces_bytes import native_available
+
+    native = subprocess.run(
+        [sys.executable, "-c", "from receiver.convert.traces_bytes import native_available as n; print(n())"],
+        env=env,
+        cwd=run_dir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert native.stdout.strip() == str(native_available())
