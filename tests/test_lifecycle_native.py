@@ -251,3 +251,43 @@ async def test_expired_rollup_rows_are_deleted(database):
     finally:
         await maintenance.shutdown()
         await conn.close()
+
+
+async def test_large_values_are_lz4_compressed_in_old_new_and_default_partitions(database):
+    """Migration 008 switches TOAST compression to lz4 (pglz was PostgreSQL's largest cost under load):
+    on partitions that existed before it, on those created after it, and on DEFAULT."""
+    from receiver import schema
+
+    conn = await database.connect()
+    maintenance = Maintenance(database.connect, "native", SETTINGS, Metrics())
+    try:
+        lz4 = await conn.fetchval(
+            "SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+        )
+        if not lz4:
+            import pytest
+
+            pytest.skip("this PostgreSQL is built without lz4: migration 008 keeps pglz")
+        await migrate(conn, "native", [m for m in load_migrations() if m.version <= 7])
+        assert (await maintenance.run_once()).ok  # partitions for today and ahead, made before 008
+        assert (await migrate(conn, "native")).applied == ["008_toast_lz4"]
+        await partitions.create_day(conn, "llm_traces", midnight(-5).date(), "llm_traces_default", 1000)  # after
+        prompt = "You are a helpful assistant. " * 700  # ~20 KB: compressed out of line
+        index = schema.TRACES_COLUMNS.index("attributes")
+        rows = []
+        for ts in (midnight() + timedelta(hours=1), midnight(-5) + timedelta(hours=1), midnight(-30)):
+            row = list(span_row(ts))
+            row[index] = f'{{"gen_ai.input.messages": "{prompt}"}}'
+            rows.append(tuple(row))
+        await copy_spans(conn, rows)
+        stored = await conn.fetch(
+            "SELECT tableoid::regclass::text AS part, pg_column_compression(attributes) AS method FROM llm_traces"
+        )
+        assert {r["part"]: r["method"] for r in stored} == {
+            partitions.partition_name("llm_traces", midnight().date()): "lz4",
+            partitions.partition_name("llm_traces", midnight(-5).date()): "lz4",
+            "llm_traces_default": "lz4",
+        }
+    finally:
+        await maintenance.shutdown()
+        await conn.close()

@@ -147,3 +147,17 @@ async def test_compression_and_retention_policies_run(ts_database):
         assert await conn.fetchval("SELECT sum(request_count) FROM llm_metrics_1day") == 26
     finally:
         await conn.close()
+
+
+async def test_large_values_in_new_chunks_are_lz4_compressed(ts_database):
+    """Migration 008 on a hypertable: chunks created afterwards take lz4 from it."""
+    conn = await ts_database.connect()
+    try:
+        await migrate(conn)
+        row = list(span_row(datetime.now(UTC)))
+        row[schema.TRACES_COLUMNS.index("attributes")] = '{"p": "%s"}' % ("You are a helpful assistant. " * 700)
+        await copy_spans(conn, [tuple(row)])
+        methods = await conn.fetch("SELECT pg_column_compression(attributes) AS m FROM llm_traces")
+        assert [r["m"] for r in methods] == ["lz4"]
+    finally:
+        await conn.close()

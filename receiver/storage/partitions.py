@@ -116,8 +116,10 @@ async def create_day(conn: asyncpg.Connection, table: str, day: date, default: s
         await conn.execute(f"LOCK TABLE ONLY {table} IN SHARE MODE")
         if default is not None:
             await conn.execute(f"LOCK TABLE {default} IN ACCESS EXCLUSIVE MODE")
+        # COMPRESSION: the parent's TOAST compression per column (lz4, migration 008).
         await conn.execute(
-            f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)"
+            f"CREATE TABLE {name} (LIKE {table} "
+            "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION)"
         )
         # A CHECK constraint matching the range lets ATTACH skip scanning the new table.
         await conn.execute(f"ALTER TABLE {name} ADD CONSTRAINT {name}_range CHECK (ts >= {lo} AND ts < {hi})")
