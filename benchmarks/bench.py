@@ -299,7 +299,10 @@ def run_loadgen(receiver: Receiver, args: argparse.Namespace, dsn: str, extra: l
 
 def bench(args: argparse.Namespace, extra: list[str]) -> dict:
     root = throwaway_dir("bench")
-    cluster = EmbeddedPostgres(root / "pg", port=55499, extra_settings={"track_commit_timestamp": "on"})
+    timescale = {"auto": None, "timescale": True, "native": False}[args.flavor]
+    cluster = EmbeddedPostgres(
+        root / "pg", port=55499, timescale=timescale, extra_settings={"track_commit_timestamp": "on"}
+    )
     receiver: Receiver | None = None
     sampler: CpuSampler | None = None
     try:
@@ -353,6 +356,7 @@ def bench(args: argparse.Namespace, extra: list[str]) -> dict:
             "batch_spans": args.batch_spans,
             "bytes_per_span": report["workload"]["bytes_per_span"],
             "cpus": os.cpu_count(),
+            "flavor": psql.scalar("observatory", "SELECT flavor FROM schema_migrations ORDER BY version DESC LIMIT 1"),
             "acknowledged_spans": traces["acknowledged"],
             "acknowledged_per_s": traces["acknowledged_per_s"],
             "landed_spans": landed,
@@ -399,7 +403,7 @@ def text(r: dict) -> str:
     lines = [
         f"make bench: {r['duration_s']:g} s {load}, OTLP/{protocol}, {r['exporters']} exporters x "
         f"{r['batch_spans']}-span requests, {r['bytes_per_span']:,} B/span; {r['cpus']} CPUs shared by "
-        "loadgen, receiver and PostgreSQL",
+        f"loadgen, receiver and PostgreSQL; schema flavor {r['flavor']}",
         f"  acknowledged  {r['acknowledged_per_s']:>10,.0f} spans/s  ({r['acknowledged_spans']:,} spans; "
         f"refusals {r['refusals'] or 'none'})",
         f"  landed        {r['landed_per_s']:>10,.0f} spans/s  ({r['landed_spans']:,} in {r['landed_in_s']:.2f} s; "
@@ -435,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="SECTION.KEY=VALUE",
         help="receiver setting, e.g. pipeline.writers=2",
+    )
+    parser.add_argument(
+        "--flavor",
+        choices=("auto", "native", "timescale"),
+        default="auto",
+        help="schema flavor: timescale where TimescaleDB is installed (auto, as make run), or force one",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database directory (stopped) for inspection")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")

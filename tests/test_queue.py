@@ -40,6 +40,16 @@ async def test_one_signal_cannot_take_the_whole_queue():
     assert queue.offer([chunk("spans", 30)])  # spans still get in
 
 
+def test_the_pre_decode_check_sees_the_lane_not_only_the_whole_queue():
+    queue = BoundedQueue(["spans", "points"], max_rows=100, max_bytes=10_000, max_share=0.7)
+    assert queue.offer([chunk("spans", 60, 6_000)])
+    assert queue.room_for_bytes(2_000)  # the queue as a whole has room...
+    assert not queue.room_for_bytes(2_000, "spans")  # ...the spans lane (7,000 bytes) has not
+    assert queue.room_for_bytes(1_000, "spans", rows=10)
+    assert not queue.room_for_bytes(1_000, "spans", rows=11)  # the lane's 70 rows
+    assert queue.room_for_bytes(2_000, "points", rows=30)
+
+
 async def test_writers_alternate_between_lanes():
     queue = BoundedQueue(["a", "b"], max_rows=1000, max_bytes=100_000, max_share=1.0)
     for _ in range(3):

@@ -233,10 +233,15 @@ async def test_overload_is_refused_with_retry_hints_and_memory_stays_bounded(mod
     assert peak < limit_mib * 1024 * 1024, f"peak RSS {peak / 2**20:.0f} MiB"
     acked = grpc_result.acked | http_result.acked
     await assert_exactly_once(module_database, service, acked)
-    refused = await proc.metric("otelcol_receiver_refused_spans_total")
+    refused = await proc.metric('otelcol_receiver_requests_total{outcome="refused",signal="traces",transport="grpc"}')
+    refused += await proc.metric('otelcol_receiver_requests_total{outcome="refused",signal="traces",transport="http"}')
+    # Refused before decoding, not after: a request converted only to find its lane full has cost its
+    # whole conversion for nothing, and under overload that waste is what starves the writers' CPU.
+    converted_then_refused = await proc.metric("otelcol_exporter_enqueue_failed_spans_total") / 500
+    assert refused > 0 and converted_then_refused <= 0.05 * refused, (converted_then_refused, refused)
     print(
-        f"overload: {len(acked)} spans acknowledged and stored once, {refused:.0f} refused, "
-        f"peak RSS {peak / 2**20:.0f} MiB"
+        f"overload: {len(acked)} spans acknowledged and stored once, {refused:.0f} requests refused "
+        f"({converted_then_refused:.0f} of them after conversion), peak RSS {peak / 2**20:.0f} MiB"
     )
     assert await proc.stop() == 0
 

@@ -31,6 +31,7 @@ from receiver.pipeline.pipeline import Admission, Pipeline
 from receiver.telemetry.logging import RateLimitedLog, get_logger
 from receiver.telemetry.metrics import Metrics
 
+FOOTPRINT_WEIGHT = 0.2  # weight of the newest request in the rows-per-byte estimate
 MEMORY_MESSAGE = "receiver memory is above limits.memory_limit_mib; retry later"
 
 
@@ -62,6 +63,8 @@ class Ingest:
         self._metrics = metrics
         self._limits = limits
         self._options = options  # called per request: pricing can be reloaded (SIGHUP)
+        # Rows per body byte, per (signal, OTLP/JSON?), a moving average: the pre-decode room check.
+        self._rows_per_byte: dict[tuple[str, bool], float] = {}
         self._log = get_logger("ingest")
         self._limited = RateLimitedLog(self._log)
 
@@ -103,7 +106,7 @@ class Ingest:
                 f"request body of {len(body)} bytes exceeds the {limits.max_request_bytes}-byte limit "
                 "(otlp.max_request_bytes); send smaller batches",
             )
-        if not self._pipeline.room_for_bytes(len(body)):
+        if not self._room_for(spec, body, json):
             return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
         if self._pipeline.memory_exhausted():
             return self._refuse_busy(Refusal.OVERLOADED, MEMORY_MESSAGE, cause="memory")
@@ -112,7 +115,7 @@ class Ingest:
         try:
             if gzip:
                 body = gunzip_bounded(body, limits.max_request_bytes)
-                if not self._pipeline.room_for_bytes(len(body)):
+                if not self._room_for(spec, body, json):
                     return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
             decoded = self._decode_and_convert(spec, body, json, options)
         except RequestTooLarge as exc:
@@ -121,6 +124,7 @@ class Ingest:
             return Refused(Refusal.MALFORMED, str(exc))
 
         converted = decoded.converted
+        self._learn_footprint(spec, json, len(body), len(converted.rows))
         record = None
         if self._pipeline.durable:
             payload = decoded.protobuf if decoded.protobuf is not None else decoded.message.SerializeToString()
@@ -182,6 +186,20 @@ class Ingest:
             return _Decoded(convert_protobuf(spec.request_type, spec.convert_bytes, body, options), body, None)
         request = parse_protobuf(spec.request_type, body)
         return _Decoded(spec.convert(request, options), body, None)
+
+    def _room_for(self, spec: SignalSpec, body: bytes, json: bool) -> bool:
+        """Would this body's rows fit, judged before decoding it? Rows are charged their share of the
+        body plus `row_overhead_bytes` each; the row count is estimated from the bodies seen so far."""
+        rows = int(len(body) * self._rows_per_byte.get((spec.name, json), 0.0))
+        return self._pipeline.room_for_bytes(len(body) + rows * self._limits.row_overhead_bytes, spec.table, rows)
+
+    def _learn_footprint(self, spec: SignalSpec, json: bool, body_bytes: int, rows: int) -> None:
+        if body_bytes <= 0:
+            return
+        key = (spec.name, json)
+        seen = rows / body_bytes
+        previous = self._rows_per_byte.get(key)
+        self._rows_per_byte[key] = seen if previous is None else previous + (seen - previous) * FOOTPRINT_WEIGHT
 
     def _full_message(self) -> str:
         if self._pipeline.durable:

@@ -62,13 +62,13 @@ class Pipeline:
         self.spool = spool
         self.sink.durable = True
 
-    def room_for_bytes(self, nbytes: int) -> bool:
-        """Cheap check before decoding a body."""
+    def room_for_bytes(self, nbytes: int, table: str | None = None, rows: int = 0) -> bool:
+        """Cheap check before decoding a body (`nbytes`/`rows`: what its rows are expected to cost)."""
         if self._closed:
             return False
         if self.spool is not None:
             return self.spool.used_bytes + nbytes <= self.spool.max_bytes
-        return self.queue.room_for_bytes(nbytes)
+        return self.queue.room_for_bytes(nbytes, table, rows)
 
     def memory_exhausted(self) -> bool:
         return self.memory is not None and self.memory.over_limit and self.queue.rows > 0

@@ -103,9 +103,19 @@ class BoundedQueue:
 
     # -- admission -------------------------------------------------------------------------------
 
-    def room_for_bytes(self, nbytes: int) -> bool:
-        """Cheap check before decoding a body: would `nbytes` more fit at all?"""
-        return not self._closed and self.nbytes + nbytes <= self.max_bytes
+    def room_for_bytes(self, nbytes: int, table: str | None = None, rows: int = 0) -> bool:
+        """Cheap check before decoding a body: would `nbytes` (and `rows`) more fit, in the whole queue
+        and, given `table`, in that table's lane? The lane matters most: with one signal flowing, its
+        lane fills long before the queue does, and a request admitted to decoding only to be refused
+        by `offer` has cost its whole conversion for nothing."""
+        if self._closed or self.nbytes + nbytes > self.max_bytes or self.rows + rows > self.max_rows:
+            return False
+        if table is None:
+            return True
+        return (
+            self._held_bytes[table] + nbytes <= self.lane_max_bytes
+            and self._held_rows[table] + rows <= self.lane_max_rows
+        )
 
     def offer(self, chunks: Sequence[Chunk]) -> bool:
         """Admit all chunks or none. Never blocks; False means full (or closed): refuse upstream."""
