@@ -239,6 +239,13 @@ async def test_overload_is_refused_with_retry_hints_and_memory_stays_bounded(mod
     # whole conversion for nothing, and under overload that waste is what starves the writers' CPU.
     converted_then_refused = await proc.metric("otelcol_exporter_enqueue_failed_spans_total") / 500
     assert refused > 0 and converted_then_refused <= 0.05 * refused, (converted_then_refused, refused)
+    by_reason = {
+        key: value
+        for key, value in (await proc.metrics()).items()
+        if key.startswith("observatory_refused_requests_total{") and 'signal="traces"' in key
+    }
+    # every refusal visible with its reason, decoded or not
+    assert sum(by_reason.values()) == refused and all('reason="queue_full"' in key for key in by_reason), by_reason
     print(
         f"overload: {len(acked)} spans acknowledged and stored once, {refused:.0f} requests refused "
         f"({converted_then_refused:.0f} of them after conversion), peak RSS {peak / 2**20:.0f} MiB"

@@ -237,6 +237,7 @@ class Ingest:
             label = "partial" if outcome.rejected else "success"
         else:
             label = "refused" if outcome.reason is not Refusal.INTERNAL else "failure"
+            self._metrics.refused_requests.labels(transport, spec.name, outcome.label).inc()
             if outcome.items:
                 self._metrics.refused[spec.name].labels(transport, outcome.label).inc(outcome.items)
             self._limited.warning(

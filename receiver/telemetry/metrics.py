@@ -58,6 +58,14 @@ class Metrics:
             ["transport", "signal", "outcome"],
             registry=r,
         )
+        # Every refusal with its reason, including those made before the body was decoded (their
+        # items were never counted, so the refused_<items> counters cannot show them).
+        self.refused_requests = Counter(
+            "observatory_refused_requests",
+            "export requests refused, by reason (full, memory, shutting_down, too_large, malformed, ...)",
+            ["transport", "signal", "reason"],
+            registry=r,
+        )
         self.auth_refused = Counter(
             "observatory_auth_refused_requests",
             "requests refused by auth.mode = api_key (missing, invalid, expired key; keys not loaded yet)",
