@@ -21,21 +21,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from receiver.convert import identity
 from receiver.convert.attributes import any_value, clean_text, key_values
 from receiver.convert.common import Converted, ConvertOptions
+from receiver.convert.envelope import json_text, resource_header, scope_header
 from receiver.convert.genai import as_text, provider_and_model
 from receiver.convert.pgvalues import Uuid, int32_from_uint32, timestamp_from_unix_nanos
 
 MAX_SEVERITY = 24  # SEVERITY_NUMBER_FATAL4
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def convert_logs(request: Any, options: ConvertOptions) -> Converted:
@@ -47,17 +42,13 @@ def convert_logs(request: Any, options: ConvertOptions) -> Converted:
     received_ns = options.received_unix_nanos
     index = 0
     for resource_logs in request.resource_logs:
-        resource = resource_logs.resource
-        resource_attrs = key_values(resource.attributes, limit, stats)
-        resource_json = _json(resource_attrs)
-        service_name = as_text(resource_attrs.get("service.name"))
-        resource_provider, resource_model = provider_and_model(resource_attrs)
-        resource_hash = identity.resource_prefix(identity.LOGS_DOMAIN, resource, resource_logs.schema_url)
+        resource_json, service_name, resource_provider, resource_model, resource_hash = resource_header(
+            identity.LOGS_DOMAIN, resource_logs.resource, resource_logs.schema_url, limit, stats
+        )
         for scope_logs in resource_logs.scope_logs:
-            scope = scope_logs.scope
-            scope_name = clean_text(scope.name, limit, stats) or None
-            scope_version = clean_text(scope.version, limit, stats) or None
-            scope_hash = identity.scope_prefix(resource_hash, scope, scope_logs.schema_url)
+            scope_name, scope_version, scope_hash = scope_header(
+                resource_hash, scope_logs.scope, scope_logs.schema_url, limit, stats
+            )
             for record in scope_logs.log_records:
                 severity = record.severity_number
                 if not 0 <= severity <= MAX_SEVERITY:
@@ -86,7 +77,7 @@ def convert_logs(request: Any, options: ConvertOptions) -> Converted:
                     if kind == "string_value":
                         body = clean_text(record.body.string_value, limit, stats)
                     elif kind is not None:
-                        body = body_json = _json(any_value(record.body, limit, stats))
+                        body = body_json = json_text(any_value(record.body, limit, stats))
                 attrs = key_values(record.attributes, limit, stats)
                 event_name = clean_text(record.event_name, limit, stats) or as_text(attrs.get("event.name"))
                 provider, model = provider_and_model(attrs) if attrs else (None, None)
@@ -108,7 +99,7 @@ def convert_logs(request: Any, options: ConvertOptions) -> Converted:
                         model or resource_model,
                         scope_name,
                         scope_version,
-                        _json(attrs),
+                        json_text(attrs),
                         resource_json,
                     )
                 )

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from receiver.convert import identity
 from receiver.convert.attributes import ConversionStats, clean_text, finite_or_label, key_values
 from receiver.convert.common import Converted, ConvertOptions
-from receiver.convert.genai import as_text, provider_and_model
+from receiver.convert.envelope import json_text, resource_header, scope_header
+from receiver.convert.genai import provider_and_model
 from receiver.convert.pgvalues import Uuid, int32_from_uint32, timestamp_from_unix_nanos
 
 INT64_MAX = (1 << 63) - 1
@@ -40,10 +39,6 @@ _ZERO_SPAN_ID = bytes(8)
 
 # The 17 type-specific columns (value .. quantile_values) of a gauge or sum point, after value/value_int.
 _NUMBER_TAIL = (None,) * 15
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def exemplars_json(exemplars: Any, limit: int, stats: ConversionStats) -> str | None:
@@ -66,7 +61,7 @@ def exemplars_json(exemplars: Any, limit: int, stats: ConversionStats) -> str | 
             item["span_id"] = span_id.hex()
         item["filtered_attributes"] = key_values(exemplar.filtered_attributes, limit, stats)
         items.append(item)
-    return _json(items)
+    return json_text(items)
 
 
 def _counts_problem(name: str, counts: Any) -> str | None:
@@ -130,17 +125,13 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
     last_time_ns = last_start_ns = -1
     last_ts = last_start_ts = None
     for resource_metrics in request.resource_metrics:
-        resource = resource_metrics.resource
-        resource_attrs = key_values(resource.attributes, limit, stats)
-        resource_json = _json(resource_attrs)
-        service_name = as_text(resource_attrs.get("service.name"))
-        resource_provider, resource_model = provider_and_model(resource_attrs)
-        resource_hash = identity.resource_prefix(identity.METRICS_DOMAIN, resource, resource_metrics.schema_url)
+        resource_json, service_name, resource_provider, resource_model, resource_hash = resource_header(
+            identity.METRICS_DOMAIN, resource_metrics.resource, resource_metrics.schema_url, limit, stats
+        )
         for scope_metrics in resource_metrics.scope_metrics:
-            scope = scope_metrics.scope
-            scope_name = clean_text(scope.name, limit, stats) or None
-            scope_version = clean_text(scope.version, limit, stats) or None
-            scope_hash = identity.scope_prefix(resource_hash, scope, scope_metrics.schema_url)
+            scope_name, scope_version, scope_hash = scope_header(
+                resource_hash, scope_metrics.scope, scope_metrics.schema_url, limit, stats
+            )
             for metric in scope_metrics.metrics:
                 index = metric_index
                 metric_index += 1
@@ -277,7 +268,7 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
                             model or resource_model,
                             scope_name,
                             scope_version,
-                            _json(attrs),
+                            json_text(attrs),
                             resource_json,
                         )
                     )

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from receiver.convert.attributes import ConversionStats, clean_text, key_values
 from receiver.convert.common import Converted, ConvertOptions
+from receiver.convert.envelope import SERVICE_NAME_KEY, json_text
 from receiver.convert.genai import ENVIRONMENT_KEYS, LLM_ATTRIBUTE_KEYS, as_text, extract_llm_fields, first
 from receiver.convert.pgvalues import Uuid, timestamp_from_unix_nanos
 from receiver.convert.pricing import PriceBook, compute_cost
@@ -23,14 +22,9 @@ SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consum
 STATUS_CODES = ("unset", "ok", "error")
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
-SERVICE_NAME_KEY = "service.name"
 # Every attribute key a row reads outside the JSON maps (span attributes: LLM columns and environment;
 # resource attributes: service name and environment).
 ROW_ATTRIBUTE_KEYS: frozenset[str] = LLM_ATTRIBUTE_KEYS | frozenset(ENVIRONMENT_KEYS) | {SERVICE_NAME_KEY}
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def span_problem(span: Any) -> str | None:
@@ -74,7 +68,7 @@ def _events(span: Any, limit: int, stats: ConversionStats) -> str | None:
         if event.dropped_attributes_count:
             item["dropped_attributes_count"] = event.dropped_attributes_count
         events.append(item)
-    return _json(events)
+    return json_text(events)
 
 
 def _links(span: Any, limit: int, stats: ConversionStats) -> str | None:
@@ -90,7 +84,7 @@ def _links(span: Any, limit: int, stats: ConversionStats) -> str | None:
         if link.trace_state:
             item["trace_state"] = clean_text(link.trace_state, limit, stats)
         links.append(item)
-    return _json(links)
+    return json_text(links)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +204,7 @@ def convert_traces(request: Any, options: ConvertOptions) -> Converted:
     index = 0
     for resource_spans in request.resource_spans:
         resource_attrs = key_values(resource_spans.resource.attributes, limit, stats)
-        resource_json = _json(resource_attrs)
+        resource_json = json_text(resource_attrs)
         service_name, resource_environment = resource_fields(resource_attrs)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
@@ -250,7 +244,7 @@ def convert_traces(request: Any, options: ConvertOptions) -> Converted:
                         STATUS_CODES[status.code] if 0 <= status.code < 3 else "unset",
                         clean_text(status.message, limit, stats) or None,
                         clean_text(span.trace_state, limit, stats) or None,
-                        _json(attrs),
+                        json_text(attrs),
                         _events(span, limit, stats),
                         _links(span, limit, stats),
                     )
