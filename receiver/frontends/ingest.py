@@ -216,10 +216,7 @@ class Ingest:
             return None
         options = replace(self._options(), received_unix_nanos=record.received_unix_nano)
         try:
-            if spec.convert_bytes is not None:
-                converted = convert_protobuf(spec.request_type, spec.convert_bytes, record.request, options)
-            else:
-                converted = spec.convert(parse_protobuf(spec.request_type, record.request), options)
+            converted = self._decode_and_convert(spec, record.request, False, options).converted
         except MalformedRequest as exc:
             self._log.error("unreadable spool record skipped", signal=record.signal, error=str(exc))
             return None

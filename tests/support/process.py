@@ -87,10 +87,14 @@ class ReceiverProcess:
         if wait_ready:
             await self.wait_ready()
 
+    def _fail_if_exited(self) -> None:
+        """Waiting for a receiver that has exited would only time out: say why it exited instead."""
+        if self.proc is not None and self.proc.returncode is not None:
+            raise AssertionError(f"receiver exited with {self.proc.returncode}:\n{self.log_tail()}")
+
     async def wait_ready(self, timeout: float = 60.0) -> None:
         async def ready() -> bool:
-            if self.proc is not None and self.proc.returncode is not None:
-                raise AssertionError(f"receiver exited with {self.proc.returncode}:\n{self.log_tail()}")
+            self._fail_if_exited()
             try:
                 async with aiohttp.ClientSession() as session, session.get(f"{self.admin_url}/health/ready") as r:
                     return r.status == 200
@@ -104,8 +108,7 @@ class ReceiverProcess:
         not: with the database down the receiver listens (and spools) but is never ready."""
 
         async def listening() -> bool:
-            if self.proc is not None and self.proc.returncode is not None:
-                raise AssertionError(f"receiver exited with {self.proc.returncode}:\n{self.log_tail()}")
+            self._fail_if_exited()
             with self.log_path.open("rb") as log:
                 log.seek(self._log_start)
                 return b'"event": "receiver listening"' in log.read()
