@@ -15,6 +15,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
+from tests.support.idempotency import assert_retry_stored_once, duplicates_skipped
 from tests.support.otlp import (
     T0,
     export_grpc,
@@ -25,7 +26,6 @@ from tests.support.otlp import (
     sdk_log_exporter,
     sdk_tracer_provider,
 )
-from tests.support.wait import wait_until
 
 ROWS = "SELECT * FROM llm_logs WHERE service_name = $1"
 COUNT = "SELECT count(*) FROM llm_logs WHERE service_name = $1"
@@ -202,17 +202,9 @@ async def test_record_without_any_time_is_stamped_with_the_receive_time(receiver
 async def test_same_request_exported_twice_is_stored_once(receiver, module_database):
     service = unique("retry")
     request = log_request([log_record(f"line {i}", time_ns=T0 + i, attributes={"i": i}) for i in range(40)], service)
-    before = await receiver.metric('storage_duplicate_rows_skipped_total{table="llm_logs"}')
+    before = await duplicates_skipped(receiver, "llm_logs")
     await export_grpc(receiver.grpc_target, request)
     await module_database.wait_for_count(COUNT, 40, service)
     result, _ = await export_http(receiver.http_url, request, json=True)  # the retry, as OTLP/JSON
     assert result.status == 200
-
-    async def duplicates_seen() -> bool:
-        return await receiver.metric('storage_duplicate_rows_skipped_total{table="llm_logs"}') - before >= 40
-
-    await wait_until(duplicates_seen, what="the retried records reached the database and were skipped")
-    counts = await module_database.fetch(
-        "SELECT record_id, count(*) AS n FROM llm_logs WHERE service_name = $1 GROUP BY record_id", service
-    )
-    assert len(counts) == 40 and all(r["n"] == 1 for r in counts)
+    await assert_retry_stored_once(receiver, module_database, "llm_logs", "record_id", service, 40, before)

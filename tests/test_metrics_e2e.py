@@ -24,6 +24,7 @@ from opentelemetry.sdk.metrics.view import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
+from tests.support.idempotency import assert_retry_stored_once, duplicates_skipped
 from tests.support.otlp import (
     T0,
     attrs,
@@ -36,7 +37,6 @@ from tests.support.otlp import (
     number_point,
     sdk_metric_exporter,
 )
-from tests.support.wait import wait_until
 
 # gen_ai.client.token.usage: the semantic conventions' recommended bucket boundaries.
 TOKEN_BOUNDS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
@@ -450,18 +450,10 @@ async def test_same_request_exported_twice_is_stored_once(receiver, module_datab
         ],
         service,
     )
-    before = await receiver.metric('storage_duplicate_rows_skipped_total{table="llm_metrics"}')
+    before = await duplicates_skipped(receiver, "llm_metrics")
     await export_grpc(receiver.grpc_target, request)
     await module_database.wait_for_count(COUNT, 50, service)
     # The client's answer was lost; it retries the very same data, this time as OTLP/JSON over HTTP.
     result, _ = await export_http(receiver.http_url, request, json=True)
     assert result.status == 200
-
-    async def duplicates_seen() -> bool:
-        return await receiver.metric('storage_duplicate_rows_skipped_total{table="llm_metrics"}') - before >= 50
-
-    await wait_until(duplicates_seen, what="the retried points reached the database and were skipped")
-    counts = await module_database.fetch(
-        "SELECT point_id, count(*) AS n FROM llm_metrics WHERE service_name = $1 GROUP BY point_id", service
-    )
-    assert len(counts) == 50 and all(r["n"] == 1 for r in counts)
+    await assert_retry_stored_once(receiver, module_database, "llm_metrics", "point_id", service, 50, before)

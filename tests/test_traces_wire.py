@@ -12,6 +12,7 @@ import pytest
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from tests.support.idempotency import assert_retry_stored_once, duplicates_skipped
 from tests.support.otlp import T0, export_grpc, new_span_id, new_trace_id, post, span, trace_request
 
 COUNT = "SELECT count(*) FROM llm_traces WHERE service_name = $1"
@@ -185,24 +186,13 @@ async def test_json_item_with_unrepresentable_value_rejects_only_that_span(recei
 async def test_same_request_exported_twice_is_stored_once(receiver, module_database):
     service = unique("retry")
     request = trace_request([span(f"s{i}", attributes={"i": i}) for i in range(50)], service)
-    before = await receiver.metric("storage_duplicate_rows_skipped_total")
+    before = await duplicates_skipped(receiver, "llm_traces")
     await export_grpc(receiver.grpc_target, request)
     await module_database.wait_for_count(COUNT, 50, service)
     # The client retries the very same request (its first answer was lost, say) over HTTP this time.
     result = await post(f"{receiver.http_url}/v1/traces", request.SerializeToString())
     assert result.status == 200
-
-    async def duplicates_seen() -> bool:
-        return await receiver.metric("storage_duplicate_rows_skipped_total") - before >= 50
-
-    from tests.support.wait import wait_until
-
-    await wait_until(duplicates_seen, what="the retried rows reached the database and were skipped")
-    counts = await module_database.fetch(
-        "SELECT span_id, count(*) AS n FROM llm_traces WHERE service_name = $1 GROUP BY span_id", service
-    )
-    assert len(counts) == 50
-    assert all(r["n"] == 1 for r in counts)
+    await assert_retry_stored_once(receiver, module_database, "llm_traces", "span_id", service, 50, before)
 
 
 async def test_duplicate_spans_inside_one_request_are_stored_once(receiver, module_database):
