@@ -18,7 +18,7 @@ import pytest
 
 from receiver.storage.embedded import EmbeddedPostgres, timescaledb_installed
 from tests.support.cleanup import reap_orphans, throwaway_dir
-from tests.support.process import ReceiverProcess
+from tests.support.process import ReceiverProcess, free_port
 from tests.support.wait import wait_until
 
 
@@ -47,7 +47,7 @@ def pg_cluster() -> Iterator[EmbeddedPostgres]:
     root = throwaway_dir("test-pg")
     # Plain PostgreSQL even where TimescaleDB is installed: CI has none, and the native flavor is what
     # most tests exercise. The timescale flavor has its own cluster (timescale_cluster).
-    cluster = EmbeddedPostgres(Path(root) / "cluster", port=55432, timescale=False)
+    cluster = EmbeddedPostgres(Path(root) / "cluster", port=free_port(), timescale=False)
     cluster.start()
     yield cluster
     cluster.destroy()
@@ -66,7 +66,7 @@ def timescale_cluster() -> Iterator[EmbeddedPostgres]:
     if not timescaledb_installed():
         pytest.skip(TIMESCALE_SKIP_REASON)
     root = throwaway_dir("test-ts")
-    cluster = EmbeddedPostgres(Path(root) / "cluster", port=55442, timescale=True)
+    cluster = EmbeddedPostgres(Path(root) / "cluster", port=free_port(), timescale=True)
     cluster.start()
     yield cluster
     cluster.destroy()
