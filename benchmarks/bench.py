@@ -273,7 +273,7 @@ def run_loadgen(receiver: Receiver, args: argparse.Namespace, dsn: str, extra: l
     command = [
         sys.executable,
         "-m",
-        "loadgen",
+        "llm_observatory_loadgen",
         "--target",
         receiver.target(args.protocol),
         "--protocol",

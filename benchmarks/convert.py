@@ -133,9 +133,9 @@ def small_request(spans: int = 512) -> trace_service_pb2.ExportTraceServiceReque
 
 def loadgen_bodies(spans: int, large_share: float = 0.05, large_bytes: int = 16384) -> list[bytes]:
     """Eight request bodies of loadgen's workload, as `make bench` sends them."""
-    from loadgen.bodies import build_pool
-    from loadgen.ids import RunId
-    from loadgen.workload import WorkloadSpec
+    from llm_observatory_loadgen.bodies import build_pool
+    from llm_observatory_loadgen.ids import RunId
+    from llm_observatory_loadgen.workload import WorkloadSpec
 
     spec = WorkloadSpec(batch_spans=spans, large_share=large_share, large_bytes=large_bytes)
     pool = build_pool(spec, RunId.new(), "protobuf", 8, 1)

@@ -22,7 +22,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
-from loadgen.workload import kv
+from llm_observatory_loadgen.workload import kv
 from receiver.convert.common import ConvertOptions
 from receiver.convert.logs import convert_logs
 from receiver.convert.metrics import convert_metrics

@@ -1,5 +1,5 @@
 """`python -m loadgen` is the same as `llm-observatory-loadgen`."""
 
-from loadgen.cli import main
+from .cli import main
 
 raise SystemExit(main())

@@ -16,8 +16,8 @@ import orjson
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from loadgen.ids import SLOT, SLOT_HEX, RunId
-from loadgen.workload import BuiltRequest, RequestBuilder, WorkloadSpec
+from .ids import SLOT, SLOT_HEX, RunId
+from .workload import BuiltRequest, RequestBuilder, WorkloadSpec
 
 ENCODINGS = ("protobuf", "json")
 

@@ -13,15 +13,15 @@ import sys
 
 import orjson
 
-from loadgen import __version__
-from loadgen.bodies import ENCODINGS, build_pool, render_rate
-from loadgen.ids import RunId
-from loadgen.report import text
-from loadgen.retry import RetryPolicy
-from loadgen.runner import Settings, SetupError, run_sync
-from loadgen.schedule import gzip_body
-from loadgen.transport import PROTOCOLS, SIGNALS, split_target
-from loadgen.workload import DEFAULT_MIX, WorkloadSpec, describe_mix, parse_mix
+from . import __version__
+from .bodies import ENCODINGS, build_pool, render_rate
+from .ids import RunId
+from .report import text
+from .retry import RetryPolicy
+from .runner import Settings, SetupError, run_sync
+from .schedule import gzip_body
+from .transport import PROTOCOLS, SIGNALS, split_target
+from .workload import DEFAULT_MIX, WorkloadSpec, describe_mix, parse_mix
 
 EXIT_OK, EXIT_FAILED, EXIT_SETUP, EXIT_ABORTED = 0, 1, 2, 130
 

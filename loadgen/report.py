@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from loadgen.stats import RunStats, percentiles
+from .stats import RunStats, percentiles
 
 JSON_FORMAT = 1
 _PROTOCOL_NAMES = {"grpc": "gRPC", "http": "HTTP"}  # bumped when a field changes meaning or disappears

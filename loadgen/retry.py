@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from loadgen.transport import ExportResult
+from .transport import ExportResult
 
 GRPC_RETRYABLE = frozenset({"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS"})
 HTTP_RETRYABLE = frozenset({429, 502, 503, 504})

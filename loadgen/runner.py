@@ -16,19 +16,19 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from loadgen import __version__
-from loadgen.bodies import Pool, build_pool, render_rate
-from loadgen.genai_metrics import MetricsBuilder
-from loadgen.ids import RunId
-from loadgen.ledger import Ledger
-from loadgen.report import JSON_FORMAT, Progress
-from loadgen.retry import RetryPolicy
-from loadgen.schedule import LoadPlan, LoadRunner, Timing, clock, gzip_body
-from loadgen.stats import RunStats, SignalStats, percentiles
-from loadgen.transport import SIGNALS, make_exporter, probe, split_target
-from loadgen.verdict import judge
-from loadgen.verify import Verification, Verifier, VerifyError, check
-from loadgen.workload import WorkloadSpec, describe_mix
+from . import __version__
+from .bodies import Pool, build_pool, render_rate
+from .genai_metrics import MetricsBuilder
+from .ids import RunId
+from .ledger import Ledger
+from .report import JSON_FORMAT, Progress
+from .retry import RetryPolicy
+from .schedule import LoadPlan, LoadRunner, Timing, clock, gzip_body
+from .stats import RunStats, SignalStats, percentiles
+from .transport import SIGNALS, make_exporter, probe, split_target
+from .verdict import judge
+from .verify import Verification, Verifier, VerifyError, check
+from .workload import WorkloadSpec, describe_mix
 
 
 class SetupError(Exception):

@@ -29,12 +29,12 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from loadgen.bodies import Pool
-from loadgen.genai_metrics import MetricsBuilder
-from loadgen.ledger import Ledger
-from loadgen.retry import RetryPolicy
-from loadgen.stats import RunStats
-from loadgen.transport import Exporter
+from .bodies import Pool
+from .genai_metrics import MetricsBuilder
+from .ledger import Ledger
+from .retry import RetryPolicy
+from .stats import RunStats
+from .transport import Exporter
 
 # One clock for timetable and latencies: perf_counter has sub-microsecond resolution, where uvloop's
 # loop.time() ticks in milliseconds. Sleeps still wake with the loop's (millisecond) precision.

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loadgen.stats import SignalStats
-from loadgen.verify import Verification
+from .stats import SignalStats
+from .verify import Verification
 
 LAG_WARNING_MS = 100.0
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from loadgen.bodies import Pool
-from loadgen.ids import RunId
-from loadgen.ledger import ACKED, Ledger
-from loadgen.stats import percentiles
+from .bodies import Pool
+from .ids import RunId
+from .ledger import ACKED, Ledger
+from .stats import percentiles
 
 COUNT_SQL = "SELECT count(*) FROM llm_traces WHERE trace_id BETWEEN $1 AND $2"
 ROWS_SQL = (

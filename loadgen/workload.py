@@ -31,7 +31,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from loadgen.ids import RunId, random_id_bytes
+from .ids import RunId, random_id_bytes
 
 SHAPES = ("chat", "embeddings", "tool", "agent")
 DEFAULT_MIX = {"chat": 45.0, "embeddings": 15.0, "tool": 15.0, "agent": 25.0}

@@ -14,13 +14,13 @@ import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from loadgen.bodies import build_pool
-from loadgen.ids import RunId, split_trace_id
-from loadgen.retry import RetryPolicy, retryable
-from loadgen.stats import SignalStats
-from loadgen.transport import ExportResult
-from loadgen.verdict import judge
-from loadgen.workload import WorkloadSpec
+from llm_observatory_loadgen.bodies import build_pool
+from llm_observatory_loadgen.ids import RunId, split_trace_id
+from llm_observatory_loadgen.retry import RetryPolicy, retryable
+from llm_observatory_loadgen.stats import SignalStats
+from llm_observatory_loadgen.transport import ExportResult
+from llm_observatory_loadgen.verdict import judge
+from llm_observatory_loadgen.workload import WorkloadSpec
 from receiver.convert.common import ConvertOptions
 from receiver.convert.traces import convert_traces
 from receiver.frontends.decode import parse_json
@@ -30,7 +30,7 @@ from tests.support.process import REPO, ReceiverProcess
 
 def loadgen(*args: str, timeout: float = 120) -> tuple[int, dict | None, str]:
     done = subprocess.run(
-        [sys.executable, "-m", "loadgen", "--quiet", *args],
+        [sys.executable, "-m", "llm_observatory_loadgen", "--quiet", *args],
         capture_output=True,
         timeout=timeout,
         cwd=REPO,

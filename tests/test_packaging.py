@@ -4,21 +4,36 @@ find its migrations and default data without a checkout."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
+# What a checkout may hold that is not source: a stale build/ would put packages the project no
+# longer ships into the wheel (setuptools reuses build/lib).
+NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "var", "*.egg-info", "__pycache__", "*.so")
 
 
-def test_installed_wheel_migrates_and_checks_config(database, tmp_path):
-    wheels = tmp_path / "wheels"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel, built from a clean copy of the sources as a release would be."""
+    root = tmp_path_factory.mktemp("wheel")
+    source = root / "source"
+    shutil.copytree(REPO, source, ignore=NOT_SOURCE)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO), "-w", str(wheels)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(source), "-w", str(root / "out")],
         check=True,
         capture_output=True,
         timeout=300,
     )
+    return next((root / "out").glob("*.whl"))
+
+
+def test_installed_wheel_migrates_and_checks_config(database, tmp_path, wheel):
     target = tmp_path / "site"
     subprocess.run(
         [
@@ -30,7 +45,7 @@ def test_installed_wheel_migrates_and_checks_config(database, tmp_path):
             "--no-deps",
             "--target",
             str(target),
-            *map(str, wheels.glob("*.whl")),
+            str(wheel),
         ],
         check=True,
         capture_output=True,
@@ -74,3 +89,38 @@ def test_installed_wheel_migrates_and_checks_config(database, tmp_path):
         check=True,
     )
     assert native.stdout.strip() == str(native_available())
+
+
+def test_wheel_coexists_with_proto_plus(tmp_path, wheel):
+    """The wheel installs only names the project owns. Google's proto-plus (pulled in by every
+    google-cloud-* library) is the top-level module `proto`: a wheel that also shipped `proto/` would
+    overwrite its __init__.py, and `proto.Message` would be gone."""
+    with zipfile.ZipFile(wheel) as archive:
+        top_level = {name.split("/", 1)[0] for name in archive.namelist() if "/" in name}
+    owned = {"receiver", "llm_observatory_loadgen"}
+    assert {t for t in top_level if not t.endswith((".dist-info", ".data"))} == owned
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    # proto-plus (with its protobuf) first, then the receiver (the order that used to break proto-plus),
+    # then proto-plus imported beside the receiver's own spool format and the load generator's package.
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "proto-plus"], check=True, capture_output=True, timeout=300
+    )
+    install = [str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)]
+    subprocess.run(install, check=True, capture_output=True, timeout=300)
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import proto, receiver._proto.spool_pb2 as spool, llm_observatory_loadgen; "
+            "assert hasattr(proto, 'Message'), proto.__file__; "
+            "assert spool.SpoolRecord(signal='traces').signal == 'traces'; print('ok')",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "ok"

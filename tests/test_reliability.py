@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from proto.spool_pb2 import SpoolRecord
+from receiver._proto.spool_pb2 import SpoolRecord
 from receiver.pipeline.spool import HEADER, scan
 from receiver.storage.embedded import EmbeddedPostgres
 from tests.conftest import DatabaseHandle, create_database

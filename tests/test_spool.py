@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from proto.spool_pb2 import SpoolRecord
+from receiver._proto.spool_pb2 import SpoolRecord
 from receiver.pipeline.spool import HEADER, MAGIC, Spool, frame, scan
 
 

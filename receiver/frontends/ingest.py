@@ -14,7 +14,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from proto.spool_pb2 import SpoolRecord
+from receiver._proto.spool_pb2 import SpoolRecord
 from receiver.convert.common import Converted, ConvertOptions, WireFormatError
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.decode import (

@@ -15,7 +15,7 @@ import enum
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from proto.spool_pb2 import SpoolRecord
+from receiver._proto.spool_pb2 import SpoolRecord
 from receiver.pipeline.breaker import CircuitBreaker
 from receiver.pipeline.memory import MemoryGuard
 from receiver.pipeline.queue import BoundedQueue, Chunk, Ticket
