@@ -176,7 +176,7 @@ async def _partition_of(conn: asyncpg.Connection, flavor: str) -> str:
     )
 
 
-async def _index_stats(conn: asyncpg.Connection, table: str) -> dict[str, tuple[int, int]]:
+async def index_page_visits(conn: asyncpg.Connection, table: str) -> dict[str, tuple[int, int]]:
     """index -> (blocks hit + read so far, size in bytes) for the indexes of `table`, each named after
     the index of llm_traces it belongs to (partition and chunk indexes get generated names)."""
     await conn.execute("SELECT pg_stat_force_next_flush()")
@@ -228,12 +228,12 @@ async def measure(dsn: str, flavor: str, source: RowSource, total: int, step: in
                 rows_in += len(batch)
                 if table is None:
                     table = await _partition_of(conn, flavor)
-                    before = {name: (0, 0) for name in await _index_stats(conn, table)}
+                    before = {name: (0, 0) for name in await index_page_visits(conn, table)}
             cpu = _cpu_seconds(backend) - cpu0
             wall = time.perf_counter() - wall0
             wal = float(await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)", wal0))
             fpi = int(await conn.fetchval("SELECT wal_fpi FROM pg_stat_wal")) - int(fpi0)
-            stats = await _index_stats(conn, table)
+            stats = await index_page_visits(conn, table)
             result = Step(rows_in, cpu / copied * 1e6, copied / wall, wal / copied, fpi / copied * 1000)
             for name, (blocks, size) in stats.items():
                 result.index_blocks_per_row[name] = (blocks - before.get(name, (0, 0))[0]) / copied

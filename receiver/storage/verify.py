@@ -35,8 +35,8 @@ INDEXES: dict[str, tuple[str, ...]] = {
     "llm_traces": (
         "llm_traces_ts_brin",
         "llm_traces_errors_ts_idx",
-        "llm_traces_session_id_hash",
-        "llm_traces_user_id_hash",
+        "llm_traces_session_ts_idx",
+        "llm_traces_user_ts_idx",
     ),
     "users": ("users_email_key",),
     "projects": ("projects_owner_id_idx", "projects_slug_key"),
