@@ -27,7 +27,7 @@ def _setting(
     *,
     min: float | None = None,
     max: float | None = None,
-    choices: tuple[str, ...] | None = None,
+    choices: tuple[Any, ...] | None = None,
     endpoint: bool = False,
 ) -> Any:
     return field(
@@ -68,7 +68,12 @@ class DatabaseConfig:
 class MaintenanceConfig:
     enabled: bool = _setting(True, "run the maintenance task (native: partitions, rollups, retention)")
     interval_s: float = _setting(30.0, "seconds between maintenance passes", min=1, max=3600)
-    partition_days_ahead: int = _setting(3, "native: daily partitions created ahead of today", min=1, max=60)
+    partition_days_ahead: int = _setting(3, "native: days covered by partitions ahead of today", min=1, max=60)
+    partition_hours: int = _setting(
+        24,
+        "hours of data per partition (native) / chunk (timescale) of the signal tables; size it by ingest rate",
+        choices=(1, 2, 3, 4, 6, 8, 12, 24),
+    )
     traces_retention_days: int = _setting(90, "native: days of llm_traces kept", min=1, max=36500)
     metrics_retention_days: int = _setting(37, "native: days of llm_metrics kept", min=1, max=36500)
     logs_retention_days: int = _setting(37, "native: days of llm_logs kept", min=1, max=36500)
@@ -244,7 +249,7 @@ def _coerce(key: str, raw: Any, kind: type, meta: Mapping[str, Any], from_env: b
     if hi is not None and value > hi:
         return None, f"{key}: {value!r} is above the maximum {hi}"
     if choices and value not in choices:
-        return None, f"{key}: {value!r} is not one of {', '.join(choices)}"
+        return None, f"{key}: {value!r} is not one of {', '.join(map(str, choices))}"
     if meta.get("endpoint"):
         _host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:

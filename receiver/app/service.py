@@ -59,6 +59,7 @@ def maintenance_settings(config: Config) -> MaintenanceSettings:
     return MaintenanceSettings(
         interval_s=m.interval_s,
         partition_days_ahead=m.partition_days_ahead,
+        partition_hours=m.partition_hours,
         retention_days={
             "llm_traces": m.traces_retention_days,
             "llm_metrics": m.metrics_retention_days,
