@@ -23,3 +23,26 @@ DROP INDEX IF EXISTS llm_traces_session_id_hash;
 DROP INDEX IF EXISTS llm_traces_user_id_hash;
 CREATE INDEX llm_traces_session_ts_idx ON llm_traces (session_id, ts) WHERE session_id IS NOT NULL;
 CREATE INDEX llm_traces_user_ts_idx ON llm_traces (user_id, ts) WHERE user_id IS NOT NULL;
+
+-- The primary key becomes (ts, trace_id, span_id), and trace lookups get their own index.
+--
+-- The idempotency key is the same three columns (a retry still meets the row stored the first time),
+-- but their order decides where an insert lands. With the random trace id first, every span went to a
+-- random leaf of the largest index of the table (117 bytes per span measured): the whole index of the
+-- partition receiving writes was the working set, and at 10K spans/s a day's of it (~100 GB) cannot
+-- stay in memory. Time first, inserts land among the last minutes' keys (spans arrive seconds to
+-- minutes after they start), whatever the size of the table. Only `llm_traces_trace_id_idx` is still
+-- written at random, and it is ~5x smaller (24 bytes per span: a 16-byte uuid, deduplicated across the
+-- spans of a trace). `python -m benchmarks.growth` measured both; README, "Indexes" and "Sizing
+-- partitions".
+DO $$
+DECLARE
+    name text;
+BEGIN
+    SELECT conname INTO name FROM pg_constraint WHERE conrelid = 'llm_traces'::regclass AND contype = 'p';
+    IF name IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE llm_traces DROP CONSTRAINT %I', name);
+    END IF;
+END $$;
+ALTER TABLE llm_traces ADD CONSTRAINT llm_traces_pkey PRIMARY KEY (ts, trace_id, span_id);
+CREATE INDEX llm_traces_trace_id_idx ON llm_traces (trace_id);

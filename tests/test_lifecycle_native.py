@@ -14,7 +14,7 @@ from receiver.storage.migrate import load_migrations, migrate
 from receiver.telemetry.metrics import Metrics
 from tests.support.spans import assert_rollups_match_raw, copy_spans, span_row, varied_rows
 
-SETTINGS = MaintenanceSettings(rollup_delay_s=0.0, lock_timeout_ms=5000)
+SETTINGS = MaintenanceSettings(rollup_delay_s=0.0, lock_timeout_ms=5000, partition_hours=24)  # whole days
 
 
 def midnight(days: int = 0) -> datetime:
@@ -321,7 +321,7 @@ async def test_shorter_partitions_cover_today_ahead_and_late_rows_and_a_changed_
         checks = await verify(conn, partition_days_ahead=1, partition_hours=6)
         assert all(c.ok for c in checks if c.name.startswith("partitions of")), [c for c in checks if not c.ok]
         # Back to whole days with 3 days ahead: the 6-hour partitions stay, the days after them are daily.
-        daily = MaintenanceSettings(rollup_delay_s=0.0, lock_timeout_ms=5000, partition_days_ahead=3)
+        daily = MaintenanceSettings(rollup_delay_s=0.0, lock_timeout_ms=5000, partition_hours=24)
         again = await Maintenance(database.connect, "native", daily, Metrics()).run_once()
         assert again.ok, again.errors
         after = await partitions.list_partitions(conn, "llm_traces")

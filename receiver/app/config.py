@@ -70,7 +70,7 @@ class MaintenanceConfig:
     interval_s: float = _setting(30.0, "seconds between maintenance passes", min=1, max=3600)
     partition_days_ahead: int = _setting(3, "native: days covered by partitions ahead of today", min=1, max=60)
     partition_hours: int = _setting(
-        24,
+        6,
         "hours of data per partition (native) / chunk (timescale) of the signal tables; size it by ingest rate",
         choices=(1, 2, 3, 4, 6, 8, 12, 24),
     )

@@ -40,7 +40,7 @@ class MaintenanceSettings:
 
     interval_s: float = 30.0
     partition_days_ahead: int = 3
-    partition_hours: int = 24  # native partitions / TimescaleDB chunks of the signal tables
+    partition_hours: int = 6  # native partitions / TimescaleDB chunks of the signal tables (README: sizing)
     retention_days: dict[str, int] = field(
         default_factory=lambda: {
             "llm_traces": 90,

@@ -232,7 +232,7 @@ async def maintain_table(
     max_default_days: int,
     lock_timeout_ms: int,
     report: PartitionReport,
-    partition_hours: int = 24,
+    partition_hours: int = 6,
 ) -> TablePartitions:
     """One pass over one table: rows in DEFAULT first (their slots), then today and the days ahead,
     then retention. Partitions are `partition_hours` long; existing ones of another length are kept

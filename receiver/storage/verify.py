@@ -37,6 +37,7 @@ INDEXES: dict[str, tuple[str, ...]] = {
         "llm_traces_errors_ts_idx",
         "llm_traces_session_ts_idx",
         "llm_traces_user_ts_idx",
+        "llm_traces_trace_id_idx",
     ),
     "users": ("users_email_key",),
     "projects": ("projects_owner_id_idx", "projects_slug_key"),
@@ -84,7 +85,7 @@ class Check:
 
 
 class Verifier:
-    def __init__(self, conn: asyncpg.Connection, partition_days_ahead: int, partition_hours: int = 24) -> None:
+    def __init__(self, conn: asyncpg.Connection, partition_days_ahead: int, partition_hours: int = 6) -> None:
         self.conn = conn
         self.days_ahead = partition_days_ahead
         self.partition_hours = partition_hours
@@ -359,5 +360,5 @@ class Verifier:
         )
 
 
-async def verify(conn: asyncpg.Connection, partition_days_ahead: int = 3, partition_hours: int = 24) -> list[Check]:
+async def verify(conn: asyncpg.Connection, partition_days_ahead: int = 3, partition_hours: int = 6) -> list[Check]:
     return await Verifier(conn, partition_days_ahead, partition_hours).run()
