@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 from receiver._proto.spool_pb2 import SpoolRecord
 from receiver.convert.common import Converted, ConvertOptions, WireFormatError
+from receiver.convert.window import TimeWindow
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.decode import (
     MalformedRequest,
@@ -31,6 +32,9 @@ from receiver.pipeline.pipeline import Admission, Pipeline
 from receiver.telemetry.logging import RateLimitedLog, get_logger
 from receiver.telemetry.metrics import Metrics
 
+# Reasons of items refused for their time (receiver.convert.window), as metric labels.
+REASON_TOO_OLD = "older_than_retention"
+REASON_TOO_NEW = "beyond_future_skew"
 FOOTPRINT_WEIGHT = 0.2  # weight of the newest request in the rows-per-byte estimate
 MEMORY_MESSAGE = "receiver memory is above limits.memory_limit_mib; retry later"
 
@@ -128,7 +132,14 @@ class Ingest:
         record = None
         if self._pipeline.durable:
             payload = decoded.protobuf if decoded.protobuf is not None else decoded.message.SerializeToString()
-            record = SpoolRecord(signal=spec.name, request=payload, received_unix_nano=received)
+            window = options.window(spec.name)  # stored, so a replay converts exactly as now
+            record = SpoolRecord(
+                signal=spec.name,
+                request=payload,
+                received_unix_nano=received,
+                window_retention_s=window.retention_s or 0,
+                window_max_future_skew_s=window.max_future_skew_s or 0,
+            )
         del decoded
         self._count_altered(spec, converted.stats)
         rows = converted.rows
@@ -139,7 +150,7 @@ class Ingest:
             shown = "; ".join(errors[:5])
             more = rejected - min(len(errors), 5)
             message = f"{rejected} {spec.item_noun}(s) rejected: {shown}" + (f"; and {more} more" if more > 0 else "")
-            self._metrics.refused[spec.name].labels(transport, "invalid").inc(rejected)
+            self._count_rejected(spec, transport, converted)
             self._limited.warning(
                 f"invalid:{spec.name}", "rejected invalid items", signal=spec.name, count=rejected, detail=message
             )
@@ -214,7 +225,14 @@ class Ingest:
         if spec is None:
             self._log.error("spool record of an unknown signal skipped", signal=record.signal)
             return None
-        options = replace(self._options(), received_unix_nanos=record.received_unix_nano)
+        # The receive time and window the request was acknowledged with: the same rows as the live path.
+        base = self._options()
+        window = TimeWindow(record.window_retention_s or None, record.window_max_future_skew_s or None)
+        options = replace(
+            base,
+            received_unix_nanos=record.received_unix_nano,
+            windows={**base.windows, spec.name: window},
+        )
         try:
             converted = self._decode_and_convert(spec, record.request, False, options).converted
         except MalformedRequest as exc:
@@ -222,6 +240,17 @@ class Ingest:
             return None
         rows = converted.rows
         return {spec.table: rows}, len(record.request) + len(rows) * self._limits.row_overhead_bytes
+
+    def _count_rejected(self, spec: SignalSpec, transport: str, converted: Converted) -> None:
+        refused = self._metrics.refused[spec.name]
+        invalid = converted.rejected - converted.too_old - converted.too_new
+        for reason, count in (
+            ("invalid", invalid),
+            (REASON_TOO_OLD, converted.too_old),
+            (REASON_TOO_NEW, converted.too_new),
+        ):
+            if count:
+                refused.labels(transport, reason).inc(count)
 
     def _count_altered(self, spec: SignalSpec, stats: object) -> None:
         for kind in ("truncated_values", "nul_replaced", "non_finite_numbers"):
