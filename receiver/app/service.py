@@ -204,10 +204,14 @@ class Receiver:
             ingest.materialize,
             self.pipeline.can_hand_over,
             self.metrics,
+            cfg.min_free_bytes,
         )
         self.pipeline.attach_spool(spool)
         self.spool = spool
+        self.breaker.urgent = spool.near_full  # probe the database sooner when clients are about to be refused
         self.metrics.spool_capacity.set(cfg.max_bytes)
+        self.metrics.spool_free_bytes.set_function(lambda: spool.free_bytes() or 0)
+        self.metrics.spool_disk_full.set_function(lambda: int(spool.disk_full))
         self.metrics.spool_bytes.set_function(lambda: spool.used_bytes)
         self.metrics.spool_backlog.set_function(spool.backlog_bytes)
         self.metrics.spool_segments.set_function(lambda: spool.segment_count)
@@ -398,6 +402,8 @@ class Receiver:
             status = "unhealthy" if not self.ready and self.fatal else "degraded"
         if self.maintenance is not None and self.maintenance.consecutive_failures >= 3:
             status = "degraded"  # data keeps landing, but partitions / rollups / retention are falling behind
+        if self.spool is not None and self.spool.disk_full:
+            status = "degraded"  # clients are refused until the spool's disk has room again
         if self.fatal:
             status = "unhealthy"
         return {
@@ -434,6 +440,19 @@ class Receiver:
                 "segments": self.spool.segment_count if self.spool else 0,
                 "backlog_bytes": self.spool.backlog_bytes() if self.spool else 0,
                 "quarantined_bytes": self.spool.quarantined_bytes if self.spool else 0,
+                # As of the last write attempt: refusing for the disk (full, or below min_free_bytes).
+                "disk_full": self.spool.disk_full if self.spool else False,
+                "disk_full_reason": self.spool.disk_full_reason if self.spool else None,
+                "free_bytes": self.spool.free_bytes() if self.spool else None,
+                "min_free_bytes": cfg.spool.min_free_bytes,
+                "write_errors": self.spool.write_errors if self.spool else 0,
+                "near_full": self.spool.near_full() if self.spool else False,
+            },
+            # Items outside it are rejected (partial_success): older than their table's retention, or
+            # further ahead of the receive time than limits.max_future_skew_s.
+            "time_window": {
+                "retention_days": {signal: round(seconds / 86400, 2) for signal, seconds in self.retention_s.items()},
+                "max_future_skew_s": cfg.limits.max_future_skew_s,
             },
             "memory": {
                 "rss_bytes": self.memory.rss_bytes,

@@ -37,6 +37,7 @@ REASON_TOO_OLD = "older_than_retention"
 REASON_TOO_NEW = "beyond_future_skew"
 FOOTPRINT_WEIGHT = 0.2  # weight of the newest request in the rows-per-byte estimate
 MEMORY_MESSAGE = "receiver memory is above limits.memory_limit_mib; retry later"
+DISK_FULL_MESSAGE = "receiver spool's disk is full (or below spool.min_free_bytes); retry later"
 
 
 @dataclass(slots=True)
@@ -111,7 +112,7 @@ class Ingest:
                 "(otlp.max_request_bytes); send smaller batches",
             )
         if not self._room_for(spec, body, json):
-            return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
+            return self._refuse_no_room()
         if self._pipeline.memory_exhausted():
             return self._refuse_busy(Refusal.OVERLOADED, MEMORY_MESSAGE, cause="memory")
         # The receive time goes in through the options: conversion stays pure (logs without any time use it).
@@ -120,7 +121,7 @@ class Ingest:
             if gzip:
                 body = gunzip_bounded(body, limits.max_request_bytes)
                 if not self._room_for(spec, body, json):
-                    return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
+                    return self._refuse_no_room()
             decoded = self._decode_and_convert(spec, body, json, options)
         except RequestTooLarge as exc:
             return Refused(Refusal.TOO_LARGE, str(exc))
@@ -163,7 +164,8 @@ class Ingest:
             message = {
                 Admission.FULL: self._full_message(),
                 Admission.MEMORY: MEMORY_MESSAGE,
-                Admission.SPOOL_ERROR: "receiver cannot write its spool (disk full or I/O error); retry later",
+                Admission.SPOOL_ERROR: "receiver cannot write its spool (I/O error); retry later",
+                Admission.DISK_FULL: DISK_FULL_MESSAGE,
             }[admission]
             return self._refuse_busy(Refusal.OVERLOADED, message, len(rows), cause=admission.value)
         if rows:
@@ -211,6 +213,13 @@ class Ingest:
         seen = rows / body_bytes
         previous = self._rows_per_byte.get(key)
         self._rows_per_byte[key] = seen if previous is None else previous + (seen - previous) * FOOTPRINT_WEIGHT
+
+    def _refuse_no_room(self) -> Refused:
+        """A refusal made before decoding: the queue or spool is full, or the spool's disk is."""
+        spool = self._pipeline.spool
+        if spool is not None and spool.refusing_for_disk():
+            return self._refuse_busy(Refusal.OVERLOADED, DISK_FULL_MESSAGE, cause=Admission.DISK_FULL.value)
+        return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
 
     def _full_message(self) -> str:
         if self._pipeline.durable:
