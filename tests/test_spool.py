@@ -179,6 +179,8 @@ async def test_full_disk_refuses_then_recovers_once_what_it_holds_is_stored(smal
     await store_everything(h, appended)
     assert h.handed == [RECORD] * appended
     assert h.spool.segment_count <= 1, "the segment that filled the disk was deleted once stored"
+    assert h.spool.free_bytes() > 900 * 1024  # measured now (as /health and the breaker do): room again
+    assert not h.spool.refusing_for_disk()
     await h.spool.append(SpoolRecord(signal="t", request=RECORD), {"t": [(b"new",)]}, 1)  # accepted again
     assert not h.spool.disk_full and h.handed[-1] == b"new"
     await h.spool.close()

@@ -7,9 +7,10 @@ database outages up to `spool.max_bytes`.
   queue. If that fails (queue full, breaker open) the spool "falls behind": from then on new records
   stay on disk only, and the replayer reads them back (decode -> convert again) when there is room.
 - deletion: a sealed segment is deleted once every record in it was handed over and committed.
-- a full disk: a failed write seals the active segment (a new one is opened for the next write), so the
-  space of everything written so far is reclaimed as soon as its rows are committed, whether the disk
-  filled within the first segment or the last. Before each write the file system must keep
+- a full disk: a write refused for the disk (it failed, or it would cross the floor below) seals the
+  active segment (a new one is opened for the next write), so the space of everything written so far is
+  reclaimed as soon as its rows are committed, whether the disk filled within the first segment or the
+  last. Before each write the file system must keep
   `spool.min_free_bytes` free (statvfs at most every 100 ms, see diskspace.py). While the disk is full
   requests are refused (SpoolDiskFull, retryable) without queueing; accepting resumes by itself once a
   deleted segment or a new measurement shows room again.
@@ -160,6 +161,7 @@ class Spool:
         self.disk_full = False
         self.disk_full_reason: str | None = None
         self.disk_full_message = ""
+        self._refused_bytes = 0  # size of the last write refused for the disk
         self._metrics = metrics
         self.quarantine_dir = directory / "quarantine"
         self.max_bytes = max_bytes
@@ -209,8 +211,13 @@ class Spool:
             return None
 
     def refusing_for_disk(self) -> bool:
-        """Known full as of a measurement within the last interval: refuse before decoding."""
-        return self.disk_full and self.space.fresh()
+        """The disk was found full, and a measurement within the last interval still shows no room for a
+        write like the one refused: refuse before decoding, without queueing. Otherwise the request goes
+        on to a real write, whose success ends the full-disk state."""
+        if not self.disk_full or not self.space.fresh():
+            return False
+        free = self.space.last_known()
+        return free is not None and free - self._refused_bytes < self.space.min_free_bytes
 
     def near_full(self) -> bool:
         """The spool will soon refuse for room: the disk is full, the spool holds 3/4 of spool.max_bytes,
@@ -391,7 +398,8 @@ class Spool:
     # -- append (event loop) ---------------------------------------------------------------------
 
     async def append(self, record: SpoolRecord, rows: Rows | None, nbytes: int) -> None:
-        """Make `record` durable. Raises SpoolFull (refuse, retryable) or OSError (disk trouble)."""
+        """Make `record` durable. Raises SpoolFull (spool.max_bytes reached), SpoolDiskFull (its file
+        system is full or at spool.min_free_bytes) or OSError (I/O error): all refused as retryable."""
         if self._closing:
             raise SpoolFull("spool is closing")
         if self.refusing_for_disk():  # known full: refuse at once (re-checked after the interval)
@@ -455,6 +463,7 @@ class Spool:
         self.write_errors += 1
         if reason != REASON_IO_ERROR:
             self.disk_full, self.disk_full_reason, self.disk_full_message = True, reason, message
+            self._refused_bytes = sum(len(p.data) for p in group)
         self._limited.error(
             f"spool-write:{reason}",
             "spool write refused; refusing these requests (retryable) until there is room",
