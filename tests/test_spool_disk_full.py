@@ -121,11 +121,15 @@ async def test_spool_disk_full_during_an_outage_recovers_by_itself(stoppable_clu
             stored = timeline.mark("backlog stored, the segment that filled the disk deleted")
             acked_then = len(load.result.acked)
             await wait_until(
+                lambda: _ready(len(load.result.acked) > acked_then), timeout=60, what="a new request accepted again"
+            )
+            accepted = timeline.mark("a new request accepted again (clients retry after RetryInfo's delay)")
+            await wait_until(
                 lambda: _ready(len(load.result.acked) >= acked_then + 500),
                 timeout=60,
                 what="new requests accepted again",
             )
-            accepted = timeline.mark("new requests accepted again")
+            timeline.mark("500 more spans accepted")
             assert not (await health(proc))["spool"]["disk_full"]
         finally:
             result = await load.stop()
