@@ -14,7 +14,7 @@ BENCH_EXPORTERS ?= 4
 BENCH_BATCH     ?= 512
 BENCH_ARGS      ?=
 
-.PHONY: run test install postgres lint bench clean proto
+.PHONY: run test install postgres ops-tools lint bench clean proto
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c
@@ -30,11 +30,17 @@ install: $(STAMP)
 postgres:
 	@scripts/ensure-postgres
 
+# promtool and prometheus (extracted from Debian's package into the venv: no service is started) and
+# systemd-analyze: the tests check the alert rules, a real Prometheus and the unit file with them.
+ops-tools: install
+	@scripts/ensure-prometheus $(VENV)/prometheus
+	@scripts/ensure-systemd-analyze
+
 run: install postgres
 	OBSERVATORY__LOGGING__FORMAT=$${OBSERVATORY__LOGGING__FORMAT:-console} \
 	  $(BIN)/llm-observatory-receiver run --config $(CONFIG)
 
-test: install postgres
+test: install postgres ops-tools
 	$(BIN)/ruff check receiver tests benchmarks loadgen
 	$(BIN)/pytest -q
 
