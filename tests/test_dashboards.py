@@ -1,8 +1,9 @@
 """Grafana dashboards (config/grafana): every SQL panel query of "LLM usage" and every variable query,
 expanded as Grafana would (tests/support/grafana.py says how), run against a migrated database holding
-spans and refreshed rollups — native flavor, and timescale where TimescaleDB is installed. The
-provisioning files name the data sources the dashboards use. (The "Receiver" dashboard's PromQL is
-checked against a real scrape in tests/test_monitoring.py.)
+spans and refreshed rollups — native flavor, and timescale where TimescaleDB is installed — as the
+read-only role docker-compose gives Grafana (config/compose/initdb/10-grafana-reader.sql), created before
+the migrations as compose does. The provisioning files name the data sources the dashboards use. (The
+"Receiver" dashboard's PromQL is checked against a real scrape in tests/test_monitoring.py.)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import pytest
 import yaml
 
@@ -23,6 +25,7 @@ from tests.support import grafana
 from tests.support.spans import copy_spans, varied_rows
 
 PROVISIONING = Path(__file__).resolve().parents[1] / "config" / "grafana" / "provisioning"
+GRAFANA_READER = Path(__file__).resolve().parents[1] / "config" / "compose" / "initdb" / "10-grafana-reader.sql"
 NOW = datetime.now(UTC)
 START = NOW.replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
 TIME_FROM, TIME_TO = START - timedelta(days=1), NOW + timedelta(days=1)
@@ -30,6 +33,7 @@ SPANS = varied_rows(START, days=3, count=900, seed=7)
 
 
 async def populate(conn, flavor: str, database) -> None:
+    await conn.execute(GRAFANA_READER.read_text())  # as compose: the role first, the receiver's tables after
     await migrate(conn, flavor)
     await copy_spans(conn, SPANS)
     if flavor == "native":
@@ -101,13 +105,23 @@ def _col(name: str) -> int:
     return TRACES_COLUMNS.index(name)
 
 
+async def as_grafana(database):
+    return await asyncpg.connect(database.dsn.replace("postgresql://observatory@", "postgresql://grafana_reader@"))
+
+
 async def test_usage_dashboard_queries_run_on_the_native_flavor(database):
     conn = await database.connect()
     try:
         await populate(conn, "native", database)
-        await run_usage_dashboard(conn)
     finally:
         await conn.close()
+    grafana_conn = await as_grafana(database)
+    try:
+        await run_usage_dashboard(grafana_conn)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await grafana_conn.execute("DELETE FROM dead_letters")
+    finally:
+        await grafana_conn.close()
 
 
 @pytest.mark.timescale
@@ -116,7 +130,11 @@ async def test_usage_dashboard_queries_run_on_the_timescale_flavor(timescale_clu
     conn = await database.connect()
     try:
         await populate(conn, "timescale", database)
-        await run_usage_dashboard(conn)
+        grafana_conn = await as_grafana(database)
+        try:
+            await run_usage_dashboard(grafana_conn)
+        finally:
+            await grafana_conn.close()
     finally:
         await conn.close()
         await drop_database(database)
