@@ -152,6 +152,11 @@ async def test_receiver_notifies_ready_watchdog_and_stopping_in_order(database, 
             await server.until(lambda m: m.get("WATCHDOG") == "1")
         assert all("READY" not in m for m in server.messages[at_ready:]), "READY=1 is sent once"
 
+        proc.proc.send_signal(signal.SIGHUP)  # systemctl reload: RELOADING=1, then READY=1 once reloaded
+        reloading = await server.until(lambda m: "RELOADING" in m)
+        assert int(reloading["MONOTONIC_USEC"]) > 0
+        await server.until(lambda m: "READY" in m)
+
         proc.proc.send_signal(signal.SIGTERM)
         stopping = await server.until(lambda m: "STOPPING" in m)
         assert stopping["STATUS"].startswith("draining"), stopping
@@ -160,9 +165,12 @@ async def test_receiver_notifies_ready_watchdog_and_stopping_in_order(database, 
         await proc.kill()
         server.close()
 
-    kinds = [next(k for k in ("READY", "STOPPING", "WATCHDOG", "STATUS") if k in m) for m in server.messages]
-    assert kinds.index("READY") < kinds.index("STOPPING")
-    assert kinds.count("READY") == 1 and kinds.count("STOPPING") == 1
+    kinds = [
+        next(k for k in ("READY", "RELOADING", "STOPPING", "WATCHDOG", "STATUS") if k in m) for m in server.messages
+    ]
+    assert [k for k in kinds if k in ("READY", "RELOADING", "STOPPING")] == ["READY", "RELOADING", "READY", "STOPPING"]
+    # While starting, each beat extends the start timeout; once ready, never again.
+    assert any("EXTEND_TIMEOUT_USEC" in m for m in server.messages[: kinds.index("READY")])
     assert not any("EXTEND_TIMEOUT_USEC" in m for m in server.messages[kinds.index("READY") :])
 
 

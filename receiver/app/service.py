@@ -319,7 +319,9 @@ class Receiver:
 
     async def reload(self, config: Config) -> None:
         """SIGHUP: log level and prices; other settings need a restart."""
-        self.notifier.reloading()
+        serving = self.ready and not self.draining  # READY=1 again only if it was sent before
+        if serving:
+            self.notifier.reloading()
         configure_logging(config.logging.level, config.logging.format)
         self.config = config
         try:
@@ -328,7 +330,8 @@ class Receiver:
             self.log.info("reloaded", prices=len(self._convert_options.price_book), log_level=config.logging.level)
         except Exception as exc:
             self.log.error("reload failed; keeping the previous prices", error=describe(exc))
-        self.notifier.ready(self.status_line())
+        if serving:
+            self.notifier.ready(self.status_line())
 
     # -- health ----------------------------------------------------------------------------------
 
