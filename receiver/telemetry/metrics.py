@@ -240,7 +240,7 @@ class Metrics:
             for reason in ("quarantined", "dead_letter_full", "shutdown"):
                 self.send_failed[signal].labels(reason)
             for transport in ("grpc", "http"):
-                for reason in ("internal", "spool_error"):
+                for reason in ("internal", "spool_error", "spool_disk_full"):
                     self.refused_requests.labels(transport, signal, reason)
         for outcome in ("ok", "failed", "skipped"):
             self.maintenance_passes.labels(outcome)
