@@ -274,10 +274,17 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
+    if config.otlp.tls.cert_file:  # the certificate files are read as `run` would read them
+        from receiver.frontends.tls import TlsError, read_material
+
+        try:
+            read_material(config.otlp.tls)
+        except TlsError as exc:
+            raise ConfigError(exc.problems) from None
     for section, values in config.effective().items():
         print(f"[{section}]")
         for key, value in values.items():
-            shown = "***" if section == "database" and key == "url" and value and "@" in value else value
+            shown = "***" if key.endswith("url") and isinstance(value, str) and "@" in value else value
             print(f"{key} = {_toml_value(shown)}")
         print()
     print("configuration is valid", file=sys.stderr)

@@ -20,15 +20,17 @@ from typing import Any
 import asyncpg
 
 from receiver import __version__, schema
-from receiver.app.config import Config
+from receiver.app.config import Config, ConfigError
 from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import trace_converter
+from receiver.endpoints import is_loopback
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
 from receiver.frontends.ingest import Ingest, IngestLimits
 from receiver.frontends.signals import SIGNALS
+from receiver.frontends.tls import TlsCredentials, TlsError
 from receiver.pipeline.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from receiver.pipeline.memory import MemoryGuard
 from receiver.pipeline.pipeline import Pipeline
@@ -98,6 +100,10 @@ class Receiver:
             ApiKeyAuthenticator(config.pipeline.retry_after_s) if config.auth.mode == "api_key" else None
         )
         self._keys_task: asyncio.Task[None] | None = None
+        try:  # checked before anything starts: a bad certificate is a configuration error (exit 2)
+            self.tls = TlsCredentials.load(config.otlp.tls) if config.otlp.tls.cert_file else None
+        except TlsError as exc:
+            raise ConfigError(exc.problems) from None
         self._convert_options = ConvertOptions(
             max_attribute_bytes=config.limits.max_attribute_value_bytes,
             price_book=PriceBook(),
@@ -169,8 +175,8 @@ class Receiver:
         await self.pipeline.start()
 
         signals = list(SIGNALS.values())
-        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
-        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
+        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes, self.tls)
+        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes, self.tls)
         await self.grpc.start()
         await self.http.start()
         self.log.info(
@@ -179,11 +185,29 @@ class Receiver:
             grpc=f"{cfg.otlp.grpc_endpoint} (port {self.grpc.port})",
             http=f"{cfg.otlp.http_endpoint} (port {self.http.port})",
             admin=f"{cfg.admin.endpoint} (port {self.admin.port})",
+            tls=self.tls.describe() if self.tls is not None else "off",
+            tls_certificate_sha256=self.tls.material.fingerprint if self.tls is not None else None,
+            auth=cfg.auth.mode,
             database=redact(dsn),
             durability=cfg.pipeline.durability,
             trace_converter=trace_converter(cfg.convert.native),
         )
+        self._warn_if_open()
         self._bootstrap_task = asyncio.create_task(self._bootstrap(), name="database-bootstrap")
+
+    def _warn_if_open(self) -> None:
+        """One warning when other hosts can send data that nothing authenticates."""
+        if self.config.auth.mode != "none" or (self.tls is not None and self.tls.mutual):
+            return  # API keys or client certificates authenticate every sender
+        otlp = self.config.otlp
+        exposed = [e for e in (otlp.grpc_endpoint, otlp.http_endpoint) if not is_loopback(e)]
+        if exposed:
+            self.log.warning(
+                "OTLP served to other hosts without authentication",
+                endpoints=exposed,
+                detail="auth.mode = none: anyone who can reach these ports can write telemetry. Set "
+                "auth.mode = api_key (and otlp.tls.* for TLS), or listen on localhost only",
+            )
 
     async def _open_spool(self, ingest: Ingest) -> None:
         assert self.pipeline is not None
@@ -311,10 +335,28 @@ class Receiver:
             self.config.limits.max_attribute_value_bytes, book, native=self.config.convert.native
         )
 
+    def _reload_tls(self, config: Config) -> None:
+        if self.tls is None:
+            if config.otlp.tls.cert_file:
+                self.log.error("TLS not reloaded: turning TLS on needs a restart", key="otlp.tls.cert_file")
+            return
+        try:
+            changed = self.tls.reload(config.otlp.tls)
+        except TlsError as exc:
+            self.log.error("TLS certificates not reloaded; keeping the previous ones", problems=exc.problems)
+            return
+        self.log.info(
+            "TLS certificates reloaded",
+            changed=changed,
+            tls=self.tls.describe(),
+            tls_certificate_sha256=self.tls.material.fingerprint,
+        )
+
     async def reload(self, config: Config) -> None:
-        """SIGHUP: log level and prices; other settings need a restart."""
+        """SIGHUP: log level, prices and TLS certificates; other settings need a restart."""
         configure_logging(config.logging.level, config.logging.format)
         self.config = config
+        self._reload_tls(config)
         try:
             async with self._admin_lock:
                 await self._load_prices(await self._admin_connection())

@@ -16,6 +16,7 @@ from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted
 from receiver.frontends.signals import SignalSpec
 from receiver.frontends.status import grpc_error, response_message
+from receiver.frontends.tls import TlsCredentials
 
 Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
 
@@ -39,8 +40,16 @@ def _export_handler(spec: SignalSpec, ingest: Ingest) -> Handler:
 
 
 class GrpcFrontend:
-    def __init__(self, endpoint: str, ingest: Ingest, signals: Iterable[SignalSpec], max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        ingest: Ingest,
+        signals: Iterable[SignalSpec],
+        max_request_bytes: int,
+        tls: TlsCredentials | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        self._tls = tls
         self._ingest = ingest
         self._signals = tuple(signals)
         self._max_request_bytes = max_request_bytes
@@ -67,7 +76,10 @@ class GrpcFrontend:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         try:
-            self.port = server.add_insecure_port(self.endpoint)
+            if self._tls is None:
+                self.port = server.add_insecure_port(self.endpoint)
+            else:
+                self.port = server.add_secure_port(self.endpoint, self._tls.grpc_credentials())
         except RuntimeError as exc:
             raise StartupError(
                 f"cannot listen for OTLP/gRPC on {self.endpoint} ({exc}); is another process using the port? "

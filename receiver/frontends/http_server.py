@@ -15,6 +15,7 @@ from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted, Refusal, Refused
 from receiver.frontends.signals import SignalSpec
 from receiver.frontends.status import HttpReply, http_error, http_success, response_message
+from receiver.frontends.tls import TlsCredentials
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -82,8 +83,16 @@ def _export_route(
 
 
 class HttpFrontend:
-    def __init__(self, endpoint: str, ingest: Ingest, signals: Iterable[SignalSpec], max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        ingest: Ingest,
+        signals: Iterable[SignalSpec],
+        max_request_bytes: int,
+        tls: TlsCredentials | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        self._tls = tls
         self._ingest = ingest
         self._signals = tuple(signals)
         self._max_request_bytes = max_request_bytes
@@ -98,7 +107,12 @@ class HttpFrontend:
 
     async def start(self) -> None:
         self._runner, self.port = await serve_http(
-            self._app(), self.endpoint, "OTLP/HTTP", "otlp.http_endpoint", auto_decompress=False
+            self._app(),
+            self.endpoint,
+            "OTLP/HTTP",
+            "otlp.http_endpoint",
+            ssl_context=self._tls.ssl_context() if self._tls is not None else None,
+            auto_decompress=False,
         )
 
     async def stop(self) -> None:
