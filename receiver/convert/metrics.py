@@ -120,13 +120,14 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
     limit = options.max_attribute_bytes
     stats = out.stats
     append = out.rows.append
+    project_id = options.project_id
     metric_index = 0
     # An SDK stamps every point of one collection with the same times: convert each distinct one once.
     last_time_ns = last_start_ns = -1
     last_ts = last_start_ts = None
     for resource_metrics in request.resource_metrics:
         resource_json, service_name, resource_provider, resource_model, resource_hash = resource_header(
-            identity.METRICS_DOMAIN, resource_metrics.resource, resource_metrics.schema_url, limit, stats
+            identity.METRICS_DOMAIN, resource_metrics.resource, resource_metrics.schema_url, limit, stats, project_id
         )
         for scope_metrics in resource_metrics.scope_metrics:
             scope_name, scope_version, scope_hash = scope_header(
@@ -270,6 +271,7 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
                             scope_version,
                             json_text(attrs),
                             resource_json,
+                            project_id,
                         )
                     )
     return out
