@@ -29,6 +29,7 @@ from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
 from receiver.frontends.ingest import Ingest, IngestLimits
+from receiver.frontends.ratelimit import KeyRateLimiter
 from receiver.frontends.signals import SIGNALS
 from receiver.frontends.tls import TlsCredentials, TlsError
 from receiver.pipeline.breaker import BreakerSettings, BreakerState, CircuitBreaker
@@ -37,7 +38,7 @@ from receiver.pipeline.pipeline import Pipeline
 from receiver.pipeline.queue import BoundedQueue
 from receiver.pipeline.sink import CopySink, DeadLetterFile, RetryPolicy
 from receiver.pipeline.spool import Spool
-from receiver.storage.api_keys import load_active_keys, mark_used
+from receiver.storage.api_keys import ActiveKey, load_active_keys, mark_used
 from receiver.storage.database import Database, probe, redact
 from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from receiver.storage.errors import describe
@@ -134,6 +135,7 @@ class Receiver:
         self.metrics.memory_peak.set_function(lambda: self.memory.peak_rss_bytes)
         self.spool: Spool | None = None
         self.pipeline: Pipeline | None = None
+        self.ingest: Ingest | None = None
         self.grpc: GrpcFrontend | None = None
         self.http: HttpFrontend | None = None
         self.admin: AdminServer | None = None
@@ -169,7 +171,15 @@ class Receiver:
         )
         self.pipeline = Pipeline(self.queue, sink, self.breaker, cfg.pipeline.batch_max_rows, self.memory)
         limits = IngestLimits(cfg.otlp.max_request_bytes, cfg.pipeline.row_overhead_bytes, cfg.pipeline.retry_after_s)
-        ingest = Ingest(self.pipeline, self.metrics, limits, lambda: self._convert_options, self.authenticator)
+        ingest = Ingest(
+            self.pipeline,
+            self.metrics,
+            limits,
+            lambda: self._convert_options,
+            self.authenticator,
+            KeyRateLimiter(cfg.auth.rate_burst_s),
+        )
+        self.ingest = ingest
         if cfg.pipeline.durability == "spool":
             await self._open_spool(ingest)
         await self.pipeline.start()
@@ -272,7 +282,7 @@ class Receiver:
                     self.flavor = await applied_flavor(conn)
                     await self._load_prices(conn)
                     if self.authenticator is not None:
-                        self.authenticator.replace_keys(await load_active_keys(conn))
+                        self._use_keys(await load_active_keys(conn))
                 await self._start_maintenance()  # its first pass creates today's partitions
                 if self.pipeline is not None:
                     self.pipeline.sink.storage_ready.set()  # writers start once the schema is complete
@@ -307,10 +317,19 @@ class Receiver:
                 async with self._admin_lock:
                     conn = await self._admin_connection()
                     await mark_used(conn, used)
-                    self.authenticator.replace_keys(await load_active_keys(conn))
+                    self._use_keys(await load_active_keys(conn))
                 self.authenticator.used.difference_update(used)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self.metrics.key_refreshes.labels("failed").inc()
                 self.log.warning("could not refresh API keys; keeping the last known set", error=describe(exc))
+
+    def _use_keys(self, keys: dict[bytes, ActiveKey]) -> None:
+        assert self.authenticator is not None
+        self.authenticator.replace_keys(keys)
+        if self.ingest is not None:  # forget the rate-limit state of keys gone
+            self.ingest.rate_limiter.retain(self.authenticator.active_ids())
+        self.metrics.keys_active.set(len(keys))
+        self.metrics.key_refreshes.labels("ok").inc()
 
     async def _start_maintenance(self) -> None:
         """Start the maintenance task once the schema is migrated (it needs the partitioned tables and

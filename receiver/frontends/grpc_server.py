@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from receiver.endpoints import StartupError
 from receiver.frontends.ingest import Ingest
-from receiver.frontends.outcomes import Accepted
+from receiver.frontends.outcomes import Accepted, Outcome, Refused
 from receiver.frontends.signals import SignalSpec
 from receiver.frontends.status import grpc_error, response_message
 from receiver.frontends.tls import TlsCredentials
@@ -28,8 +28,11 @@ def _export_handler(spec: SignalSpec, ingest: Ingest) -> Handler:
         metadata = {
             key.lower(): value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
         }
-        refused = ingest.authenticate(spec, metadata, "grpc")
-        outcome = refused or await ingest.handle(spec, request, json=False, gzip=False, transport="grpc")
+        key = ingest.authenticate(spec, metadata, "grpc")
+        if isinstance(key, Refused):
+            outcome: Outcome = key
+        else:
+            outcome = await ingest.handle(spec, request, json=False, gzip=False, transport="grpc", key=key)
         if isinstance(outcome, Accepted):
             return response_message(spec.response_type, spec.rejected_field, outcome).SerializeToString()
         error = grpc_error(outcome)

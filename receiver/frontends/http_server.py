@@ -56,9 +56,9 @@ def _export_route(
                 ),
                 json,
             )
-        refused = ingest.authenticate(spec, {k.lower(): v for k, v in request.headers.items()}, "http")
-        if refused is not None:
-            return _reply(http_error(refused, json), json)
+        key = ingest.authenticate(spec, {k.lower(): v for k, v in request.headers.items()}, "http")
+        if isinstance(key, Refused):
+            return _reply(http_error(key, json), json)
         declared = request.content_length
         if declared is not None and declared > max_request_bytes:
             refused = Refused(
@@ -73,7 +73,7 @@ def _export_route(
                 Refusal.TOO_LARGE, f"request body exceeds the {max_request_bytes}-byte limit (otlp.max_request_bytes)"
             )
             return _reply(http_error(refused, json), json)
-        outcome = await ingest.handle(spec, body, json=json, gzip=gzip, transport="http")
+        outcome = await ingest.handle(spec, body, json=json, gzip=gzip, transport="http", key=key)
         if isinstance(outcome, Accepted):
             response = response_message(spec.response_type, spec.rejected_field, outcome)
             return _reply(http_success(response, json), json)
