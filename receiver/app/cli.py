@@ -22,6 +22,7 @@ from receiver.endpoints import StartupError
 from receiver.storage.database import Database
 from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from receiver.storage.migrate import MigrationError, migrate
+from receiver.storage.pricing_store import PricingFileError
 from receiver.telemetry.logging import configure_logging, get_logger
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -104,15 +105,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     configure_logging(config.logging.level, config.logging.format)
 
     async def action(conn: Any) -> int:
+        from receiver.storage.pricing_store import default_pricing_file, read_pricing_file, seed_prices
+
         report = await migrate(conn, config.database.flavor)
         for label in report.applied:
             print(f"applied {label} ({report.flavor})")
         print(f"schema up to date ({report.flavor} flavor, {report.already + len(report.applied)} migrations)")
+        # Receivers that run as a writer role (migration 011) read prices but may not write them.
+        path = Path(config.pricing.file) if config.pricing.file else default_pricing_file()
+        prices = read_pricing_file(path)
+        await seed_prices(conn, prices)
+        print(f"seeded {len(prices)} model prices from {path}")
         return EXIT_OK
 
     try:
         return asyncio.run(_with_database(config, action))
-    except (MigrationError, EmbeddedDatabaseError, OSError) as exc:
+    except (MigrationError, PricingFileError, EmbeddedDatabaseError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 

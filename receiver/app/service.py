@@ -48,6 +48,7 @@ from receiver.storage.pricing_store import (
     PricingFileError,
     default_pricing_file,
     load_price_book,
+    may_seed_prices,
     read_pricing_file,
     seed_prices,
 )
@@ -101,6 +102,7 @@ class Receiver:
             ApiKeyAuthenticator(config.pipeline.retry_after_s) if config.auth.mode == "api_key" else None
         )
         self._keys_task: asyncio.Task[None] | None = None
+        self._told_prices_read_only = False
         try:  # checked before anything starts: a bad certificate is a configuration error (exit 2)
             self.tls = TlsCredentials.load(config.otlp.tls) if config.otlp.tls.cert_file else None
         except TlsError as exc:
@@ -337,6 +339,8 @@ class Receiver:
         if not self.config.maintenance.enabled or self.draining or self.database is None:
             return
         database = self.database
+        if self.config.maintenance.database_url:  # native partitions need the tables' owner (README)
+            database = Database(self.config.maintenance.database_url, self.config.database.connect_timeout_s)
         self.maintenance = Maintenance(
             lambda: database.connect("maintenance"),
             self.flavor or "native",
@@ -346,9 +350,17 @@ class Receiver:
         await self.maintenance.start()
 
     async def _load_prices(self, conn: asyncpg.Connection) -> None:
-        path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
-        prices = await asyncio.to_thread(read_pricing_file, path)
-        await seed_prices(conn, prices)
+        """Seed model_pricing from the price file (when this role may write it), then read it."""
+        if await may_seed_prices(conn):
+            path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
+            prices = await asyncio.to_thread(read_pricing_file, path)
+            await seed_prices(conn, prices)
+        elif not self._told_prices_read_only:
+            self._told_prices_read_only = True
+            self.log.info(
+                "model prices are read, not seeded: this role may not write model_pricing "
+                "(a writer role; `llm-observatory-receiver migrate`, run as the owner, seeds them)"
+            )
         book = await load_price_book(conn)
         self._convert_options = ConvertOptions(
             self.config.limits.max_attribute_value_bytes, book, native=self.config.convert.native

@@ -27,6 +27,17 @@ class MigrationError(Exception):
     """Migrations cannot be applied; the message says what is wrong and what to do."""
 
 
+_OTHER_FLAVOR = (
+    "this database was migrated with the {flavor} flavor; database.flavor = {requested!r} cannot change it "
+    "(set it to auto or to the recorded flavor)"
+)
+_NOT_OWNER = (
+    "role {user} may not change the schema ({exc}): apply migrations as the schema's owner "
+    "(`llm-observatory-receiver migrate` with the owner's DATABASE_URL); a receiver that runs as a writer "
+    "role waits until they are applied"
+)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -82,7 +93,16 @@ async def detect_flavor(conn: asyncpg.Connection) -> str:
     available = await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'")
     if not available:
         return "native"
-    preload = await conn.fetchval("SELECT current_setting('shared_preload_libraries', true)")
+    try:
+        preload = await conn.fetchval("SELECT current_setting('shared_preload_libraries', true)")
+    except asyncpg.InsufficientPrivilegeError:
+        # An ordinary owner (not a superuser, no pg_read_all_settings) cannot read the setting: the
+        # extension already created here says it is loaded; otherwise database.flavor = timescale forces it.
+        return (
+            "timescale"
+            if await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")
+            else "native"
+        )
     return "timescale" if preload and "timescaledb" in preload else "native"
 
 
@@ -104,9 +124,18 @@ async def migrate(
     conn: asyncpg.Connection, requested_flavor: str = "auto", migrations: list[Migration] | None = None
 ) -> MigrationReport:
     migrations = load_migrations() if migrations is None else migrations
+    if not await pending(conn, migrations):  # nothing to do, and no DDL: a writer role (011) may call this too
+        await verify_checksums(conn, migrations)
+        flavor = await applied_flavor(conn) or requested_flavor
+        if requested_flavor not in ("auto", flavor):
+            raise MigrationError(_OTHER_FLAVOR.format(flavor=flavor, requested=requested_flavor))
+        return MigrationReport(flavor, [], len(migrations))
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
-        await conn.execute(_BOOKKEEPING)
+        try:
+            await conn.execute(_BOOKKEEPING)
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise MigrationError(_NOT_OWNER.format(user=await conn.fetchval("SELECT current_user"), exc=exc)) from exc
         recorded = {
             r["version"]: r for r in await conn.fetch("SELECT version, name, flavor, checksum FROM schema_migrations")
         }
@@ -114,10 +143,7 @@ async def migrate(
         if flavor is None:
             flavor = await detect_flavor(conn) if requested_flavor == "auto" else requested_flavor
         elif requested_flavor not in ("auto", flavor):
-            raise MigrationError(
-                f"this database was migrated with the {flavor} flavor; database.flavor = {requested_flavor!r} "
-                "cannot change it (set it to auto or to the recorded flavor)"
-            )
+            raise MigrationError(_OTHER_FLAVOR.format(flavor=flavor, requested=requested_flavor))
         if flavor == "timescale" and await detect_flavor(conn) != "timescale":
             raise MigrationError(
                 "flavor timescale needs the timescaledb extension installed and in shared_preload_libraries"
@@ -146,12 +172,29 @@ async def migrate(
                         flavor,
                         checksum,
                     )
+            except asyncpg.InsufficientPrivilegeError as exc:
+                user = await conn.fetchval("SELECT current_user")
+                raise MigrationError(f"migration {label}: " + _NOT_OWNER.format(user=user, exc=exc)) from exc
             except asyncpg.PostgresError as exc:
                 raise MigrationError(f"migration {label} ({flavor}) failed and was rolled back: {exc}") from exc
             applied.append(label)
         return MigrationReport(flavor, applied, len(recorded))
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+
+async def verify_checksums(conn: asyncpg.Connection, migrations: list[Migration]) -> None:
+    """Refuse a database whose applied migrations differ from the files (an edited migration)."""
+    recorded = {r["version"]: r for r in await conn.fetch("SELECT version, flavor, checksum FROM schema_migrations")}
+    for migration in migrations:
+        row = recorded.get(migration.version)
+        if row is not None and row["checksum"] != migration.checksum(row["flavor"]):
+            label = f"{migration.version:03d}_{migration.name}"
+            raise MigrationError(
+                f"migration {label} was changed after it was applied to this database "
+                f"(recorded checksum {row['checksum'][:12]}…, file now {migration.checksum(row['flavor'])[:12]}…). "
+                "Restore the original file and put the change in a new migration."
+            )
 
 
 async def pending(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[str]:

@@ -90,6 +90,17 @@ SELECT least(
 ) - make_interval(secs => $1::double precision)
 """
 
+# Sessions writing llm_traces right now (a lock on it, granted) whose activity pg_stat_activity hides from
+# this role: another role's writers, seen only by members of pg_read_all_stats. The horizon cannot wait
+# for transactions it cannot see, so a pass that finds one stops instead of counting wrong.
+_HIDDEN_WRITERS = """
+SELECT count(DISTINCT l.pid)
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'RowExclusiveLock'
+  AND l.relation = 'llm_traces'::regclass
+  AND a.datname = current_database() AND a.state IS NULL AND a.pid <> pg_backend_pid()
+"""
+
 _DELTA_TABLE = """
 CREATE TEMP TABLE _rollup_delta (
     minute timestamptz, project_id uuid, provider text, model text, service_name text, user_id text, environment text,
@@ -190,7 +201,19 @@ class RollupReport:
     caught_up: bool = True
 
 
+class HiddenWritersError(RuntimeError):
+    """The rollups cannot see every writer's transaction (see _HIDDEN_WRITERS)."""
+
+
 async def horizon(conn: asyncpg.Connection, delay_s: float) -> datetime:
+    hidden = await conn.fetchval(_HIDDEN_WRITERS)
+    if hidden:
+        user = await conn.fetchval("SELECT current_user")
+        raise HiddenWritersError(
+            f"{hidden} session(s) of another role are writing llm_traces and pg_stat_activity hides their "
+            f"transactions from role {user}, so the rollups cannot tell which of their spans are committed: "
+            f"GRANT pg_read_all_stats TO {user} (or run the maintenance as the role the writers use)"
+        )
     return await conn.fetchval(_HORIZON, delay_s)
 
 
