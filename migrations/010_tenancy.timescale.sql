@@ -15,8 +15,9 @@
 --
 -- The views (006) union the two at C, so every bucket has exactly one source and the totals stay exact.
 -- Spans dated before C that arrive after the upgrade (over 28 days late) are not added to the history.
--- The old continuous aggregates' jobs go first: removing a job waits for a run in progress, and no
--- new run can start on what this migration is about to copy and drop.
+-- The old continuous aggregates' jobs go with them (migrate() holds every job back, and lets a run in
+-- progress finish, before a migration starts: a refresh running while its aggregate is dropped fails one
+-- of the two).
 SELECT remove_continuous_aggregate_policy('llm_metrics_1min_store');
 SELECT remove_continuous_aggregate_policy('llm_metrics_1hour_store');
 SELECT remove_continuous_aggregate_policy('llm_metrics_1day_store');

@@ -72,6 +72,8 @@ async def test_timescale_schema_is_complete_and_verifies(ts_database):
     try:
         report = await migrate(conn)  # auto: the extension is preloaded here
         assert report.flavor == "timescale"
+        held = "SELECT count(*) FROM timescaledb_information.job_stats WHERE next_start = 'infinity'"
+        assert await conn.fetchval(held) == 0, "migrate holds jobs back while it runs, and lets them go after"
         hypertables = {
             r["hypertable_name"]
             for r in await conn.fetch("SELECT hypertable_name FROM timescaledb_information.hypertables")
@@ -223,5 +225,33 @@ async def test_upgrade_to_tenancy_keeps_rollup_history_and_groups_new_spans_by_p
             )
         }
         assert kept == {day: n for day, n in old_days.items() if day < cutover} and kept
+    finally:
+        await conn.close()
+
+
+async def test_partition_hours_sets_the_chunk_interval_of_new_chunks(ts_database):
+    """maintenance.partition_hours applies to TimescaleDB too: the maintenance pass sets the hypertables'
+    chunk interval (new chunks), `db verify` checks it against the setting, a new chunk has that length."""
+    conn = await ts_database.connect()
+    settings = MaintenanceSettings(partition_hours=12)
+    try:
+        await migrate(conn, "timescale")
+        await unschedule_jobs(conn)
+        maintenance = Maintenance(ts_database.connect, "timescale", settings, Metrics())
+        try:
+            assert (await maintenance.run_once()).ok
+        finally:
+            await maintenance.shutdown()
+
+        def hypertable_failures(checks) -> list[str]:
+            return [c.name for c in checks if c.name.startswith("hypertable ") and not c.ok]
+
+        assert hypertable_failures(await verify(conn, partition_hours=12)) == []
+        assert hypertable_failures(await verify(conn)) == ["hypertable llm_traces", "hypertable llm_logs"]
+        await copy_spans(conn, [span_row(midnight() + timedelta(hours=7))])
+        start, end = await conn.fetchrow(
+            "SELECT range_start, range_end FROM timescaledb_information.chunks WHERE hypertable_name = 'llm_traces'"
+        )
+        assert end - start == timedelta(hours=12)
     finally:
         await conn.close()

@@ -9,10 +9,14 @@ since is refused (write a new migration instead). An advisory lock lets several 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -106,6 +110,57 @@ async def detect_flavor(conn: asyncpg.Connection) -> str:
     return "timescale" if preload and "timescaledb" in preload else "native"
 
 
+_JOB_WORKERS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type <> 'client backend' AND application_name ~ '\\[[0-9]+\\]$'
+"""
+QUIESCE_TIMEOUT_S = 120.0
+
+
+async def _pause_timescale_jobs(conn: asyncpg.Connection) -> list[tuple[int, Any]]:
+    """Hold TimescaleDB's background jobs back and wait until none runs; returns (job id, next start)
+    of each job held, to resume it.
+
+    A migration's transaction cannot stop a job (the scheduler sees a change only once it is committed),
+    and a refresh or compression job running while a migration drops or alters what it works on makes
+    one of the two fail ("tuple concurrently deleted", deadlocks: migration 010 met them in a third of
+    its runs). So the jobs' next start is moved out of reach in a committed step of its own, and a run
+    in progress is let finish (unscheduling would cancel it, and leave it recorded as failed)."""
+    if not await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"):
+        return []
+    held = [
+        (r["job_id"], r["next_start"])
+        for r in await conn.fetch(
+            "SELECT j.job_id, s.next_start FROM timescaledb_information.jobs j "
+            "LEFT JOIN timescaledb_information.job_stats s USING (job_id) "
+            "WHERE j.scheduled AND j.job_id >= 1000 AND coalesce(s.next_start, now()) < 'infinity'"
+        )
+    ]
+    for job_id, _ in held:
+        await conn.execute("SELECT alter_job($1, next_start => 'infinity')", job_id)
+    deadline = time.monotonic() + QUIESCE_TIMEOUT_S
+    while await conn.fetchval(_JOB_WORKERS):
+        if time.monotonic() > deadline:
+            await _resume_timescale_jobs(conn, held)
+            raise MigrationError(
+                f"TimescaleDB jobs still running {QUIESCE_TIMEOUT_S:.0f} s after they were held back; "
+                "nothing was migrated (see timescaledb_information.job_stats)"
+            )
+        await asyncio.sleep(0.1)
+    return held
+
+
+async def _resume_timescale_jobs(conn: asyncpg.Connection, held: list[tuple[int, Any]]) -> None:
+    """Give the held jobs that still exist (a migration may have removed some) their next start back."""
+    for job_id, next_start in held:
+        if await conn.fetchval("SELECT count(*) FROM timescaledb_information.jobs WHERE job_id = $1", job_id):
+            await conn.execute(
+                "SELECT alter_job($1, next_start => greatest(coalesce($2::timestamptz, now()), now()))",
+                job_id,
+                next_start,
+            )
+
+
 @dataclass(frozen=True)
 class MigrationReport:
     flavor: str
@@ -148,39 +203,61 @@ async def migrate(
             raise MigrationError(
                 "flavor timescale needs the timescaledb extension installed and in shared_preload_libraries"
             )
-        applied: list[str] = []
-        for migration in migrations:
-            label = f"{migration.version:03d}_{migration.name}"
-            checksum = migration.checksum(flavor)
-            row = recorded.get(migration.version)
-            if row is not None:
-                if row["checksum"] != checksum:
-                    raise MigrationError(
-                        f"migration {label} was changed after it was applied to this database "
-                        f"(recorded checksum {row['checksum'][:12]}…, file now {checksum[:12]}…). "
-                        "Restore the original file and put the change in a new migration."
-                    )
-                continue
-            sql = migration.sql_for(flavor)
-            try:
-                async with conn.transaction():
-                    await conn.execute(sql)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, flavor, checksum) VALUES ($1, $2, $3, $4)",
-                        migration.version,
-                        migration.name,
-                        flavor,
-                        checksum,
-                    )
-            except asyncpg.InsufficientPrivilegeError as exc:
-                user = await conn.fetchval("SELECT current_user")
-                raise MigrationError(f"migration {label}: " + _NOT_OWNER.format(user=user, exc=exc)) from exc
-            except asyncpg.PostgresError as exc:
-                raise MigrationError(f"migration {label} ({flavor}) failed and was rolled back: {exc}") from exc
-            applied.append(label)
-        return MigrationReport(flavor, applied, len(recorded))
+        paused: list[tuple[int, Any]] = []
+
+        async def before_each() -> None:  # jobs a previous migration created are paused too
+            if flavor == "timescale":
+                paused.extend(await _pause_timescale_jobs(conn))
+
+        try:
+            return await _apply(conn, migrations, recorded, flavor, before_each)
+        finally:
+            if paused:
+                await _resume_timescale_jobs(conn, paused)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+
+async def _apply(
+    conn: asyncpg.Connection,
+    migrations: list[Migration],
+    recorded: dict[int, Any],
+    flavor: str,
+    before_each: Callable[[], Awaitable[None]],
+) -> MigrationReport:
+    """Apply every migration not recorded yet, each in its own transaction."""
+    applied: list[str] = []
+    for migration in migrations:
+        label = f"{migration.version:03d}_{migration.name}"
+        checksum = migration.checksum(flavor)
+        row = recorded.get(migration.version)
+        if row is not None:
+            if row["checksum"] != checksum:
+                raise MigrationError(
+                    f"migration {label} was changed after it was applied to this database "
+                    f"(recorded checksum {row['checksum'][:12]}…, file now {checksum[:12]}…). "
+                    "Restore the original file and put the change in a new migration."
+                )
+            continue
+        sql = migration.sql_for(flavor)
+        await before_each()
+        try:
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, flavor, checksum) VALUES ($1, $2, $3, $4)",
+                    migration.version,
+                    migration.name,
+                    flavor,
+                    checksum,
+                )
+        except asyncpg.InsufficientPrivilegeError as exc:
+            user = await conn.fetchval("SELECT current_user")
+            raise MigrationError(f"migration {label}: " + _NOT_OWNER.format(user=user, exc=exc)) from exc
+        except asyncpg.PostgresError as exc:
+            raise MigrationError(f"migration {label} ({flavor}) failed and was rolled back: {exc}") from exc
+        applied.append(label)
+    return MigrationReport(flavor, applied, len(recorded))
 
 
 async def verify_checksums(conn: asyncpg.Connection, migrations: list[Migration]) -> None:
