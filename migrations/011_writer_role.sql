@@ -41,6 +41,7 @@ END
 $$;
 COMMENT ON FUNCTION grant_writer_privileges(name) IS
     'grants a role what `run` needs (migration 011); re-run it after adding a table the writers use';
+REVOKE EXECUTE ON FUNCTION grant_writer_privileges(name) FROM PUBLIC;
 
 DO $$
 BEGIN
