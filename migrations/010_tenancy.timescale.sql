@@ -5,9 +5,9 @@
 --               rollups are still empty, e.g. a fresh install: nothing to keep).
 --   buckets >= C: the new continuous aggregates, computed from the raw spans (which the 90-day retention
 --               still holds). Their refresh policies cover the last 30 days, so their first runs
---               (scheduled right after this migration; 1hour and 1day a minute or two later, after the
---               level they are built from) fill [C, now] completely. Until then the views show nothing
---               for those days; `CALL refresh_continuous_aggregate(...)` fine to coarse does it at once.
+--               (a minute after this migration; 1hour and 1day a few minutes later, after the level they
+--               are built from) fill [C, now] completely. Until then the views show nothing for those
+--               days; `CALL refresh_continuous_aggregate(...)` fine to coarse does it at once.
 --   buckets <  C: the *_history hypertables, a copy of what the old continuous aggregates had
 --               materialized (project_id NULL: spans had no project then), kept with each rollup's
 --               retention. Rollups outlive raw spans (1095 days for 1day), so this history cannot be
@@ -193,18 +193,21 @@ CREATE INDEX llm_metrics_1day_store_project_bucket_idx ON llm_metrics_1day_store
 CREATE INDEX cost_analysis_hourly_store_project_bucket_idx ON cost_analysis_hourly_store (project_id, bucket);
 
 -- Policies as in 005 and 007 (the old ones went with the old continuous aggregates).
+-- First runs: a minute after the migration (once migrate() lets the jobs go), coarse after fine. The
+-- first run of each re-materializes its whole 30-day window (TimescaleDB 2.28: one bucket per batch; ~100
+-- s for the 1-minute aggregate measured on a test database), later ones only what changed.
 SELECT add_continuous_aggregate_policy('llm_metrics_1min_store',
     start_offset => INTERVAL '30 days', end_offset => NULL, schedule_interval => INTERVAL '30 seconds',
-    initial_start => now());
+    initial_start => now() + INTERVAL '1 minute');
 SELECT add_continuous_aggregate_policy('cost_analysis_hourly_store',
     start_offset => INTERVAL '30 days', end_offset => NULL, schedule_interval => INTERVAL '5 minutes',
-    initial_start => now());
+    initial_start => now() + INTERVAL '1 minute');
 SELECT add_continuous_aggregate_policy('llm_metrics_1hour_store',
     start_offset => INTERVAL '30 days', end_offset => NULL, schedule_interval => INTERVAL '5 minutes',
-    initial_start => now() + INTERVAL '1 minute');
+    initial_start => now() + INTERVAL '4 minutes');
 SELECT add_continuous_aggregate_policy('llm_metrics_1day_store',
     start_offset => INTERVAL '30 days', end_offset => NULL, schedule_interval => INTERVAL '1 hour',
-    initial_start => now() + INTERVAL '2 minutes');
+    initial_start => now() + INTERVAL '6 minutes');
 SELECT add_retention_policy('llm_metrics_1min_store', drop_after => INTERVAL '37 days');
 SELECT add_retention_policy('llm_metrics_1hour_store', drop_after => INTERVAL '210 days');
 SELECT add_retention_policy('llm_metrics_1day_store', drop_after => INTERVAL '1095 days');

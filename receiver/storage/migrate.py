@@ -110,9 +110,12 @@ async def detect_flavor(conn: asyncpg.Connection) -> str:
     return "timescale" if preload and "timescaledb" in preload else "native"
 
 
+# Background workers running one of this database's policy jobs (ids from 1000; TimescaleDB's own
+# housekeeping jobs, below 1000, touch nothing a migration changes).
 _JOB_WORKERS = """
-SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND backend_type <> 'client backend' AND application_name ~ '\\[[0-9]+\\]$'
+SELECT application_name FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type <> 'client backend'
+  AND substring(application_name FROM '\\[([0-9]+)\\]$')::bigint >= 1000
 """
 QUIESCE_TIMEOUT_S = 120.0
 
@@ -139,12 +142,13 @@ async def _pause_timescale_jobs(conn: asyncpg.Connection) -> list[tuple[int, Any
     for job_id, _ in held:
         await conn.execute("SELECT alter_job($1, next_start => 'infinity')", job_id)
     deadline = time.monotonic() + QUIESCE_TIMEOUT_S
-    while await conn.fetchval(_JOB_WORKERS):
+    while running := [r["application_name"] for r in await conn.fetch(_JOB_WORKERS)]:
         if time.monotonic() > deadline:
             await _resume_timescale_jobs(conn, held)
             raise MigrationError(
-                f"TimescaleDB jobs still running {QUIESCE_TIMEOUT_S:.0f} s after they were held back; "
-                "nothing was migrated (see timescaledb_information.job_stats)"
+                f"TimescaleDB job(s) {', '.join(running)} still running {QUIESCE_TIMEOUT_S:.0f} s after every "
+                "job was held back; a migration waits for them. Nothing was migrated: retry once they are done "
+                "(timescaledb_information.job_stats)"
             )
         await asyncio.sleep(0.1)
     return held
