@@ -217,6 +217,11 @@ class Maintenance:
     async def _step(self, report: PassReport, name: str, action: Callable[[], Awaitable[None]]) -> None:
         try:
             await action()
+        except asyncpg.InsufficientPrivilegeError as exc:
+            report.errors[name] = (
+                f"{describe(exc)}: this step needs the tables' owner; set maintenance.database_url to the owner's "
+                "URL (README, 'Least privilege in the database')"
+            )
         except (asyncpg.PostgresError, RuntimeError) as exc:
             report.errors[name] = describe(exc)
 
