@@ -40,9 +40,13 @@ class Harness:
             max_bytes=10_000,
             segment_bytes=300,
             hand_over=self.hand_over,
-            materialize=lambda record: ({"t": [(record.request,)]}, 1),
+            materialize=self._materialize,
             can_hand_over=lambda n: self.accept,
         )
+
+    @staticmethod
+    async def _materialize(record):
+        return {"t": [(record.request,)]}, 1
 
     def hand_over(self, rows, nbytes, on_done) -> bool:
         if not self.accept:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from receiver.convert.attributes import ConversionStats
+from receiver.convert.budget import DecodeBudget
 from receiver.convert.pricing import PriceBook
 
 MAX_ERROR_MESSAGES = 5
@@ -23,6 +24,9 @@ class ConvertOptions:
     # Convert protobuf trace requests with the C extension when it is built (config `convert.native`);
     # False = the pure-Python converter, the reference the native one is tested against.
     native: bool = True
+    # This request's budget (receiver.convert.budget): converters charge the text they make to it, and
+    # stop with LimitExceeded / MemoryBusy past its bounds. None = unbounded (tests, benchmarks).
+    budget: DecodeBudget | None = None
 
 
 class WireFormatError(ValueError):

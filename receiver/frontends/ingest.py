@@ -2,32 +2,34 @@
 
 Both front ends call `Ingest.handle` with the raw body and get an `Outcome`; they only differ in how
 they read bodies and how they write the answer (`status.py`). Cheap refusals come first: a body that
-is too large or cannot fit the queue is refused before a single byte of it is decoded.
+is too large or cannot fit the queue is refused before a single byte of it is decoded. Then the body
+is decoded in the decode pool (a worker thread, off the event loop) under its budget: a request over
+one of its limits is refused at once, with the limit's config key in the message (`decode.py`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from google.protobuf.message import Message
-
 from receiver._proto.spool_pb2 import SpoolRecord
-from receiver.convert.common import Converted, ConvertOptions, WireFormatError
+from receiver.convert.budget import DecodeBudget, DecodeLimits, LimitExceeded, MemoryBusy, MemoryPool
+from receiver.convert.common import ConvertOptions
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.decode import (
+    Decoded,
     MalformedRequest,
     RequestTooLarge,
-    convert_protobuf,
+    decode_request,
     gunzip_bounded,
-    parse_json,
-    parse_protobuf,
 )
+from receiver.frontends.decode_pool import DecodePool
 from receiver.frontends.outcomes import Accepted, Outcome, Refusal, Refused
 from receiver.frontends.signals import SIGNALS, SignalSpec
 from receiver.pipeline.pipeline import Admission, Pipeline
+from receiver.pipeline.spool import MaterializeLater
 from receiver.telemetry.logging import RateLimitedLog, get_logger
 from receiver.telemetry.metrics import Metrics
 
@@ -35,18 +37,12 @@ FOOTPRINT_WEIGHT = 0.2  # weight of the newest request in the rows-per-byte esti
 MEMORY_MESSAGE = "receiver memory is above limits.memory_limit_mib; retry later"
 
 
-@dataclass(slots=True)
-class _Decoded:
-    converted: Converted  # rejections include the items OTLP/JSON parsing refused
-    protobuf: bytes | None  # the request as protobuf when at hand (the spool stores it)
-    message: Message | None  # else the parsed message
-
-
 @dataclass(frozen=True, slots=True)
 class IngestLimits:
     max_request_bytes: int = 64 * 1024 * 1024
     row_overhead_bytes: int = 1024  # memory a converted row costs beyond its share of the body
     retry_after_s: float = 1.0  # what backpressure refusals ask clients to wait
+    decode: DecodeLimits = field(default_factory=DecodeLimits)  # items, containers, memory per request
 
 
 class Ingest:
@@ -57,12 +53,16 @@ class Ingest:
         limits: IngestLimits,
         options: Callable[[], ConvertOptions],
         authenticator: ApiKeyAuthenticator | None = None,
+        decode_pool: DecodePool | None = None,
+        memory_pool: MemoryPool | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._authenticator = authenticator
         self._metrics = metrics
         self._limits = limits
         self._options = options  # called per request: pricing can be reloaded (SIGHUP)
+        self._decode_pool = decode_pool or DecodePool(1)
+        self._memory_pool = memory_pool  # decode memory shared by the requests in flight
         # Rows per body byte, per (signal, OTLP/JSON?), a moving average: the pre-decode room check.
         self._rows_per_byte: dict[tuple[str, bool], float] = {}
         self._log = get_logger("ingest")
@@ -110,25 +110,54 @@ class Ingest:
             return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
         if self._pipeline.memory_exhausted():
             return self._refuse_busy(Refusal.OVERLOADED, MEMORY_MESSAGE, cause="memory")
-        # The receive time goes in through the options: conversion stays pure (logs without any time use it).
-        options = replace(self._options(), received_unix_nanos=received)
+        budget = DecodeBudget(limits.decode, self._memory_pool)
         try:
-            if gzip:
-                body = gunzip_bounded(body, limits.max_request_bytes)
-                if not self._room_for(spec, body, json):
-                    return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
-            decoded = self._decode_and_convert(spec, body, json, options)
-        except RequestTooLarge as exc:
-            return Refused(Refusal.TOO_LARGE, str(exc))
-        except MalformedRequest as exc:
-            return Refused(Refusal.MALFORMED, str(exc))
+            # The receive time goes in through the options: conversion stays pure (logs without any time use it).
+            options = replace(self._options(), received_unix_nanos=received, budget=budget)
+            try:
+                result = await self._decode_pool.run(self._decode, spec, body, json, gzip, options)
+            except RequestTooLarge as exc:
+                return Refused(Refusal.TOO_LARGE, str(exc))
+            except MalformedRequest as exc:
+                return Refused(Refusal.MALFORMED, str(exc))
+            except LimitExceeded as exc:
+                return Refused(Refusal.TOO_LARGE, str(exc), cause=exc.reason)
+            except MemoryBusy as exc:
+                return self._refuse_busy(Refusal.OVERLOADED, str(exc), cause="decode_memory")
+            if isinstance(result, Refused):
+                return result
+            decoded, body_bytes = result
+            return await self._admit(spec, decoded, body_bytes, json, transport, received)
+        finally:
+            budget.close()
 
+    def _decode(
+        self, spec: SignalSpec, body: bytes, json: bool, gzip: bool, options: ConvertOptions
+    ) -> tuple[Decoded, int] | Refused:
+        """In a decode worker thread: gunzip, then decode under the options' budget."""
+        if gzip:
+            body = gunzip_bounded(body, self._limits.max_request_bytes)
+            if not self._room_for(spec, body, json):  # a racy read of the queue's size: a hint only
+                return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
+        decoded = decode_request(spec, body, json, options)
+        if self._pipeline.durable and decoded.protobuf is None:
+            decoded.protobuf = decoded.message.SerializeToString()  # what the spool stores, made here too
+        return decoded, len(body)
+
+    async def _admit(
+        self, spec: SignalSpec, decoded: Decoded, body_bytes: int, json: bool, transport: str, received: int
+    ) -> Outcome:
+        limits = self._limits
         converted = decoded.converted
-        self._learn_footprint(spec, json, len(body), len(converted.rows))
+        self._learn_footprint(spec, json, body_bytes, len(converted.rows))
+        nbytes = body_bytes + len(converted.rows) * limits.row_overhead_bytes
+        too_large = self._pipeline.never_fits(nbytes, spec.table, len(converted.rows))
+        if too_large is not None:
+            return Refused(Refusal.TOO_LARGE, too_large, len(converted.rows), cause="queue_capacity")
         record = None
         if self._pipeline.durable:
-            payload = decoded.protobuf if decoded.protobuf is not None else decoded.message.SerializeToString()
-            record = SpoolRecord(signal=spec.name, request=payload, received_unix_nano=received)
+            assert decoded.protobuf is not None
+            record = SpoolRecord(signal=spec.name, request=decoded.protobuf, received_unix_nano=received)
         del decoded
         self._count_altered(spec, converted.stats)
         rows = converted.rows
@@ -143,7 +172,6 @@ class Ingest:
             self._limited.warning(
                 f"invalid:{spec.name}", "rejected invalid items", signal=spec.name, count=rejected, detail=message
             )
-        nbytes = len(body) + len(rows) * limits.row_overhead_bytes
         admission = await self._pipeline.submit({spec.table: rows}, nbytes, record)
         if admission is not Admission.ACCEPTED:
             self._metrics.enqueue_failed[spec.name].inc(len(rows))
@@ -158,34 +186,6 @@ class Ingest:
         if rows:
             self._metrics.accepted[spec.name].labels(transport).inc(len(rows))
         return Accepted(len(rows), rejected, message)
-
-    def _decode_and_convert(self, spec: SignalSpec, body: bytes, json: bool, options: ConvertOptions) -> _Decoded:
-        """Body -> rows; raises MalformedRequest.
-
-        Protobuf bodies of a signal with `convert_bytes` (traces: the native converter) are decoded and
-        converted in one step. OTLP/JSON is parsed item by item first (an unrepresentable item refuses
-        only itself), then converted the same way from its protobuf serialization, so every request of
-        the signal goes through one converter."""
-        if json:
-            parsed = parse_json(spec.request_type, spec.envelope, body)
-            converted: Converted | None = None
-            protobuf = None
-            if spec.convert_bytes is not None:
-                protobuf = parsed.message.SerializeToString()
-                try:
-                    converted = spec.convert_bytes(protobuf, options)
-                except WireFormatError:
-                    # Only a limit upb's parser has and its serializer lacks (nesting depth) gets here.
-                    converted = None
-            if converted is None:
-                converted = spec.convert(parsed.message, options)
-            converted.rejected += parsed.rejected
-            converted.errors[:0] = parsed.errors  # parse errors first, as the items came
-            return _Decoded(converted, protobuf, parsed.message)
-        if spec.convert_bytes is not None:
-            return _Decoded(convert_protobuf(spec.request_type, spec.convert_bytes, body, options), body, None)
-        request = parse_protobuf(spec.request_type, body)
-        return _Decoded(spec.convert(request, options), body, None)
 
     def _room_for(self, spec: SignalSpec, body: bytes, json: bool) -> bool:
         """Would this body's rows fit, judged before decoding it? Rows are charged their share of the
@@ -208,19 +208,27 @@ class Ingest:
             return "database unavailable and receiver queue full; retry later"
         return "receiver queue is full; retry later"
 
-    def materialize(self, record: SpoolRecord) -> tuple[Mapping[str, Sequence[tuple[Any, ...]]], int] | None:
-        """A spooled request -> rows again (replay after a restart or after the spool fell behind)."""
+    async def materialize(self, record: SpoolRecord) -> tuple[Mapping[str, Sequence[tuple[Any, ...]]], int] | None:
+        """A spooled request -> rows again (replay after a restart or after the spool fell behind),
+        decoded like a live request: in the decode pool, under a budget with the same limits."""
         spec = SIGNALS.get(record.signal)
         if spec is None:
             self._log.error("spool record of an unknown signal skipped", signal=record.signal)
             return None
-        options = replace(self._options(), received_unix_nanos=record.received_unix_nano)
+        budget = DecodeBudget(self._limits.decode, self._memory_pool)
         try:
-            converted = self._decode_and_convert(spec, record.request, False, options).converted
-        except MalformedRequest as exc:
-            self._log.error("unreadable spool record skipped", signal=record.signal, error=str(exc))
-            return None
-        rows = converted.rows
+            options = replace(self._options(), received_unix_nanos=record.received_unix_nano, budget=budget)
+            try:
+                decoded = await self._decode_pool.run(decode_request, spec, record.request, False, options)
+            except MemoryBusy:
+                raise MaterializeLater from None
+            except (MalformedRequest, LimitExceeded) as exc:
+                # Only a record accepted under other limits can be over them now (the limits were lowered).
+                self._log.error("unreadable spool record skipped", signal=record.signal, error=str(exc))
+                return None
+        finally:
+            budget.close()
+        rows = decoded.converted.rows
         return {spec.table: rows}, len(record.request) + len(rows) * self._limits.row_overhead_bytes
 
     def _count_altered(self, spec: SignalSpec, stats: object) -> None:
