@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -209,6 +210,10 @@ class Receiver:
             trace_converter=trace_converter(cfg.convert.native),
         )
         self._bootstrap_task = asyncio.create_task(self._bootstrap(), name="database-bootstrap")
+        # What exists now (modules, descriptors, the components) lives as long as the process: keep it
+        # out of the garbage collector's full passes, each of which would walk it again (tens of ms,
+        # holding the GIL) while large requests are being decoded.
+        gc.freeze()
 
     async def _open_spool(self, ingest: Ingest) -> None:
         assert self.pipeline is not None
