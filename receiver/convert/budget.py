@@ -46,7 +46,7 @@ class LimitExceeded(Exception):
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
-        self.reason = reason  # the metrics label: items, containers, request_memory
+        self.reason = reason  # the metrics label: too_many_items, too_many_containers, request_memory
 
 
 class MemoryBusy(Exception):
@@ -88,7 +88,7 @@ class DecodeBudget:
             self.items += items
             if self.items > limits.max_items:
                 raise LimitExceeded(
-                    "items",
+                    "too_many_items",
                     f"request holds {self.items:,} or more spans, data points and log records, over "
                     f"limits.max_items_per_request = {limits.max_items:,}; send smaller batches",
                 )
@@ -96,7 +96,7 @@ class DecodeBudget:
             self.containers += containers
             if self.containers > limits.max_containers:
                 raise LimitExceeded(
-                    "containers",
+                    "too_many_containers",
                     f"request holds {self.containers:,} or more resource and scope entries, events, links, "
                     f"metrics and exemplars, over limits.max_containers_per_request = {limits.max_containers:,}; "
                     "send smaller batches",

@@ -88,12 +88,20 @@ def deep_nesting(size: int) -> bytes:
     return _one_span(_repeat(attribute, size - 80))
 
 
-def valid_spans(size: int) -> bytes:
-    """loadgen's workload (GenAI spans, 1.7 KB each), requests concatenated (protobuf merges them)."""
-    from benchmarks.convert import loadgen_bodies
+def _loadgen_pool(encoding: str):  # type: ignore[no-untyped-def]
+    from llm_observatory_loadgen.bodies import build_pool
+    from llm_observatory_loadgen.ids import RunId
+    from llm_observatory_loadgen.workload import WorkloadSpec
 
-    body = loadgen_bodies(512)[0]
-    return body * max(1, size // len(body))
+    return build_pool(WorkloadSpec(batch_spans=512), RunId.new(), encoding, 8, 1)
+
+
+def valid_spans(size: int) -> bytes:
+    """loadgen's workload (GenAI spans, ~1.5 KB each): its requests, every span unique (rendered as
+    loadgen sends them), concatenated (protobuf merges them)."""
+    pool = _loadgen_pool("protobuf")
+    copies = max(1, size // pool.body_bytes)
+    return b"".join(pool.entries[k % len(pool.entries)].traces.render(k + 1) for k in range(copies))
 
 
 def minimal_spans(size: int) -> bytes:
@@ -161,15 +169,15 @@ def json_deep_nesting(size: int) -> bytes:
 
 
 def json_valid_spans(size: int) -> bytes:
+    """valid_spans as OTLP/JSON: the resource entries of loadgen's JSON requests in one document."""
     import orjson
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-    from benchmarks.convert import loadgen_bodies
-    from tests.support.otlp import to_otlp_json
-
-    one = orjson.loads(to_otlp_json(ExportTraceServiceRequest.FromString(loadgen_bodies(512)[0])))
-    copies = max(1, size // len(orjson.dumps(one)))
-    return orjson.dumps({"resourceSpans": one["resourceSpans"] * copies})
+    pool = _loadgen_pool("json")
+    copies = max(1, size // pool.body_bytes)
+    resources = []
+    for k in range(copies):
+        resources += orjson.loads(pool.entries[k % len(pool.entries)].traces.render(k + 1))["resourceSpans"]
+    return orjson.dumps({"resourceSpans": resources})
 
 
 SHAPES: dict[str, Shape] = {
