@@ -1596,6 +1596,9 @@ static int
 map_finish(Ctx *ctx, Py_ssize_t base, int kv_depth, Stats *stats, PyObject *wanted)
 {
     Py_ssize_t n = ctx->kv_len - base;
+    if (n == 0) {
+        return buf_puts(&ctx->json, "{}"); /* (and ctx->kv may still be NULL: no pointer arithmetic on it) */
+    }
     Py_ssize_t small[64];
     Py_ssize_t *group = small;
     if (n > 32) {

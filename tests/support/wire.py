@@ -22,9 +22,12 @@ _MESSAGE_FIELDS: dict[str, dict[int, str | None]] = {}
 
 def _message_types() -> dict[str, dict[int, str | None]]:
     if not _MESSAGE_FIELDS:
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-        pending = [ExportTraceServiceRequest.DESCRIPTOR]
+        requests = (ExportTraceServiceRequest, ExportMetricsServiceRequest, ExportLogsServiceRequest)
+        pending = [request.DESCRIPTOR for request in requests]
         while pending:
             message = pending.pop()
             if message.full_name in _MESSAGE_FIELDS:
