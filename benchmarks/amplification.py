@@ -50,10 +50,13 @@ def measure(shape_name: str, body_file: str, path: str, unlimited: bool) -> dict
     spec = SIGNALS[shape.signal]
     config = LimitsConfig()
     limits = DecodeLimits(
-        config.max_items_per_request, config.max_containers_per_request, config.max_request_memory_mib * MIB
+        config.max_items_per_request,
+        config.max_containers_per_request,
+        config.max_request_memory_mib * MIB,
+        config.max_decode_amplification,
     )
     if unlimited:
-        limits = DecodeLimits(1 << 60, 1 << 60, 1 << 60)
+        limits = DecodeLimits(1 << 60, 1 << 60, 1 << 60, 1 << 40)
     budget = DecodeBudget(limits)
     with open(body_file, "rb") as f:
         body = f.read()  # one allocation: building it here would leave freed memory for decoding to reuse

@@ -6,8 +6,9 @@ Each case asserts what can fail for the reason it names:
   gRPC RESOURCE_EXHAUSTED, 400 / INVALID_ARGUMENT for nesting past upb's limit), or accepted;
 - the refusal counted with its reason (observatory_refused_requests_total);
 - the receiver's peak memory (VmHWM, reset just before) against the documented bound for a body of B
-  bytes (decompressed): 3·B + C when the scan refuses it, 3·B + min(k·B, M) + C when it is decoded
-  (README, "Bounded decoding");
+  bytes (decompressed): 3·B + C when the scan refuses it, 3·B + min(k·B + 16 MiB, M) + C when it is
+  decoded, k = limits.max_decode_amplification, M = limits.max_request_memory_mib (README, "Bounded
+  decoding");
 - the event loop never held for a second or more: the receiver's own lag histogram
   (observatory_event_loop_lag_seconds) gains no sample above 1 s (timing assertions in the suite would
   be flaky; this one is measured by the receiver itself);
@@ -28,7 +29,7 @@ import aiohttp
 import grpc
 import pytest
 
-from receiver.convert.scan import COSTS
+from receiver.convert.budget import DecodeLimits
 from tests.support import hostile, wire
 from tests.support.load import SteadyLoad, stored_spans
 from tests.support.otlp import TRACE_EXPORT
@@ -36,10 +37,7 @@ from tests.support.process import ReceiverProcess
 from tests.support.wait import wait_until
 
 MIB = 1024 * 1024
-MAX_REQUEST_MEMORY = 256 * MIB  # limits.max_request_memory_mib's default
-# The costliest thing per byte on the wire: an empty span event on the pure-Python path (2 bytes,
-# charged 560 + the body's 2 per byte).
-K = (COSTS["upb"].messages["opentelemetry.proto.trace.v1.Span.Event"] + 2 * COSTS["upb"].body) / 2
+LIMITS = DecodeLimits()  # the defaults of limits.*, which the receiver below runs with
 C = 16 * MIB  # the constant of the bound: threads, allocator, buffers
 BYSTANDERS = 16 * MIB  # what the other client's requests hold meanwhile
 
@@ -227,7 +225,7 @@ async def test_a_hostile_request_is_bounded_and_never_stalls_the_others(receiver
     bound = 3 * len(raw) + C + BYSTANDERS  # the body, the transport's and gunzip's copies of it
     if case.expect == "accepted":
         assert outcome == "ok", message
-        bound += min(K * len(raw), MAX_REQUEST_MEMORY)  # what decoding it may take
+        bound += LIMITS.memory_bound(len(raw))  # what decoding it may take: min(k·B + 16 MiB, M)
     else:
         assert outcome == EXPECTED_STATUS[(case.transport, case.expect)], message
         assert case.key in message

@@ -163,6 +163,12 @@ class LimitsConfig:
     max_request_memory_mib: int = _setting(
         256, "memory one request may take while decoded (estimated, then charged); more: 413", min=1, max=1 << 20
     )
+    max_decode_amplification: int = _setting(
+        128,
+        "decode memory a request may take per byte of its body, beyond 16 MiB; more: 413",
+        min=1,
+        max=1 << 20,
+    )
 
 
 @dataclass(frozen=True)

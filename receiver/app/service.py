@@ -179,6 +179,7 @@ class Receiver:
                 cfg.limits.max_items_per_request,
                 cfg.limits.max_containers_per_request,
                 cfg.limits.max_request_memory_mib * MIB,
+                cfg.limits.max_decode_amplification,
             ),
         )
         ingest = Ingest(

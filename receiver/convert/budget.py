@@ -32,13 +32,22 @@ from typing import Protocol
 MIB = 1024 * 1024
 
 
+# Decode memory a request may take whatever its size: a small request is never refused for its memory.
+BASE_BYTES = 16 * MIB
+
+
 @dataclass(frozen=True, slots=True)
 class DecodeLimits:
-    """The per-request bounds (config section [limits])."""
+    """The per-request bounds (config section [limits]). A request of B bytes (decompressed) may take
+    at most min(max_memory_bytes, amplification x B + BASE_BYTES) to decode: "k·B + C", capped."""
 
     max_items: int = 100_000  # limits.max_items_per_request
     max_containers: int = 200_000  # limits.max_containers_per_request
     max_memory_bytes: int = 256 * MIB  # limits.max_request_memory_mib
+    amplification: int = 128  # limits.max_decode_amplification
+
+    def memory_bound(self, body_bytes: int) -> int:
+        return min(self.max_memory_bytes, self.amplification * body_bytes + BASE_BYTES)
 
 
 class LimitExceeded(Exception):
@@ -70,11 +79,24 @@ class DecodeBudget:
     another thread (the request was cancelled): later charges then raise MemoryBusy, so an abandoned
     decode stops at its next charge."""
 
-    __slots__ = ("_closed", "_lock", "_pool", "_reserved", "containers", "items", "limits", "nbytes")
+    __slots__ = (
+        "_closed",
+        "_lock",
+        "_pool",
+        "_reserved",
+        "body_bytes",
+        "containers",
+        "items",
+        "limits",
+        "max_bytes",
+        "nbytes",
+    )
 
     def __init__(self, limits: DecodeLimits, pool: MemoryPool | None = None) -> None:
         self.limits = limits
         self._pool = pool
+        self.body_bytes: int | None = None  # the decompressed body's size, once known
+        self.max_bytes = limits.max_memory_bytes  # memory_bound(body_bytes) once that is known
         self.items = 0
         self.containers = 0
         self.nbytes = 0
@@ -103,13 +125,28 @@ class DecodeBudget:
                 )
         if nbytes:
             self.nbytes += nbytes
-            if self.nbytes > limits.max_memory_bytes:
-                raise LimitExceeded(
-                    "request_memory",
-                    f"decoding the request would take about {self.nbytes / MIB:,.0f} MiB or more, over "
-                    f"limits.max_request_memory_mib = {limits.max_memory_bytes // MIB:,}; send smaller batches",
-                )
+            if self.nbytes > self.max_bytes:
+                raise LimitExceeded("request_memory", self._memory_message())
             self._reserve(nbytes)
+
+    def set_body(self, body_bytes: int) -> None:
+        """The request's decompressed size: from now on it may take at most memory_bound(body_bytes)."""
+        self.body_bytes = body_bytes
+        self.max_bytes = self.limits.memory_bound(body_bytes)
+
+    def _memory_message(self) -> str:
+        limits = self.limits
+        taking = f"decoding the request would take about {self.nbytes / MIB:,.1f} MiB or more"
+        if self.max_bytes < limits.max_memory_bytes and self.body_bytes is not None:
+            return (
+                f"{taking}, over {limits.amplification} x its {self.body_bytes / MIB:,.2f} MiB body + "
+                f"{BASE_BYTES // MIB} MiB (limits.max_decode_amplification); it holds unusually many small "
+                "items or containers for its size"
+            )
+        return (
+            f"{taking}, over limits.max_request_memory_mib = {limits.max_memory_bytes // MIB:,}; "
+            "send smaller batches"
+        )
 
     def _reserve(self, nbytes: int) -> None:
         with self._lock:
@@ -124,7 +161,7 @@ class DecodeBudget:
 
     def remaining_bytes(self) -> int:
         """Memory the request may still be charged under its own limit."""
-        return max(0, self.limits.max_memory_bytes - self.nbytes)
+        return max(0, self.max_bytes - self.nbytes)
 
     def close(self) -> None:
         """Give the reserved memory back to the pool (idempotent; any thread)."""

@@ -410,7 +410,7 @@ def json_items_charge(items: int, containers: int) -> int:
 def max_messages(budget: DecodeBudget) -> int:
     """A scan may stop past this many messages: at the cheapest, they would already exceed the budget."""
     cheapest = min(min([c.message, *c.messages.values()]) for c in COSTS.values())
-    return budget.limits.max_memory_bytes // max(1, cheapest) + 1
+    return budget.max_bytes // max(1, cheapest) + 1
 
 
 def charge_protobuf(budget: DecodeBudget, scanner: RequestScanner, body: bytes, path: str) -> WireCounts:

@@ -366,6 +366,8 @@ def decode_request(spec: SignalSpec, body: bytes, json: bool, options: ConvertOp
     the signal goes through one converter. Raises MalformedRequest, and LimitExceeded / MemoryBusy
     (receiver.convert.budget) past the budget's bounds."""
     budget = options.budget
+    if budget is not None:
+        budget.set_body(len(body))
     if json:
         parsed = parse_json(spec.request_type, spec.envelope, body, budget=budget)
         converted: Converted | None = None
