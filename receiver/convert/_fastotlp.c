@@ -22,7 +22,8 @@
  *   5. Span builder: Span -> row pieces; ScopeSpans, ResourceSpans, the request
  *   6. The TraceDecoder type
  *   7. The scanners (WireScanner, scan_json): what a request holds, counted before it is decoded,
- *      without the GIL; and the module
+ *      without the GIL
+ *   8. Uuid, an id type the garbage collector does not track; and the module
  *
  * Safety: the input is untrusted. Every length is checked against the end of the enclosing message
  * before it is used, recursion is bounded by MAX_DEPTH, and every allocation is released on every path
@@ -2195,9 +2196,17 @@ convert_span(Ctx *ctx, Seg seg, int depth, PyObject *spans)
     if (row == NULL) {
         goto done;
     }
+    int atoms_only = 1;
     for (int i = 0; i < 15; i++) {
+        atoms_only &= !PyObject_IS_GC(items[i]) || !PyObject_GC_IsTracked(items[i]);
         PyTuple_SET_ITEM(row, i, items[i]);
         items[i] = NULL;
+    }
+    if (atoms_only) {
+        /* What the collector would conclude at its next pass (a tuple of untracked values cannot be in a
+         * cycle): tens of thousands of these wait for Python to make rows of them, and a full pass
+         * meanwhile would walk them all while holding the GIL. */
+        PyObject_GC_UnTrack(row);
     }
     rc = PyList_Append(spans, row);
 done:
@@ -3029,8 +3038,108 @@ scan_json(PyObject *module, PyObject *args)
     return Py_BuildValue("(nnn)", objects, arrays, max_depth);
 }
 
+/* ======================================================================================== */
+/* 8. Uuid: a 16-byte id the garbage collector does not track                                */
+/* ======================================================================================== */
+
+/*
+ * receiver.convert.pgvalues.Uuid when the module is built: a bytes subclass with a `bytes` attribute
+ * (what asyncpg's uuid encoder reads). Instances of a type defined in Python are always tracked by the
+ * garbage collector, and so is every tuple holding one: each row stayed tracked for as long as it was
+ * queued, and every full collection walked them all again, holding the GIL (and the event loop) for
+ * hundreds of ms once large requests had filled the queue. This type is not tracked, so a row holding
+ * only atoms (str, numbers, datetime, Decimal, Uuid, None) is untracked at its first collection.
+ */
+
+static PyObject *
+Uuid_get_bytes(PyObject *self, void *closure)
+{
+    (void)closure;
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self), PyBytes_GET_SIZE(self));
+}
+
+static PyObject *
+Uuid_repr(PyObject *self)
+{
+    const uint8_t *s = (const uint8_t *)PyBytes_AS_STRING(self);
+    Py_ssize_t n = PyBytes_GET_SIZE(self);
+    char text[64];
+    Py_ssize_t o = 0;
+    for (Py_ssize_t i = 0; i < n && i < 16; i++) {
+        if (n == 16 && (i == 4 || i == 6 || i == 8 || i == 10)) {
+            text[o++] = '-';
+        }
+        text[o++] = HEX_DIGITS[s[i] >> 4];
+        text[o++] = HEX_DIGITS[s[i] & 15];
+    }
+    text[o] = 0;
+    return PyUnicode_FromFormat("Uuid('%s')", text);
+}
+
+static void
+Uuid_dealloc(PyObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    type->tp_free(self);
+    Py_DECREF(type); /* instances of a heap type hold a reference to it */
+}
+
+static PyGetSetDef Uuid_getset[] = {
+    {"bytes", Uuid_get_bytes, NULL, "the 16 bytes, as bytes", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Uuid_slots[] = {
+    {Py_tp_doc, (void *)"Uuid(raw: bytes): a 16-byte id for asyncpg's uuid encoder (reads .bytes), untracked by the GC."},
+    {Py_tp_repr, Uuid_repr},
+    {Py_tp_dealloc, Uuid_dealloc},
+    {Py_tp_getset, Uuid_getset},
+    {0, NULL},
+};
+
+static PyType_Spec Uuid_spec = {
+    .name = "receiver.convert._fastotlp.Uuid",
+    .basicsize = 0, /* bytes' own layout */
+    .itemsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .slots = Uuid_slots,
+};
+
+PyDoc_STRVAR(untrack_doc,
+             "untrack(rows, start) -> None\n\n"
+             "Untracks, in the list rows from index start on, every tuple that holds only values the garbage\n"
+             "collector does not track (what its next pass would conclude): rows of a large request then cost\n"
+             "no full pass anything, and a full pass holds the GIL.");
+
+static PyObject *
+untrack(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *rows;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "O!n:untrack", &PyList_Type, &rows, &start)) {
+        return NULL;
+    }
+    for (Py_ssize_t i = start < 0 ? 0 : start; i < PyList_GET_SIZE(rows); i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_CheckExact(row) || !PyObject_GC_IsTracked(row)) {
+            continue;
+        }
+        int atoms_only = 1;
+        for (Py_ssize_t k = 0; atoms_only && k < PyTuple_GET_SIZE(row); k++) {
+            PyObject *item = PyTuple_GET_ITEM(row, k);
+            atoms_only = !PyObject_IS_GC(item) || !PyObject_GC_IsTracked(item);
+        }
+        if (atoms_only) {
+            PyObject_GC_UnTrack(row);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef fastotlp_functions[] = {
     {"scan_json", scan_json, METH_VARARGS, scan_json_doc},
+    {"untrack", untrack, METH_VARARGS, untrack_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -3055,6 +3164,15 @@ fastotlp_exec(PyObject *module)
         return -1;
     }
     rc = PyModule_AddObjectRef(module, "WireScanner", type);
+    Py_DECREF(type);
+    if (rc < 0) {
+        return -1;
+    }
+    type = PyType_FromModuleAndSpec(module, &Uuid_spec, (PyObject *)&PyBytes_Type);
+    if (type == NULL) {
+        return -1;
+    }
+    rc = PyModule_AddObjectRef(module, "Uuid", type);
     Py_DECREF(type);
     if (rc < 0 || PyModule_AddIntConstant(module, "SCAN_MESSAGE", SK_MESSAGE) < 0 ||
         PyModule_AddIntConstant(module, "SCAN_VARINTS", SK_VARINTS) < 0 ||

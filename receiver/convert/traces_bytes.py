@@ -30,7 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from receiver.convert.attributes import ConversionStats
 from receiver.convert.budget import LimitExceeded
 from receiver.convert.common import MAX_ERROR_MESSAGES, Converted, ConvertOptions, WireFormatError
-from receiver.convert.pgvalues import Uuid
+from receiver.convert.pgvalues import Uuid, untrack_rows
 from receiver.convert.traces import (
     ROW_ATTRIBUTE_KEYS,
     SPAN_KINDS,
@@ -205,11 +205,14 @@ def convert_traces_bytes(body: bytes, options: ConvertOptions) -> Converted:
         out.reject(f"{describe_span(index, name, trace_id)}: {problem}")
     out.rejected = rejected
     book = options.price_book
-    append = out.rows.append
+    rows = out.rows
+    append = rows.append
     for resource_json, resource_attrs, scopes in resources:
         service_name, resource_environment = resource_fields(resource_attrs)
         for scope_name, scope_version, spans in scopes:
             context = RowContext(service_name, scope_name, scope_version, resource_json, resource_environment, book)
+            start = len(rows)
             for span in spans:
                 append(span_row(context, *span))
+            untrack_rows(rows, start)  # no full GC pass walks these rows again (pgvalues)
     return out

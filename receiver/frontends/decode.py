@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError, Message
 
 from receiver.convert.budget import DecodeBudget
 from receiver.convert.common import Converted, ConvertOptions, WireFormatError
+from receiver.convert.pgvalues import untrack_rows
 from receiver.convert.scan import RequestScanner, charge_json, charge_protobuf, json_items_charge
 from receiver.convert.traces_bytes import native_available
 
@@ -383,6 +384,7 @@ def decode_request(spec: SignalSpec, body: bytes, json: bool, options: ConvertOp
             converted = spec.convert(parsed.message, options)
         converted.rejected += parsed.rejected
         converted.errors[:0] = parsed.errors  # parse errors first, as the items came
+        untrack_rows(converted.rows, 0)
         return Decoded(converted, protobuf, parsed.message)
     if budget is not None:
         try:
@@ -392,4 +394,6 @@ def decode_request(spec: SignalSpec, body: bytes, json: bool, options: ConvertOp
     if spec.convert_bytes is not None:
         return Decoded(convert_protobuf(spec.request_type, spec.convert_bytes, body, options), body, None)
     request = parse_protobuf(spec.request_type, body)
-    return Decoded(spec.convert(request, options), body, None)
+    converted = spec.convert(request, options)
+    untrack_rows(converted.rows, 0)  # rows of atoms: no full GC pass needs to walk them (pgvalues)
+    return Decoded(converted, body, None)

@@ -81,6 +81,9 @@ class Ingest:
         self._memory_pool = memory_pool  # decode memory shared by the requests in flight
         # Rows per body byte, per (signal, OTLP/JSON?), a moving average: the pre-decode room check.
         self._rows_per_byte: dict[tuple[str, bool], float] = {}
+        # What the requests being decoded are expected to need in each table's lane (bytes, rows): they
+        # decode concurrently, so each room check counts the others' rows as if already queued.
+        self._in_flight: dict[str, tuple[int, int]] = {}
         self._log = get_logger("ingest")
         self._limited = RateLimitedLog(self._log)
 
@@ -127,6 +130,8 @@ class Ingest:
         if self._pipeline.memory_exhausted():
             return self._refuse_busy(Refusal.OVERLOADED, MEMORY_MESSAGE, cause="memory")
         budget = DecodeBudget(limits.decode, self._memory_pool)
+        expected = self._expected(spec, body, json)
+        self._hold(spec.table, expected, 1)
         try:
             # The receive time goes in through the options: conversion stays pure (logs without any time use it).
             options = replace(self._options(), received_unix_nanos=received, budget=budget)
@@ -146,6 +151,11 @@ class Ingest:
             return await self._admit(spec, decoded, body_bytes, json, transport, received)
         finally:
             budget.close()
+            self._hold(spec.table, expected, -1)
+
+    def _hold(self, table: str, expected: tuple[int, int], sign: int) -> None:
+        nbytes, rows = self._in_flight.get(table, (0, 0))
+        self._in_flight[table] = (nbytes + sign * expected[0], rows + sign * expected[1])
 
     def _decode(
         self, spec: SignalSpec, body: bytes, json: bool, gzip: bool, options: ConvertOptions
@@ -209,11 +219,18 @@ class Ingest:
             self._metrics.accepted[spec.name].labels(transport).inc(len(rows))
         return Accepted(len(rows), rejected, message)
 
-    def _room_for(self, spec: SignalSpec, body: bytes, json: bool) -> bool:
-        """Would this body's rows fit, judged before decoding it? Rows are charged their share of the
-        body plus `row_overhead_bytes` each; the row count is estimated from the bodies seen so far."""
+    def _expected(self, spec: SignalSpec, body: bytes, json: bool) -> tuple[int, int]:
+        """(bytes, rows) this body's rows are expected to take in the queue, judged before decoding it:
+        rows are charged their share of the body plus `row_overhead_bytes` each; the row count is
+        estimated from the bodies seen so far."""
         rows = int(len(body) * self._rows_per_byte.get((spec.name, json), 0.0))
-        return self._pipeline.room_for_bytes(len(body) + rows * self._limits.row_overhead_bytes, spec.table, rows)
+        return len(body) + rows * self._limits.row_overhead_bytes, rows
+
+    def _room_for(self, spec: SignalSpec, body: bytes, json: bool) -> bool:
+        """Would this body's rows fit, next to those of the requests being decoded?"""
+        nbytes, rows = self._expected(spec, body, json)
+        pending_bytes, pending_rows = self._in_flight.get(spec.table, (0, 0))
+        return self._pipeline.room_for_bytes(nbytes + pending_bytes, spec.table, rows + pending_rows)
 
     def _learn_footprint(self, spec: SignalSpec, json: bool, body_bytes: int, rows: int) -> None:
         if body_bytes <= 0:
