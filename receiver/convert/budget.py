@@ -34,6 +34,8 @@ MIB = 1024 * 1024
 
 # Decode memory a request may take whatever its size: a small request is never refused for its memory.
 BASE_BYTES = 16 * MIB
+# Memory is taken from the shared pool this much at a time (charges below what is held cost no lock).
+RESERVE_STEP = MIB
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +77,10 @@ class MemoryPool(Protocol):
 class DecodeBudget:
     """What one request has been charged so far; raises as soon as a charge passes a bound.
 
-    Used by one request at a time (its decode may run in a worker thread); `close` may come from
-    another thread (the request was cancelled): later charges then raise MemoryBusy, so an abandoned
-    decode stops at its next charge."""
+    Used by one request at a time (its decode may run in a worker thread). Memory is reserved from the
+    pool RESERVE_STEP at a time, ahead of the charges. `close` may come from another thread (the request
+    was cancelled): the next reservation then raises MemoryBusy, so an abandoned decode stops within a
+    MiB of charges."""
 
     __slots__ = (
         "_closed",
@@ -124,10 +127,28 @@ class DecodeBudget:
                     "send smaller batches",
                 )
         if nbytes:
-            self.nbytes += nbytes
-            if self.nbytes > self.max_bytes:
-                raise LimitExceeded("request_memory", self._memory_message())
-            self._reserve(nbytes)
+            self.charge_bytes(nbytes)
+
+    def charge_bytes(self, nbytes: int) -> None:
+        """charge(nbytes=...), for the converters' per-row charges: below what is already reserved from
+        the pool it is an addition and a comparison."""
+        total = self.nbytes + nbytes
+        self.nbytes = total
+        if total > self._reserved:
+            self._grow(total)
+
+    def _grow(self, total: int) -> None:
+        if total > self.max_bytes:
+            raise LimitExceeded("request_memory", self._memory_message())
+        with self._lock:
+            if self._closed:
+                raise MemoryBusy("the request was abandoned while it was being decoded")
+            more = min(max(total - self._reserved, RESERVE_STEP), self.max_bytes - self._reserved)
+            if self._pool is not None and not self._pool.reserve(more, self._reserved):
+                raise MemoryBusy(
+                    "the requests being decoded hold the memory limits.memory_limit_mib leaves; retry later"
+                )
+            self._reserved += more
 
     def set_body(self, body_bytes: int) -> None:
         """The request's decompressed size: from now on it may take at most memory_bound(body_bytes)."""
@@ -148,17 +169,6 @@ class DecodeBudget:
             "send smaller batches"
         )
 
-    def _reserve(self, nbytes: int) -> None:
-        with self._lock:
-            if self._closed:
-                raise MemoryBusy("the request was abandoned while it was being decoded")
-            if self._pool is not None:
-                if not self._pool.reserve(nbytes, self._reserved):
-                    raise MemoryBusy(
-                        "the requests being decoded hold the memory limits.memory_limit_mib leaves; retry later"
-                    )
-                self._reserved += nbytes
-
     def remaining_bytes(self) -> int:
         """Memory the request may still be charged under its own limit."""
         return max(0, self.max_bytes - self.nbytes)
@@ -178,12 +188,15 @@ class DecodeBudget:
         self.close()
 
 
+_getsizeof = sys.getsizeof
+
+
 def text_bytes(*texts: str | None) -> int:
     """Memory of some strs as CPython holds them (1, 2 or 4 bytes per character, plus the header)."""
-    return sum(sys.getsizeof(text) for text in texts if text is not None)
+    return sum(map(_getsizeof, filter(None, texts)))
 
 
 def charge_texts(budget: DecodeBudget | None, *texts: str | None) -> None:
     """Charge the text a converter just made (its size depends on what the strings held)."""
     if budget is not None:
-        budget.charge(nbytes=text_bytes(*texts))
+        budget.charge_bytes(sum(map(_getsizeof, filter(None, texts))))
