@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import os
 import time
 
@@ -198,7 +199,12 @@ def main() -> None:
     parser.add_argument("--path", choices=["pure", "native", "both"], default="both")
     parser.add_argument("--quiet", action="store_true", help="print nothing (for instruction counting)")
     parser.add_argument("--bounded", action="store_true", help="as the front ends decode: scan + budget")
+    parser.add_argument(
+        "--no-gc", action="store_true", help="garbage collector off while converting (steadier instruction counts)"
+    )
     args = parser.parse_args()
+    if args.no_gc:
+        gc.disable()
     paths = ["pure", "native"] if args.path == "both" else [args.path]
     if "native" in paths and not native_available():
         raise SystemExit(f"native converter unavailable: {NATIVE_STATUS}")
