@@ -16,7 +16,12 @@ BENCH_ARGS      ?=
 # make fuzz: seconds per fuzz target (tests/fuzz: native, json, converters); make sanitize runs each this long too.
 FUZZ_SECONDS    ?= 60
 
-.PHONY: run test install postgres lint bench clean proto fuzz sanitize
+# make soak: a long run at a fixed rate with per-30-s samples and a first-vs-last-window verdict.
+SOAK_DURATION ?= 1800
+SOAK_RATE     ?= 10000
+SOAK_ARGS     ?=
+
+.PHONY: run test install postgres ops-tools lint bench soak clean proto fuzz sanitize
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c
@@ -32,11 +37,17 @@ install: $(STAMP)
 postgres:
 	@scripts/ensure-postgres
 
+# promtool and prometheus (extracted from Debian's package into the venv: no service is started) and
+# systemd-analyze: the tests check the alert rules, a real Prometheus and the unit file with them.
+ops-tools: install
+	@scripts/ensure-prometheus $(VENV)/prometheus
+	@scripts/ensure-systemd-analyze
+
 run: install postgres
 	OBSERVATORY__LOGGING__FORMAT=$${OBSERVATORY__LOGGING__FORMAT:-console} \
 	  $(BIN)/llm-observatory-receiver run --config $(CONFIG)
 
-test: install postgres
+test: install postgres ops-tools
 	$(BIN)/ruff check receiver tests benchmarks loadgen
 	$(BIN)/pytest -q
 
@@ -51,6 +62,9 @@ sanitize: install
 bench: install postgres
 	$(BIN)/python -m benchmarks.bench --duration $(BENCH_DURATION) --protocol $(BENCH_PROTOCOL) \
 	  --exporters $(BENCH_EXPORTERS) --batch-spans $(BENCH_BATCH) $(BENCH_ARGS)
+
+soak: install postgres
+	$(BIN)/python -m benchmarks.soak --duration $(SOAK_DURATION) --rate $(SOAK_RATE) $(SOAK_ARGS)
 
 lint: install
 	$(BIN)/ruff check receiver tests benchmarks loadgen

@@ -21,24 +21,28 @@ from typing import Any
 import asyncpg
 
 from receiver import __version__, schema
-from receiver.app.config import Config
+from receiver.app.config import Config, ConfigError
 from receiver.convert.budget import MIB, DecodeLimits
 from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import trace_converter
+from receiver.convert.window import TimeWindow
+from receiver.endpoints import is_loopback
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.decode_pool import DecodePool
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
 from receiver.frontends.ingest import Ingest, IngestLimits
+from receiver.frontends.ratelimit import KeyRateLimiter
 from receiver.frontends.signals import SIGNALS
+from receiver.frontends.tls import TlsCredentials, TlsError
 from receiver.pipeline.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from receiver.pipeline.memory import MemoryGuard
 from receiver.pipeline.pipeline import Pipeline
 from receiver.pipeline.queue import BoundedQueue
 from receiver.pipeline.sink import CopySink, DeadLetterFile, RetryPolicy
 from receiver.pipeline.spool import Spool
-from receiver.storage.api_keys import load_active_keys, mark_used
+from receiver.storage.api_keys import ActiveKey, load_active_keys, mark_used
 from receiver.storage.database import Database, probe, redact
 from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from receiver.storage.errors import describe
@@ -48,14 +52,23 @@ from receiver.storage.pricing_store import (
     PricingFileError,
     default_pricing_file,
     load_price_book,
+    may_seed_prices,
     read_pricing_file,
     seed_prices,
 )
+from receiver.storage.retention import configured_retention_s, timescale_retention_s
 from receiver.storage.writer import DatabaseWriter
 from receiver.telemetry.admin import AdminServer
 from receiver.telemetry.logging import configure_logging, get_logger
 from receiver.telemetry.looplag import LoopLagMonitor
 from receiver.telemetry.metrics import Metrics
+from receiver.telemetry.systemd import SystemdHeartbeat, SystemdNotifier
+
+
+def retention_days(config: Config) -> dict[str, int]:
+    """[maintenance] *_retention_days of the three signal tables, by signal."""
+    m = config.maintenance
+    return {"traces": m.traces_retention_days, "metrics": m.metrics_retention_days, "logs": m.logs_retention_days}
 
 
 def maintenance_settings(config: Config) -> MaintenanceSettings:
@@ -63,6 +76,7 @@ def maintenance_settings(config: Config) -> MaintenanceSettings:
     return MaintenanceSettings(
         interval_s=m.interval_s,
         partition_days_ahead=m.partition_days_ahead,
+        partition_hours=m.partition_hours,
         retention_days={
             "llm_traces": m.traces_retention_days,
             "llm_metrics": m.metrics_retention_days,
@@ -83,8 +97,11 @@ class FatalError(Exception):
 
 
 class Receiver:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, notifier: SystemdNotifier | None = None) -> None:
         self.config = config
+        # systemd (Type=notify): READY=1 once serving, STOPPING=1 on drain, STATUS=, watchdog pings.
+        self.notifier = notifier or SystemdNotifier()
+        self.heartbeat = SystemdHeartbeat(self.notifier, self.status_line, lambda: not self.ready and not self.draining)
         self.metrics = Metrics()
         self.log = get_logger("receiver")
         self.embedded: EmbeddedPostgres | None = None
@@ -102,11 +119,16 @@ class Receiver:
             ApiKeyAuthenticator(config.pipeline.retry_after_s) if config.auth.mode == "api_key" else None
         )
         self._keys_task: asyncio.Task[None] | None = None
-        self._convert_options = ConvertOptions(
-            max_attribute_bytes=config.limits.max_attribute_value_bytes,
-            price_book=PriceBook(),
-            native=config.convert.native,
-        )
+        self._told_prices_read_only = False
+        try:  # checked before anything starts: a bad certificate is a configuration error (exit 2)
+            self.tls = TlsCredentials.load(config.otlp.tls) if config.otlp.tls.cert_file else None
+        except TlsError as exc:
+            raise ConfigError(exc.problems) from None
+        # Retention per signal (seconds): the configured days until the database says otherwise (the
+        # timescale flavor's policies are read at bootstrap). Spans, points and records older, or further
+        # ahead than limits.max_future_skew_s, are rejected at the door.
+        self.retention_s = configured_retention_s(retention_days(config))
+        self._convert_options = self._make_options(PriceBook())
         p = config.pipeline
         self.queue = BoundedQueue(
             schema.SIGNAL_TABLES.values(), p.queue_max_rows, p.queue_max_bytes, p.max_share, writers=p.writers
@@ -136,6 +158,7 @@ class Receiver:
         self.loop_lag = LoopLagMonitor(self.metrics.loop_lag, self.metrics.loop_lag_max)
         self.spool: Spool | None = None
         self.pipeline: Pipeline | None = None
+        self.ingest: Ingest | None = None
         self.grpc: GrpcFrontend | None = None
         self.http: HttpFrontend | None = None
         self.admin: AdminServer | None = None
@@ -145,6 +168,7 @@ class Receiver:
 
     async def start(self) -> None:
         cfg = self.config
+        self.heartbeat.start()
         dsn = cfg.database.url
         if not dsn:
             self.embedded = EmbeddedPostgres(cfg.database.embedded_dir)
@@ -188,16 +212,18 @@ class Receiver:
             limits,
             lambda: self._convert_options,
             self.authenticator,
+            KeyRateLimiter(cfg.auth.rate_burst_s),
             self.decode_pool,
             self.memory,
         )
+        self.ingest = ingest
         if cfg.pipeline.durability == "spool":
             await self._open_spool(ingest)
         await self.pipeline.start()
 
         signals = list(SIGNALS.values())
-        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
-        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
+        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes, self.tls)
+        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes, self.tls)
         await self.grpc.start()
         await self.http.start()
         self.log.info(
@@ -206,15 +232,33 @@ class Receiver:
             grpc=f"{cfg.otlp.grpc_endpoint} (port {self.grpc.port})",
             http=f"{cfg.otlp.http_endpoint} (port {self.http.port})",
             admin=f"{cfg.admin.endpoint} (port {self.admin.port})",
+            tls=self.tls.describe() if self.tls is not None else "off",
+            tls_certificate_sha256=self.tls.material.fingerprint if self.tls is not None else None,
+            auth=cfg.auth.mode,
             database=redact(dsn),
             durability=cfg.pipeline.durability,
             trace_converter=trace_converter(cfg.convert.native),
         )
+        self._warn_if_open()
         self._bootstrap_task = asyncio.create_task(self._bootstrap(), name="database-bootstrap")
         # What exists now (modules, descriptors, the components) lives as long as the process: keep it
         # out of the garbage collector's full passes, each of which would walk it again (tens of ms,
         # holding the GIL) while large requests are being decoded.
         gc.freeze()
+
+    def _warn_if_open(self) -> None:
+        """One warning when other hosts can send data that nothing authenticates."""
+        if self.config.auth.mode != "none" or (self.tls is not None and self.tls.mutual):
+            return  # API keys or client certificates authenticate every sender
+        otlp = self.config.otlp
+        exposed = [e for e in (otlp.grpc_endpoint, otlp.http_endpoint) if not is_loopback(e)]
+        if exposed:
+            self.log.warning(
+                "OTLP served to other hosts without authentication",
+                endpoints=exposed,
+                detail="auth.mode = none: anyone who can reach these ports can write telemetry. Set "
+                "auth.mode = api_key (and otlp.tls.* for TLS), or listen on localhost only",
+            )
 
     async def _open_spool(self, ingest: Ingest) -> None:
         assert self.pipeline is not None
@@ -227,10 +271,14 @@ class Receiver:
             ingest.materialize,
             self.pipeline.can_hand_over,
             self.metrics,
+            cfg.min_free_bytes,
         )
         self.pipeline.attach_spool(spool)
         self.spool = spool
+        self.breaker.urgent = spool.near_full  # probe the database sooner when clients are about to be refused
         self.metrics.spool_capacity.set(cfg.max_bytes)
+        self.metrics.spool_free_bytes.set_function(lambda: spool.free_bytes() or 0)
+        self.metrics.spool_disk_full.set_function(lambda: int(spool.disk_full))
         self.metrics.spool_bytes.set_function(lambda: spool.used_bytes)
         self.metrics.spool_backlog.set_function(spool.backlog_bytes)
         self.metrics.spool_segments.set_function(lambda: spool.segment_count)
@@ -277,9 +325,10 @@ class Receiver:
                         self.not_ready_reason = f"migrations not applied: {', '.join(missing)} (run `migrate`)"
                         raise ConnectionError(self.not_ready_reason)
                     self.flavor = await applied_flavor(conn)
+                    await self._load_retention(conn)
                     await self._load_prices(conn)
                     if self.authenticator is not None:
-                        self.authenticator.replace_keys(await load_active_keys(conn))
+                        self._use_keys(await load_active_keys(conn))
                 await self._start_maintenance()  # its first pass creates today's partitions
                 if self.pipeline is not None:
                     self.pipeline.sink.storage_ready.set()  # writers start once the schema is complete
@@ -287,6 +336,7 @@ class Receiver:
                 self.not_ready_reason = ""
                 if self.grpc is not None:
                     await self.grpc.set_serving(True)
+                self.notifier.ready(self.status_line())  # the front ends listen since start(): serving now
                 self.log.info("ready", flavor=self.flavor, prices=len(self._convert_options.price_book))
                 if self.authenticator is not None:
                     self._keys_task = asyncio.create_task(self._refresh_keys(), name="api-key-refresh")
@@ -314,10 +364,19 @@ class Receiver:
                 async with self._admin_lock:
                     conn = await self._admin_connection()
                     await mark_used(conn, used)
-                    self.authenticator.replace_keys(await load_active_keys(conn))
+                    self._use_keys(await load_active_keys(conn))
                 self.authenticator.used.difference_update(used)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self.metrics.key_refreshes.labels("failed").inc()
                 self.log.warning("could not refresh API keys; keeping the last known set", error=describe(exc))
+
+    def _use_keys(self, keys: dict[bytes, ActiveKey]) -> None:
+        assert self.authenticator is not None
+        self.authenticator.replace_keys(keys)
+        if self.ingest is not None:  # forget the rate-limit state of keys gone
+            self.ingest.rate_limiter.retain(self.authenticator.active_ids())
+        self.metrics.keys_active.set(len(keys))
+        self.metrics.key_refreshes.labels("ok").inc()
 
     async def _start_maintenance(self) -> None:
         """Start the maintenance task once the schema is migrated (it needs the partitioned tables and
@@ -325,6 +384,8 @@ class Receiver:
         if not self.config.maintenance.enabled or self.draining or self.database is None:
             return
         database = self.database
+        if self.config.maintenance.database_url:  # native partitions need the tables' owner (README)
+            database = Database(self.config.maintenance.database_url, self.config.database.connect_timeout_s)
         self.maintenance = Maintenance(
             lambda: database.connect("maintenance"),
             self.flavor or "native",
@@ -333,27 +394,116 @@ class Receiver:
         )
         await self.maintenance.start()
 
+    def _make_options(self, price_book: PriceBook) -> ConvertOptions:
+        skew = self.config.limits.max_future_skew_s
+        return ConvertOptions(
+            self.config.limits.max_attribute_value_bytes,
+            price_book,
+            native=self.config.convert.native,
+            windows={signal: TimeWindow(seconds, skew) for signal, seconds in self.retention_s.items()},
+        )
+
+    async def _load_retention(self, conn: asyncpg.Connection) -> None:
+        """The lower edge of each signal's accepted window: the retention the database enforces."""
+        retention = configured_retention_s(retention_days(self.config))
+        if self.flavor == "timescale":
+            policies = await timescale_retention_s(conn)
+            for signal, table in schema.SIGNAL_TABLES.items():
+                if signal not in policies:
+                    self.log.warning(
+                        "no TimescaleDB retention policy on the table; items older than the configured "
+                        "retention are rejected",
+                        table=table,
+                        key=f"maintenance.{signal}_retention_days",
+                        days=retention[signal] // 86400,
+                    )
+            retention.update(policies)
+        self.log.info(
+            "accepted time window: items older than their table's retention or further ahead than "
+            "limits.max_future_skew_s are rejected",
+            retention_days={signal: round(seconds / 86400, 2) for signal, seconds in retention.items()},
+            max_future_skew_s=self.config.limits.max_future_skew_s,
+        )
+        self.retention_s = retention
+        self._convert_options = self._make_options(self._convert_options.price_book)
+
     async def _load_prices(self, conn: asyncpg.Connection) -> None:
-        path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
-        prices = await asyncio.to_thread(read_pricing_file, path)
-        await seed_prices(conn, prices)
-        book = await load_price_book(conn)
-        self._convert_options = ConvertOptions(
-            self.config.limits.max_attribute_value_bytes, book, native=self.config.convert.native
+        """Seed model_pricing from the price file (when this role may write it), then read it."""
+        if await may_seed_prices(conn):
+            path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
+            prices = await asyncio.to_thread(read_pricing_file, path)
+            await seed_prices(conn, prices)
+        elif not self._told_prices_read_only:
+            self._told_prices_read_only = True
+            self.log.info(
+                "model prices are read, not seeded: this role may not write model_pricing "
+                "(a writer role; `llm-observatory-receiver migrate`, run as the owner, seeds them)"
+            )
+        self._convert_options = self._make_options(await load_price_book(conn))
+
+    def _reload_tls(self, config: Config) -> None:
+        if self.tls is None:
+            if config.otlp.tls.cert_file:
+                self.log.error("TLS not reloaded: turning TLS on needs a restart", key="otlp.tls.cert_file")
+            return
+        try:
+            changed = self.tls.reload(config.otlp.tls)
+        except TlsError as exc:
+            self.log.error("TLS certificates not reloaded; keeping the previous ones", problems=exc.problems)
+            return
+        self.log.info(
+            "TLS certificates reloaded",
+            changed=changed,
+            tls=self.tls.describe(),
+            tls_certificate_sha256=self.tls.material.fingerprint,
         )
 
     async def reload(self, config: Config) -> None:
-        """SIGHUP: log level and prices; other settings need a restart."""
+        """SIGHUP: log level, prices, TLS certificates and (timescale) the retention policies; other settings
+        need a restart."""
+        serving = self.ready and not self.draining  # READY=1 again only if it was sent before
+        if serving:
+            self.notifier.reloading()
         configure_logging(config.logging.level, config.logging.format)
         self.config = config
+        self._reload_tls(config)
         try:
             async with self._admin_lock:
-                await self._load_prices(await self._admin_connection())
+                conn = await self._admin_connection()
+                if self.flavor is not None:
+                    await self._load_retention(conn)
+                await self._load_prices(conn)
             self.log.info("reloaded", prices=len(self._convert_options.price_book), log_level=config.logging.level)
         except Exception as exc:
             self.log.error("reload failed; keeping the previous prices", error=describe(exc))
+        if serving:
+            self.notifier.ready(self.status_line())
 
     # -- health ----------------------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS= (`systemctl status`): what the receiver is doing, queue, breaker, spool."""
+        if self.draining:
+            phase = "draining"
+        elif self.ready:
+            phase = "ready"
+        else:
+            phase = f"starting: {self.not_ready_reason}" if self.not_ready_reason else "starting"
+        mib = 1024 * 1024
+        parts = [
+            phase,
+            f"queue {self.queue.rows}/{self.queue.max_rows} rows, {self.queue.nbytes / mib:.0f}/"
+            f"{self.queue.max_bytes / mib:.0f} MiB",
+            f"breaker {self.breaker.state.name.lower().replace('_', '-')}",
+        ]
+        if self.spool is not None:
+            parts.append(
+                f"spool {self.spool.used_bytes / mib:.0f}/{self.config.spool.max_bytes / mib:.0f} MiB, "
+                f"backlog {self.spool.backlog_bytes() / mib:.0f} MiB"
+            )
+        if self.maintenance is not None and self.maintenance.consecutive_failures:
+            parts.append(f"maintenance failed {self.maintenance.consecutive_failures}x in a row")
+        return "; ".join(parts)
 
     def readiness(self) -> tuple[bool, str]:
         if self.draining:
@@ -387,6 +537,8 @@ class Receiver:
             status = "unhealthy" if not self.ready and self.fatal else "degraded"
         if self.maintenance is not None and self.maintenance.consecutive_failures >= 3:
             status = "degraded"  # data keeps landing, but partitions / rollups / retention are falling behind
+        if self.spool is not None and self.spool.disk_full:
+            status = "degraded"  # clients are refused until the spool's disk has room again
         if self.fatal:
             status = "unhealthy"
         return {
@@ -423,6 +575,19 @@ class Receiver:
                 "segments": self.spool.segment_count if self.spool else 0,
                 "backlog_bytes": self.spool.backlog_bytes() if self.spool else 0,
                 "quarantined_bytes": self.spool.quarantined_bytes if self.spool else 0,
+                # As of the last write attempt: refusing for the disk (full, or below min_free_bytes).
+                "disk_full": self.spool.disk_full if self.spool else False,
+                "disk_full_reason": self.spool.disk_full_reason if self.spool else None,
+                "free_bytes": self.spool.free_bytes() if self.spool else None,
+                "min_free_bytes": cfg.spool.min_free_bytes,
+                "write_errors": self.spool.write_errors if self.spool else 0,
+                "near_full": self.spool.near_full() if self.spool else False,
+            },
+            # Items outside it are rejected (partial_success): older than their table's retention, or
+            # further ahead of the receive time than limits.max_future_skew_s.
+            "time_window": {
+                "retention_days": {signal: round(seconds / 86400, 2) for signal, seconds in self.retention_s.items()},
+                "max_future_skew_s": cfg.limits.max_future_skew_s,
             },
             "memory": {
                 "rss_bytes": self.memory.rss_bytes,
@@ -449,6 +614,7 @@ class Receiver:
     async def shutdown(self) -> None:
         started = time.monotonic()
         self.draining = True
+        self.notifier.stopping(self.status_line())
         self.log.info("shutting down: refusing new data, draining the queue", queued_rows=self.queue.rows)
         if self.grpc is not None:
             await self.grpc.set_serving(False)
@@ -483,4 +649,7 @@ class Receiver:
             except EmbeddedDatabaseError as exc:
                 self.log.error("embedded database did not stop cleanly", error=str(exc))
         lost = self.pipeline.sink.lost_rows if self.pipeline else 0
+        await self.heartbeat.stop()
+        self.notifier.notify(STATUS=f"stopped: {lost} rows lost")
+        self.notifier.close()
         self.log.info("stopped", seconds=round(time.monotonic() - started, 2), rows_lost=lost)

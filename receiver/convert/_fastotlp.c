@@ -259,6 +259,14 @@ typedef struct {
     int over_budget;
     Py_ssize_t buffers_charged; /* capacity of the json and text buffers already charged */
     unsigned ticks; /* units of work since other threads last had a chance at the GIL */
+    /* The accepted start times (receiver.convert.window), inclusive, and the callable that words a
+     * refusal: window_problem(start_time_unix_nano) -> str. Spans outside are counted as too old or
+     * too new. */
+    uint64_t window_earliest;
+    uint64_t window_latest;
+    PyObject *window_problem;
+    Py_ssize_t too_old;
+    Py_ssize_t too_new;
 } Ctx;
 
 static int
@@ -2131,6 +2139,21 @@ convert_span(Ctx *ctx, Seg seg, int depth, PyObject *spans)
     if (problem == NULL && PyErr_Occurred()) {
         goto done;
     }
+    if (problem == NULL && (s.start < ctx->window_earliest || s.start > ctx->window_latest)) {
+        if (s.start < ctx->window_earliest) {
+            ctx->too_old++;
+        }
+        else {
+            ctx->too_new++;
+        }
+        /* Worded only when it will be shown (reject_span keeps the first max_errors). */
+        problem = PyList_GET_SIZE(ctx->rejections) < ctx->max_errors
+                      ? PyObject_CallFunction(ctx->window_problem, "K", (unsigned long long)s.start)
+                      : Py_NewRef(Py_None);
+        if (problem == NULL) {
+            goto done;
+        }
+    }
     if (problem) {
         rc = reject_span(ctx, seg, depth, &s, problem);
         ctx->span_index++;
@@ -2431,9 +2454,12 @@ convert_request(Ctx *ctx, const uint8_t *data, Py_ssize_t len, PyObject *resourc
 /* ======================================================================================== */
 
 PyDoc_STRVAR(decode_doc,
-             "decode(body, limit, max_errors, max_output) -> (resources, rejected, rejections,\n"
-             "    truncated_values, nul_replaced, non_finite_numbers, output_bytes)\n\n"
+             "decode(body, limit, max_errors, max_output, earliest, latest, window_problem)\n"
+             "    -> (resources, rejected, rejections, truncated_values, nul_replaced, non_finite_numbers,\n"
+             "        output_bytes, too_old, too_new)\n\n"
              "body: bytes (immutable: the GIL is released now and then during the decode).\n"
+             "earliest, latest: accepted span start times (Unix ns, inclusive); a span outside is rejected\n"
+             "with the problem window_problem(start_time_unix_nano) returns, and counted in too_old/too_new.\n"
              "resources: [(resource_json, resource_wanted_attributes, [(scope_name, scope_version, spans)])]\n"
              "  (resources and scopes without spans are left out: they were checked, nothing comes of them)\n"
              "spans: [(wanted_attributes, ts, end_ts, trace_id, span_id, parent_span_id, name, kind,\n"
@@ -2468,11 +2494,18 @@ TraceDecoder_decode(TraceDecoder *self, PyObject *args)
 {
     PyObject *body;
     Py_ssize_t limit, max_errors, max_output;
-    if (!PyArg_ParseTuple(args, "Snnn:decode", &body, &limit, &max_errors, &max_output)) {
+    unsigned long long earliest, latest;
+    PyObject *window_problem;
+    if (!PyArg_ParseTuple(args, "SnnnKKO:decode", &body, &limit, &max_errors, &max_output, &earliest, &latest,
+                          &window_problem)) {
         return NULL;
     }
     if (limit < 0 || max_errors < 0 || max_output < 0) {
         PyErr_SetString(PyExc_ValueError, "limit, max_errors and max_output must not be negative");
+        return NULL;
+    }
+    if (!PyCallable_Check(window_problem)) {
+        PyErr_SetString(PyExc_TypeError, "window_problem must be callable");
         return NULL;
     }
     Ctx ctx;
@@ -2482,13 +2515,17 @@ TraceDecoder_decode(TraceDecoder *self, PyObject *args)
     ctx.limit = limit;
     ctx.max_errors = max_errors;
     ctx.max_output = max_output;
+    ctx.window_earliest = earliest;
+    ctx.window_latest = latest;
+    ctx.window_problem = window_problem;
     PyObject *resources = PyList_New(0);
     ctx.rejections = PyList_New(0);
     PyObject *result = NULL;
     if (resources && ctx.rejections) {
         if (convert_request(&ctx, ctx.base, PyBytes_GET_SIZE(body), resources) == 0) {
-            result = Py_BuildValue("(OnOnnnn)", resources, ctx.rejected, ctx.rejections, ctx.stats.truncated_values,
-                                   ctx.stats.nul_replaced, ctx.stats.non_finite_numbers, ctx.out_bytes);
+            result = Py_BuildValue("(OnOnnnnnn)", resources, ctx.rejected, ctx.rejections, ctx.stats.truncated_values,
+                                   ctx.stats.nul_replaced, ctx.stats.non_finite_numbers, ctx.out_bytes, ctx.too_old,
+                                   ctx.too_new);
         }
         else {
             raise_failure(&ctx, self->error_type, self->budget_error);

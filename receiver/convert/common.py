@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from receiver.convert.attributes import ConversionStats
 from receiver.convert.budget import DecodeBudget
 from receiver.convert.pricing import PriceBook
+from receiver.convert.window import NO_WINDOW, TimeWindow
 
 MAX_ERROR_MESSAGES = 5
 
@@ -27,6 +30,15 @@ class ConvertOptions:
     # This request's budget (receiver.convert.budget): converters charge the text they make to it, and
     # stop with LimitExceeded / MemoryBusy past its bounds. None = unbounded (tests, benchmarks).
     budget: DecodeBudget | None = None
+    # The tenant: the project of the API key that sent the request, stamped on every row (project_id);
+    # None with auth.mode = none. Per request, like received_unix_nanos.
+    project_id: UUID | None = None
+    # The accepted time window of each signal's items ("traces", "metrics", "logs"; see
+    # receiver.convert.window), relative to received_unix_nanos. A signal without one accepts any time.
+    windows: Mapping[str, TimeWindow] = field(default_factory=dict)
+
+    def window(self, signal: str) -> TimeWindow:
+        return self.windows.get(signal, NO_WINDOW)
 
 
 class WireFormatError(ValueError):
@@ -40,7 +52,9 @@ class Converted:
     """Rows for one table plus what was refused and why."""
 
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    rejected: int = 0
+    rejected: int = 0  # every refused item, including the two counts below
+    too_old: int = 0  # refused: time older than the signal's retention (see receiver.convert.window)
+    too_new: int = 0  # refused: time further ahead of the receive time than limits.max_future_skew_s
     errors: list[str] = field(default_factory=list)
     stats: ConversionStats = field(default_factory=ConversionStats)
 
@@ -49,3 +63,13 @@ class Converted:
         self.rejected += count
         if len(self.errors) < MAX_ERROR_MESSAGES:
             self.errors.append(message)
+
+    def reject_time(self, describe: str, what: str, window: TimeWindow, time_ns: int, received_ns: int) -> None:
+        """Refuse one item whose time is outside `window`; `describe` names the item, `what` its time."""
+        if time_ns < window.bounds(received_ns)[0]:
+            self.too_old += 1
+        else:
+            self.too_new += 1
+        self.rejected += 1
+        if len(self.errors) < MAX_ERROR_MESSAGES:
+            self.errors.append(f"{describe}: {window.problem(what, time_ns, received_ns)}")

@@ -1,6 +1,7 @@
 """OTLP ExportTraceServiceRequest -> `llm_traces` row tuples (columns in `receiver.schema`).
 
-Pure: no I/O, no globals. Invalid spans are counted and described (the front end reports them in
+Pure: no I/O, no globals. Invalid spans, and spans whose start time is outside the accepted window
+(receiver.convert.window), are counted and described (the front end reports them in
 `partial_success`); every valid span of the same request still becomes a row. Non-LLM spans are rows
 too, with NULL LLM columns.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from receiver.convert.attributes import ConversionStats, clean_text, key_values
 from receiver.convert.budget import charge_texts
@@ -19,6 +21,8 @@ from receiver.convert.genai import ENVIRONMENT_KEYS, LLM_ATTRIBUTE_KEYS, as_text
 from receiver.convert.pgvalues import Uuid, timestamp_from_unix_nanos
 from receiver.convert.pricing import PriceBook, compute_cost
 
+SIGNAL = "traces"  # the key of this signal's window in ConvertOptions.windows
+START_TIME = "start time"  # what the time window is checked on, as rejection messages name it
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 STATUS_CODES = ("unset", "ok", "error")
 _ZERO_TRACE_ID = bytes(16)
@@ -98,6 +102,7 @@ class RowContext:
     resource_json: str
     resource_environment: str | None
     price_book: PriceBook
+    project_id: UUID | None = None
 
 
 def resource_fields(resource_attrs: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -193,6 +198,7 @@ def span_row(
         context.resource_json,
         events_json,
         links_json,
+        context.project_id,
     )
 
 
@@ -203,6 +209,9 @@ def convert_traces(request: Any, options: ConvertOptions) -> Converted:
     stats = out.stats
     append = out.rows.append
     budget = options.budget
+    window = options.window(SIGNAL)
+    received = options.received_unix_nanos
+    earliest, latest = window.bounds(received)
     index = 0
     for resource_spans in request.resource_spans:
         resource_attrs = key_values(resource_spans.resource.attributes, limit, stats)
@@ -218,6 +227,7 @@ def convert_traces(request: Any, options: ConvertOptions) -> Converted:
                 resource_json,
                 resource_environment,
                 options.price_book,
+                options.project_id,
             )
             charge_texts(budget, context.scope_name, context.scope_version)
             for span in scope_spans.spans:
@@ -226,9 +236,15 @@ def convert_traces(request: Any, options: ConvertOptions) -> Converted:
                     out.reject(f"{describe_span(index, span.name, span.trace_id)}: {problem}")
                     index += 1
                     continue
+                start_ns = span.start_time_unix_nano
+                if not earliest <= start_ns <= latest:
+                    out.reject_time(
+                        describe_span(index, span.name, span.trace_id), START_TIME, window, start_ns, received
+                    )
+                    index += 1
+                    continue
                 index += 1
                 attrs = key_values(span.attributes, limit, stats)
-                start_ns = span.start_time_unix_nano
                 end_ns = span.end_time_unix_nano
                 status = span.status
                 parent = span.parent_span_id

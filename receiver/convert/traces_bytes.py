@@ -33,7 +33,9 @@ from receiver.convert.common import MAX_ERROR_MESSAGES, Converted, ConvertOption
 from receiver.convert.pgvalues import Uuid, untrack_rows
 from receiver.convert.traces import (
     ROW_ATTRIBUTE_KEYS,
+    SIGNAL,
     SPAN_KINDS,
+    START_TIME,
     STATUS_CODES,
     RowContext,
     convert_traces,
@@ -190,27 +192,40 @@ def convert_traces_bytes(body: bytes, options: ConvertOptions) -> Converted:
         return convert_traces(parse_trace_request(body), options)
     budget = options.budget
     max_output = budget.remaining_bytes() if budget is not None else UNBOUNDED
+    window = options.window(SIGNAL)
+    received = options.received_unix_nanos
+    earliest, latest = window.bounds(received)
     try:
-        resources, rejected, rejections, truncated, nul_replaced, non_finite, output = _DECODER.decode(
-            bytes(body), options.max_attribute_bytes, MAX_ERROR_MESSAGES, max_output
+        decoded = _DECODER.decode(
+            bytes(body),
+            options.max_attribute_bytes,
+            MAX_ERROR_MESSAGES,
+            max_output,
+            earliest,
+            latest,
+            lambda start_ns: window.problem(START_TIME, start_ns, received),
         )
     except _OutputOverBudget:
         assert budget is not None
         budget.charge(nbytes=max_output + 1)  # raises, naming the limit
         raise LimitExceeded("request_memory", "decoded text over the request's memory budget") from None
+    resources, rejected, rejections, truncated, nul_replaced, non_finite, output, too_old, too_new = decoded
     if budget is not None:
         budget.charge(nbytes=output)
-    out = Converted(stats=ConversionStats(truncated, nul_replaced, non_finite))
+    out = Converted(stats=ConversionStats(truncated, nul_replaced, non_finite), too_old=too_old, too_new=too_new)
     for index, name, trace_id, problem in rejections:
         out.reject(f"{describe_span(index, name, trace_id)}: {problem}")
     out.rejected = rejected
     book = options.price_book
+    project_id = options.project_id
     rows = out.rows
     append = rows.append
     for resource_json, resource_attrs, scopes in resources:
         service_name, resource_environment = resource_fields(resource_attrs)
         for scope_name, scope_version, spans in scopes:
-            context = RowContext(service_name, scope_name, scope_version, resource_json, resource_environment, book)
+            context = RowContext(
+                service_name, scope_name, scope_version, resource_json, resource_environment, book, project_id
+            )
             start = len(rows)
             for span in spans:
                 append(span_row(context, *span))

@@ -10,15 +10,18 @@ one of its limits is refused at once, with the limit's config key in the message
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+from uuid import UUID
 
 from receiver._proto.spool_pb2 import SpoolRecord
 from receiver.convert.budget import DecodeBudget, DecodeLimits, LimitExceeded, MemoryBusy, MemoryPool
-from receiver.convert.common import ConvertOptions
-from receiver.frontends.auth import ApiKeyAuthenticator
+from receiver.convert.common import Converted, ConvertOptions
+from receiver.convert.window import TimeWindow
+from receiver.frontends.auth import ApiKeyAuthenticator, presented_key
 from receiver.frontends.decode import (
     Decoded,
     MalformedRequest,
@@ -28,15 +31,21 @@ from receiver.frontends.decode import (
 )
 from receiver.frontends.decode_pool import DecodePool
 from receiver.frontends.outcomes import Accepted, Outcome, Refusal, Refused
+from receiver.frontends.ratelimit import KeyRateLimiter
 from receiver.frontends.signals import SIGNALS, SignalSpec
 from receiver.pipeline.pipeline import Admission, Pipeline
 from receiver.pipeline.spool import MaterializeLater
+from receiver.storage.api_keys import INGEST, ActiveKey, display_prefix
 from receiver.telemetry.logging import RateLimitedLog, get_logger
 from receiver.telemetry.metrics import Metrics
 
+# Reasons of items refused for their time (receiver.convert.window), as metric labels.
+REASON_TOO_OLD = "older_than_retention"
+REASON_TOO_NEW = "beyond_future_skew"
 FOOTPRINT_WEIGHT = 0.2  # weight of the newest request in the rows-per-byte estimate
 MEMORY_MESSAGE = "receiver memory is above limits.memory_limit_mib; retry later"
 RELEASE_STEP = 2048  # rows freed at once when a decoded request is dropped (the GIL is free in between)
+DISK_FULL_MESSAGE = "receiver spool's disk is full (or below spool.min_free_bytes); retry later"
 
 
 def release_rows(rows: list[Any]) -> None:
@@ -69,11 +78,13 @@ class Ingest:
         limits: IngestLimits,
         options: Callable[[], ConvertOptions],
         authenticator: ApiKeyAuthenticator | None = None,
+        rate_limiter: KeyRateLimiter | None = None,
         decode_pool: DecodePool | None = None,
         memory_pool: MemoryPool | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._authenticator = authenticator
+        self.rate_limiter = rate_limiter or KeyRateLimiter(burst_s=2.0)
         self._metrics = metrics
         self._limits = limits
         self._options = options  # called per request: pricing can be reloaded (SIGHUP)
@@ -87,21 +98,26 @@ class Ingest:
         self._log = get_logger("ingest")
         self._limited = RateLimitedLog(self._log)
 
-    def authenticate(self, spec: SignalSpec, headers: Mapping[str, str], transport: str) -> Refused | None:
-        """Check the request's API key (auth.mode = api_key) before its body is even read."""
+    def authenticate(self, spec: SignalSpec, headers: Mapping[str, str], transport: str) -> ActiveKey | Refused | None:
+        """The request's API key (auth.mode = api_key), checked for the ingest scope before the body is
+        even read: the key, a refusal, or None when auth is off."""
         if self._authenticator is None:
             return None
-        refused = self._authenticator.check(headers)
-        if refused is not None:
-            self._metrics.auth_refused.labels(refused.label).inc()
-            self._count(spec, transport, refused)
-        return refused
+        found = self._authenticator.identify(headers, INGEST)
+        if isinstance(found, Refused):
+            self._metrics.auth_refused.labels(found.label).inc()
+            if found.reason is Refusal.FORBIDDEN:  # a known key without the scope
+                self._metrics.key_refused.labels(display_prefix(presented_key(headers) or ""), found.label).inc()
+            self._count(spec, transport, found)
+        return found
 
-    async def handle(self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str) -> Outcome:
+    async def handle(
+        self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str, key: ActiveKey | None = None
+    ) -> Outcome:
         received_unix_nanos = time.time_ns()
         try:
             outcome = await self._handle(
-                spec, body, json=json, gzip=gzip, transport=transport, received=received_unix_nanos
+                spec, body, json=json, gzip=gzip, transport=transport, received=received_unix_nanos, key=key
             )
         except Exception as exc:  # a defect must cost one request, never the process
             self._log.exception("request failed inside the receiver", signal=spec.name, transport=transport)
@@ -113,8 +129,33 @@ class Ingest:
         retry_after = max(self._limits.retry_after_s, self._pipeline.breaker.cooldown_remaining())
         return Refused(reason, message, items, retry_after_s=retry_after, cause=cause)
 
+    def _over_rate(self, key: ActiveKey | None) -> Refused | None:
+        """The key's rate limit, checked before decoding: refused while its token bucket is empty."""
+        if key is None or key.rate_items_per_s is None:
+            return None
+        wait = self.rate_limiter.admit(key.id, key.rate_items_per_s)
+        if wait is None:
+            return None
+        refused = Refused(
+            Refusal.RATE_LIMITED,
+            f"API key {key.prefix}… is over its rate limit of {key.rate_items_per_s:g} items/s; "
+            f"retry in {math.ceil(wait)} s",
+            retry_after_s=max(self._limits.retry_after_s, wait),
+            cause="rate_limited",
+        )
+        self._metrics.key_refused.labels(key.prefix, refused.label).inc()
+        return refused
+
     async def _handle(
-        self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str, received: int
+        self,
+        spec: SignalSpec,
+        body: bytes,
+        *,
+        json: bool,
+        gzip: bool,
+        transport: str,
+        received: int,
+        key: ActiveKey | None = None,
     ) -> Outcome:
         limits = self._limits
         if self._pipeline.closed:
@@ -125,16 +166,21 @@ class Ingest:
                 f"request body of {len(body)} bytes exceeds the {limits.max_request_bytes}-byte limit "
                 "(otlp.max_request_bytes); send smaller batches",
             )
+        over_rate = self._over_rate(key)
+        if over_rate is not None:
+            return over_rate
         if not self._room_for(spec, body, json):
-            return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
+            return self._refuse_no_room()
         if self._pipeline.memory_exhausted():
             return self._refuse_busy(Refusal.OVERLOADED, MEMORY_MESSAGE, cause="memory")
+        # The receive time and the tenant go in through the options: conversion stays pure (logs without
+        # any time use the receive time; every row carries the key's project).
+        project = key.project_id if key is not None else None
         budget = DecodeBudget(limits.decode, self._memory_pool)
         expected = self._expected(spec, body, json)
         self._hold(spec.table, expected, 1)
         try:
-            # The receive time goes in through the options: conversion stays pure (logs without any time use it).
-            options = replace(self._options(), received_unix_nanos=received, budget=budget)
+            options = replace(self._options(), received_unix_nanos=received, project_id=project, budget=budget)
             try:
                 result = await self._decode_pool.run(self._decode, spec, body, json, gzip, options)
             except RequestTooLarge as exc:
@@ -148,7 +194,7 @@ class Ingest:
             if isinstance(result, Refused):
                 return result
             decoded, body_bytes = result
-            return await self._admit(spec, decoded, body_bytes, json, transport, received)
+            return await self._admit(spec, decoded, body_bytes, json, transport, received, options, key)
         finally:
             budget.close()
             self._hold(spec.table, expected, -1)
@@ -164,7 +210,7 @@ class Ingest:
         if gzip:
             body = gunzip_bounded(body, self._limits.max_request_bytes)
             if not self._room_for(spec, body, json):  # a racy read of the queue's size: a hint only
-                return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
+                return self._refuse_no_room()
         decoded = decode_request(spec, body, json, options)
         rows = decoded.converted.rows
         nbytes = len(body) + len(rows) * self._limits.row_overhead_bytes
@@ -178,16 +224,36 @@ class Ingest:
         return decoded, len(body)
 
     async def _admit(
-        self, spec: SignalSpec, decoded: Decoded, body_bytes: int, json: bool, transport: str, received: int
+        self,
+        spec: SignalSpec,
+        decoded: Decoded,
+        body_bytes: int,
+        json: bool,
+        transport: str,
+        received: int,
+        options: ConvertOptions,
+        key: ActiveKey | None,
     ) -> Outcome:
         limits = self._limits
         converted = decoded.converted
         self._learn_footprint(spec, json, body_bytes, len(converted.rows))
         nbytes = body_bytes + len(converted.rows) * limits.row_overhead_bytes
+        items = len(converted.rows) + converted.rejected
+        if key is not None and key.rate_items_per_s is not None:
+            self.rate_limiter.charge(key.id, key.rate_items_per_s, items)
         record = None
         if self._pipeline.durable:
             assert decoded.protobuf is not None
-            record = SpoolRecord(signal=spec.name, request=decoded.protobuf, received_unix_nano=received)
+            project = options.project_id
+            window = options.window(spec.name)  # stored, so a replay converts exactly as now
+            record = SpoolRecord(
+                signal=spec.name,
+                request=decoded.protobuf,
+                received_unix_nano=received,
+                project_id=project.bytes if project is not None else b"",
+                window_retention_s=window.retention_s or 0,
+                window_max_future_skew_s=window.max_future_skew_s or 0,
+            )
         del decoded
         self._count_altered(spec, converted.stats)
         rows = converted.rows
@@ -198,12 +264,14 @@ class Ingest:
             shown = "; ".join(errors[:5])
             more = rejected - min(len(errors), 5)
             message = f"{rejected} {spec.item_noun}(s) rejected: {shown}" + (f"; and {more} more" if more > 0 else "")
-            self._metrics.refused[spec.name].labels(transport, "invalid").inc(rejected)
+            self._count_rejected(spec, transport, converted)
             self._limited.warning(
                 f"invalid:{spec.name}", "rejected invalid items", signal=spec.name, count=rejected, detail=message
             )
         admission = await self._pipeline.submit({spec.table: rows}, nbytes, record)
         if admission is not Admission.ACCEPTED:
+            if key is not None and key.rate_items_per_s is not None:  # not taken: the retry will pay
+                self.rate_limiter.refund(key.id, key.rate_items_per_s, items)
             self._metrics.enqueue_failed[spec.name].inc(len(rows))
             count = len(rows)
             await release_rows_async(rows)
@@ -212,7 +280,8 @@ class Ingest:
             message = {
                 Admission.FULL: self._full_message(),
                 Admission.MEMORY: MEMORY_MESSAGE,
-                Admission.SPOOL_ERROR: "receiver cannot write its spool (disk full or I/O error); retry later",
+                Admission.SPOOL_ERROR: "receiver cannot write its spool (I/O error); retry later",
+                Admission.DISK_FULL: DISK_FULL_MESSAGE,
             }[admission]
             return self._refuse_busy(Refusal.OVERLOADED, message, count, cause=admission.value)
         if rows:
@@ -240,6 +309,13 @@ class Ingest:
         previous = self._rows_per_byte.get(key)
         self._rows_per_byte[key] = seen if previous is None else previous + (seen - previous) * FOOTPRINT_WEIGHT
 
+    def _refuse_no_room(self) -> Refused:
+        """A refusal made before decoding: the queue or spool is full, or the spool's disk is."""
+        spool = self._pipeline.spool
+        if spool is not None and spool.refusing_for_disk():
+            return self._refuse_busy(Refusal.OVERLOADED, DISK_FULL_MESSAGE, cause=Admission.DISK_FULL.value)
+        return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
+
     def _full_message(self) -> str:
         if self._pipeline.durable:
             return "receiver spool is full (spool.max_bytes); retry later"
@@ -256,7 +332,16 @@ class Ingest:
             return None
         budget = DecodeBudget(self._limits.decode, self._memory_pool)
         try:
-            options = replace(self._options(), received_unix_nanos=record.received_unix_nano, budget=budget)
+            # The receive time, window and project the request was acknowledged with: the same rows as live.
+            base = self._options()
+            window = TimeWindow(record.window_retention_s or None, record.window_max_future_skew_s or None)
+            options = replace(
+                base,
+                received_unix_nanos=record.received_unix_nano,
+                windows={**base.windows, spec.name: window},
+                project_id=UUID(bytes=record.project_id) if len(record.project_id) == 16 else None,
+                budget=budget,
+            )
             try:
                 decoded = await self._decode_pool.run(decode_request, spec, record.request, False, options)
             except MemoryBusy:
@@ -269,6 +354,17 @@ class Ingest:
             budget.close()
         rows = decoded.converted.rows
         return {spec.table: rows}, len(record.request) + len(rows) * self._limits.row_overhead_bytes
+
+    def _count_rejected(self, spec: SignalSpec, transport: str, converted: Converted) -> None:
+        refused = self._metrics.refused[spec.name]
+        invalid = converted.rejected - converted.too_old - converted.too_new
+        for reason, count in (
+            ("invalid", invalid),
+            (REASON_TOO_OLD, converted.too_old),
+            (REASON_TOO_NEW, converted.too_new),
+        ):
+            if count:
+                refused.labels(transport, reason).inc(count)
 
     def _count_altered(self, spec: SignalSpec, stats: object) -> None:
         for kind in ("truncated_values", "nul_replaced", "non_finite_numbers"):
@@ -290,6 +386,6 @@ class Ingest:
                 signal=spec.name,
                 transport=transport,
                 reason=outcome.label,
-                detail=outcome.message,
+                detail=outcome.message,  # names the key's prefix when the key is the reason
             )
         self._metrics.requests.labels(transport, spec.name, label).inc()

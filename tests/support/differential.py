@@ -106,7 +106,12 @@ def assert_same(body: bytes, options: ConvertOptions = OPTIONS) -> Converted | N
             f"native {'refused' if actual is None else 'accepted'} them: {body[:200]!r}"
         )
         return None
-    assert (actual.rejected, actual.errors) == (expected.rejected, expected.errors)
+    assert (actual.rejected, actual.too_old, actual.too_new, actual.errors) == (
+        expected.rejected,
+        expected.too_old,
+        expected.too_new,
+        expected.errors,
+    )
     assert actual.stats == expected.stats
     assert len(actual.rows) == len(expected.rows)
     for index, (got, want) in enumerate(zip(actual.rows, expected.rows, strict=True)):
