@@ -30,9 +30,9 @@ from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces import convert_traces
 from receiver.convert.traces_bytes import NATIVE_STATUS, convert_traces_bytes, native_available
+from receiver.convert.window import TimeWindow
 from receiver.frontends.decode import decode_request
 from receiver.frontends.signals import TRACES
-from receiver.convert.window import TimeWindow
 from receiver.storage.pricing_store import default_pricing_file, read_pricing_file
 
 
