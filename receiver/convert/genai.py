@@ -11,38 +11,78 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.system", "llm.provider")
-REQUEST_MODEL_KEYS = ("gen_ai.request.model", "llm.request.model_name", "llm.model_name", "llm.request.model")
-RESPONSE_MODEL_KEYS = ("gen_ai.response.model", "llm.response.model_name", "llm.response.model")
+import orjson
+
+PROVIDER_KEYS = (
+    "gen_ai.provider.name",
+    "gen_ai.system",
+    "llm.provider",  # OpenInference: the host (azure, aws, google), which decides the price
+    "llm.system",  # OpenInference: the product (openai, anthropic)
+    "ai.model.provider",  # Vercel AI SDK: openai.chat, amazon-bedrock, google.vertex.chat, …
+)
+REQUEST_MODEL_KEYS = (
+    "gen_ai.request.model",
+    "llm.request.model_name",
+    "llm.model_name",
+    "embedding.model_name",  # OpenInference EMBEDDING spans
+    "reranker.model_name",  # OpenInference RERANKER spans
+    "llm.request.model",
+    "ai.model.id",  # Vercel AI SDK
+)
+RESPONSE_MODEL_KEYS = ("gen_ai.response.model", "llm.response.model_name", "llm.response.model", "ai.response.model")
 OPERATION_KEYS = ("gen_ai.operation.name",)
 INPUT_TOKEN_KEYS = (
     "gen_ai.usage.input_tokens",
     "gen_ai.usage.prompt_tokens",
     "llm.token_count.prompt",
     "llm.usage.prompt_tokens",
+    "ai.usage.inputTokens",  # AI SDK 5+
+    "ai.usage.promptTokens",  # AI SDK 3-4
+    "ai.usage.tokens",  # AI SDK embeddings
 )
 OUTPUT_TOKEN_KEYS = (
     "gen_ai.usage.output_tokens",
     "gen_ai.usage.completion_tokens",
     "llm.token_count.completion",
     "llm.usage.completion_tokens",
+    "ai.usage.outputTokens",
+    "ai.usage.completionTokens",
 )
-TOTAL_TOKEN_KEYS = ("gen_ai.usage.total_tokens", "llm.usage.total_tokens", "llm.token_count.total")
+TOTAL_TOKEN_KEYS = (
+    "gen_ai.usage.total_tokens",
+    "llm.usage.total_tokens",
+    "llm.token_count.total",
+    "ai.usage.totalTokens",
+)
 CACHE_READ_KEYS = (
     "gen_ai.usage.cache_read.input_tokens",
-    "gen_ai.usage.cache_read_input_tokens",
-    "llm.token_count.prompt_details.cache_read",
+    "gen_ai.usage.cache_read_input_tokens",  # OpenLLMetry
+    "llm.token_count.prompt_details.cache_read",  # OpenInference
+    "gen_ai.usage.details.cache_read_tokens",  # pydantic-ai
+    "ai.usage.cachedInputTokens",  # AI SDK 5
+    "ai.usage.inputTokenDetails.cacheReadTokens",  # AI SDK 6
 )
 CACHE_CREATION_KEYS = (
     "gen_ai.usage.cache_creation.input_tokens",
     "gen_ai.usage.cache_creation_input_tokens",
     "llm.token_count.prompt_details.cache_write",
+    "gen_ai.usage.details.cache_write_tokens",
+    "ai.usage.inputTokenDetails.cacheWriteTokens",
 )
-REASONING_KEYS = ("gen_ai.usage.reasoning.output_tokens", "llm.token_count.completion_details.reasoning")
-# Costs the instrumentation computed itself (OpenInference, OpenLIT); preferred over our price table.
+REASONING_KEYS = (
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.usage.reasoning_tokens",  # OpenLLMetry
+    "llm.token_count.completion_details.reasoning",
+    "gen_ai.usage.details.reasoning_tokens",
+    "ai.usage.reasoningTokens",
+    "ai.usage.outputTokenDetails.reasoningTokens",
+)
+# Costs the instrumentation computed itself (OpenInference, OpenLIT, pydantic-ai); preferred over our
+# price table, except a zero cost on a call that used tokens: instrumentations report 0 for models they
+# cannot price (OpenLIT), and unpriced is not free.
 INPUT_COST_KEYS = ("llm.cost.prompt", "gen_ai.usage.input_cost")
 OUTPUT_COST_KEYS = ("llm.cost.completion", "gen_ai.usage.output_cost")
-TOTAL_COST_KEYS = ("llm.cost.total", "gen_ai.usage.cost", "gen_ai.usage.total_cost")
+TOTAL_COST_KEYS = ("llm.cost.total", "gen_ai.usage.cost", "gen_ai.usage.total_cost", "operation.cost")
 USER_KEYS = ("user.id", "enduser.id", "gen_ai.user.id", "langfuse.user.id", "traceloop.association.properties.user_id")
 SESSION_KEYS = (
     "session.id",
@@ -51,8 +91,52 @@ SESSION_KEYS = (
     "traceloop.association.properties.session_id",
 )
 TAG_KEYS = ("tag.tags", "langfuse.trace.tags", "tags")
-FINISH_REASON_KEYS = ("gen_ai.response.finish_reasons", "llm.response.finish_reason", "llm.finish_reason")
+FINISH_REASON_KEYS = (
+    "gen_ai.response.finish_reasons",
+    "llm.response.finish_reason",
+    "llm.finish_reason",
+    "ai.response.finishReason",
+)
 ENVIRONMENT_KEYS = ("deployment.environment.name", "deployment.environment")
+# OpenInference: request parameters as one JSON object; read for the model when no model key is set.
+INVOCATION_PARAMETERS_KEY = "llm.invocation_parameters"
+INVOCATION_MODEL_FIELDS = ("model", "model_name", "model_id", "modelId", "deployment_name")
+
+# One provider name per vendor, as the GenAI conventions list them (gen_ai.provider.name values).
+# Instrumentations spell vendors many ways; a value not listed is looked up again without its last
+# `.part` (the AI SDK's `openai.chat`, `google.vertex.chat`), and kept lower-cased if nothing matches.
+PROVIDER_ALIASES: dict[str, str] = {
+    alias: name
+    for name, aliases in {
+        "openai": ("openai", "open_ai", "openai_chat"),
+        "anthropic": ("anthropic", "claude"),
+        "azure.ai.openai": (
+            "azure.ai.openai", "az.ai.openai", "azure", "azure_openai", "azure-openai", "azureopenai", "azure.openai",
+        ),
+        "azure.ai.inference": ("azure.ai.inference", "az.ai.inference", "azure_ai_inference", "azure-ai-inference"),
+        "aws.bedrock": (
+            "aws.bedrock", "aws", "bedrock", "aws_bedrock", "aws-bedrock", "amazon-bedrock", "amazon_bedrock",
+            "amazon", "bedrock-runtime", "bedrock_converse",
+        ),
+        "gcp.vertex_ai": (
+            "gcp.vertex_ai", "vertex_ai", "vertexai", "vertex", "google_vertexai", "google.vertex", "google-vertex",
+            "google-vertex-ai", "vertex-ai",
+        ),
+        "gcp.gemini": (
+            "gcp.gemini", "gemini", "google", "google_genai", "google.genai", "google-genai", "google_generativeai",
+            "google.generative-ai", "google-gla", "google_ai_studio",
+        ),
+        "gcp.gen_ai": ("gcp.gen_ai",),
+        "mistral_ai": ("mistral_ai", "mistral", "mistralai"),
+        "x_ai": ("x_ai", "xai", "x-ai", "grok"),
+        "cohere": ("cohere",),
+        "groq": ("groq",),
+        "deepseek": ("deepseek",),
+        "perplexity": ("perplexity",),
+        "ibm.watsonx.ai": ("ibm.watsonx.ai", "watsonx", "watsonx.ai", "ibm", "ibm_watsonx"),
+    }.items()
+    for alias in aliases
+}
 
 # When no gen_ai.operation.name is given, the instrumentation's own span kind says what the call was.
 OPENLLMETRY_REQUEST_TYPES = {
@@ -74,6 +158,31 @@ OPENINFERENCE_KINDS = {
     "PROMPT": "prompt",
 }
 TRACELOOP_KINDS = {"workflow": "invoke_workflow", "task": "task", "agent": "invoke_agent", "tool": "execute_tool"}
+# Vercel AI SDK `ai.operationId` -> (operation, whether the span is one model call). The outer spans
+# (ai.generateText, …) repeat the totals of the calls under them: their ai.* model and usage
+# attributes are not read, so a call is counted once.
+AI_SDK_OPERATIONS: dict[str, tuple[str, bool]] = {
+    "ai.generateText.doGenerate": ("chat", True),
+    "ai.streamText.doStream": ("chat", True),
+    "ai.generateObject.doGenerate": ("chat", True),
+    "ai.streamObject.doStream": ("chat", True),
+    "ai.embed.doEmbed": ("embeddings", True),
+    "ai.embedMany.doEmbed": ("embeddings", True),
+    "ai.toolCall": ("execute_tool", False),
+    "ai.generateText": ("invoke_workflow", False),
+    "ai.streamText": ("invoke_workflow", False),
+    "ai.generateObject": ("invoke_workflow", False),
+    "ai.streamObject": ("invoke_workflow", False),
+    "ai.embed": ("invoke_workflow", False),
+    "ai.embedMany": ("invoke_workflow", False),
+}
+AI_SDK_OPERATION_KEY = "ai.operationId"
+
+# Instrumentations whose input token count leaves cache reads and writes out (Anthropic's own
+# `input_tokens` meaning), by instrumentation scope name prefix -> providers it applies to. The
+# receiver adds the cache counts back, so `input_tokens` has one meaning whatever the source. Counts
+# that cannot be inclusive (cache reads + writes above the input count) are treated the same way.
+INPUT_EXCLUDES_CACHE: dict[str, frozenset[str]] = {}
 
 # Every attribute key extract_llm_fields reads (a test keeps this in step with the code). The native
 # trace converter hands Python only the attributes under these keys, so the rules stay here, in one place.
@@ -95,7 +204,13 @@ LLM_ATTRIBUTE_KEYS: frozenset[str] = frozenset(
     + SESSION_KEYS
     + TAG_KEYS
     + FINISH_REASON_KEYS
-    + ("llm.request.type", "openinference.span.kind", "traceloop.span.kind")
+    + (
+        "llm.request.type",
+        "openinference.span.kind",
+        "traceloop.span.kind",
+        AI_SDK_OPERATION_KEY,
+        INVOCATION_PARAMETERS_KEY,
+    )
 )
 
 
@@ -212,10 +327,38 @@ def first_money(attrs: dict[str, Any], keys: tuple[str, ...]) -> Decimal | None:
     return None
 
 
-def operation_of(attrs: dict[str, Any]) -> str | None:
+def normalize_provider(value: Any) -> str | None:
+    """One provider name per vendor (PROVIDER_ALIASES), whatever the instrumentation's spelling."""
+    text = as_text(value)
+    if text is None:
+        return None
+    name = text.strip().lower()
+    found = PROVIDER_ALIASES.get(name)
+    if found is not None:
+        return found
+    trimmed = name
+    while "." in trimmed:
+        trimmed = trimmed.rsplit(".", 1)[0]
+        found = PROVIDER_ALIASES.get(trimmed)
+        if found is not None:
+            return found
+    return name or None
+
+
+def ai_sdk_operation(attrs: dict[str, Any]) -> tuple[str, bool] | None:
+    """(operation, is one model call) of a Vercel AI SDK span, or None for other spans."""
+    op_id = attrs.get(AI_SDK_OPERATION_KEY)
+    if not isinstance(op_id, str):
+        return None
+    return AI_SDK_OPERATIONS.get(op_id, (op_id, False))
+
+
+def operation_of(attrs: dict[str, Any], ai_sdk: tuple[str, bool] | None = None) -> str | None:
     op = as_text(first(attrs, OPERATION_KEYS))
     if op:
         return op
+    if ai_sdk is not None:
+        return ai_sdk[0]
     request_type = attrs.get("llm.request.type")
     if isinstance(request_type, str) and request_type:
         return OPENLLMETRY_REQUEST_TYPES.get(request_type.lower(), request_type.lower())
@@ -228,22 +371,61 @@ def operation_of(attrs: dict[str, Any]) -> str | None:
     return None
 
 
-def extract_llm_fields(attrs: dict[str, Any]) -> LlmFields:
-    """Read the LLM columns out of one span's attribute dict (already cleaned and capped)."""
+def invocation_model(attrs: dict[str, Any]) -> str | None:
+    """The model named in OpenInference's llm.invocation_parameters JSON, if any."""
+    raw = attrs.get(INVOCATION_PARAMETERS_KEY)
+    if not isinstance(raw, str) or not raw.startswith("{"):
+        return None
+    try:
+        params = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(params, dict):
+        return None
+    for key in INVOCATION_MODEL_FIELDS:
+        model = params.get(key)
+        if isinstance(model, str) and model:
+            return model
+    return None
+
+
+def _without_ai_sdk(attrs: dict[str, Any]) -> dict[str, Any]:
+    """An AI SDK outer span's attributes minus its ai.* ones (totals of the calls under it)."""
+    return {k: v for k, v in attrs.items() if not k.startswith("ai.")}
+
+
+def extract_llm_fields(attrs: dict[str, Any], scope_name: str | None = None) -> LlmFields:
+    """Read the LLM columns out of one span's attribute dict (already cleaned and capped).
+
+    `scope_name` (the instrumentation scope) says how to read counts whose meaning differs by source
+    (INPUT_EXCLUDES_CACHE)."""
     fields = LlmFields()
-    provider = as_text(first(attrs, PROVIDER_KEYS))
-    fields.provider = provider.lower() if provider else None
+    ai_sdk = ai_sdk_operation(attrs) if AI_SDK_OPERATION_KEY in attrs else None
+    if ai_sdk is not None and not ai_sdk[1]:
+        attrs = _without_ai_sdk(attrs)
+    fields.provider = normalize_provider(first(attrs, PROVIDER_KEYS))
     fields.request_model = as_text(first(attrs, REQUEST_MODEL_KEYS))
+    if fields.request_model is None and INVOCATION_PARAMETERS_KEY in attrs:
+        fields.request_model = invocation_model(attrs)
     fields.response_model = as_text(first(attrs, RESPONSE_MODEL_KEYS))
-    fields.operation = operation_of(attrs)
-    fields.input_tokens = first_count(attrs, INPUT_TOKEN_KEYS)
+    fields.operation = operation_of(attrs, ai_sdk)
+    input_tokens = first_count(attrs, INPUT_TOKEN_KEYS)
     fields.output_tokens = first_count(attrs, OUTPUT_TOKEN_KEYS)
+    cache_read = first_count(attrs, CACHE_READ_KEYS)
+    cache_creation = first_count(attrs, CACHE_CREATION_KEYS)
+    if (cache_read or cache_creation) and input_tokens is not None:
+        cached = (cache_read or 0) + (cache_creation or 0)
+        if cached > input_tokens or _input_excludes_cache(scope_name, fields.provider):
+            input_tokens += cached
+    fields.input_tokens = input_tokens
     total = first_count(attrs, TOTAL_TOKEN_KEYS)
-    if total is None and (fields.input_tokens is not None or fields.output_tokens is not None):
-        total = (fields.input_tokens or 0) + (fields.output_tokens or 0)
+    if input_tokens is not None or fields.output_tokens is not None:
+        summed = (input_tokens or 0) + (fields.output_tokens or 0)
+        if total is None or total < summed:  # a total without the cache counts added back
+            total = summed
     fields.total_tokens = total
-    fields.cache_read_tokens = first_count(attrs, CACHE_READ_KEYS)
-    fields.cache_creation_tokens = first_count(attrs, CACHE_CREATION_KEYS)
+    fields.cache_read_tokens = cache_read
+    fields.cache_creation_tokens = cache_creation
     fields.reasoning_tokens = first_count(attrs, REASONING_KEYS)
     fields.input_cost = first_money(attrs, INPUT_COST_KEYS)
     fields.output_cost = first_money(attrs, OUTPUT_COST_KEYS)
@@ -255,12 +437,21 @@ def extract_llm_fields(attrs: dict[str, Any]) -> LlmFields:
     return fields
 
 
+def _input_excludes_cache(scope_name: str | None, provider: str | None) -> bool:
+    if not scope_name or not INPUT_EXCLUDES_CACHE:
+        return False
+    for prefix, providers in INPUT_EXCLUDES_CACHE.items():
+        if scope_name.startswith(prefix) and (not providers or provider in providers):
+            return True
+    return False
+
+
 def provider_and_model(attrs: dict[str, Any]) -> tuple[str | None, str | None]:
-    """Provider (lower-cased) and model named by one attribute dict, by the same names spans use.
+    """Provider (one name per vendor) and model named by one attribute dict, by the same names spans use.
 
     Metric points and log records carry fewer attributes than spans; their resource is the fallback,
     which the caller applies with `or` so the point's own value always wins.
     """
-    provider = as_text(first(attrs, PROVIDER_KEYS))
+    provider = normalize_provider(first(attrs, PROVIDER_KEYS))
     model = as_text(first(attrs, RESPONSE_MODEL_KEYS)) or as_text(first(attrs, REQUEST_MODEL_KEYS))
-    return (provider.lower() if provider else None), model
+    return provider, model
