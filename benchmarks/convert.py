@@ -23,6 +23,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from receiver.convert.common import ConvertOptions
+from receiver.convert.price_source import GenaiPrices
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces import convert_traces
 from receiver.convert.traces_bytes import NATIVE_STATUS, convert_traces_bytes, native_available
@@ -153,7 +154,11 @@ def bodies_of(kind: str, spans: int, prompt_bytes: int) -> list[bytes]:
 
 
 def options() -> ConvertOptions:
-    return ConvertOptions(price_book=PriceBook(read_pricing_file(default_pricing_file())))
+    """The receiver's default prices: the bundled price file in front of genai-prices. Matching runs once
+    per (provider, model, day) and is cached, as in the receiver; the first round pays for it."""
+    maintained = GenaiPrices()
+    book = PriceBook(read_pricing_file(default_pricing_file()), maintained, maintained.name)
+    return ConvertOptions(price_book=book)
 
 
 def run(path: str, bodies: list[bytes], spans: int, rounds: int, opts: ConvertOptions) -> tuple[float, float]:

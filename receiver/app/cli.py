@@ -1,4 +1,5 @@
-"""`llm-observatory-receiver run | migrate | db verify | db maintain | config check`.
+"""`llm-observatory-receiver run | migrate | db verify | db maintain | keys … | pricing lookup | pricing list |
+config check`.
 
 Exit codes: 0 success, 1 runtime failure (the message says what to do), 2 invalid configuration or
 usage (one line per problem, naming the key).
@@ -328,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = with_config(keys_sub.add_parser("revoke", help="revoke a key by id"))
     revoke.add_argument("id", help="key id from `keys list`")
     revoke.set_defaults(func=cmd_keys_revoke)
+    from receiver.app import pricing_cli
+
+    pricing_cli.add_parser(sub, with_config, _load)
     config_cmd = sub.add_parser("config", help="configuration commands")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
     with_config(config_sub.add_parser("check", help="validate and print the effective configuration")).set_defaults(

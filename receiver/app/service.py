@@ -22,6 +22,7 @@ import asyncpg
 from receiver import __version__, schema
 from receiver.app.config import Config
 from receiver.convert.common import ConvertOptions
+from receiver.convert.price_source import GenaiPrices
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import trace_converter
 from receiver.frontends.auth import ApiKeyAuthenticator
@@ -256,7 +257,7 @@ class Receiver:
                 self.not_ready_reason = ""
                 if self.grpc is not None:
                     await self.grpc.set_serving(True)
-                self.log.info("ready", flavor=self.flavor, prices=len(self._convert_options.price_book))
+                self.log.info("ready", flavor=self.flavor, prices=self._convert_options.price_book.describe())
                 if self.authenticator is not None:
                     self._keys_task = asyncio.create_task(self._refresh_keys(), name="api-key-refresh")
                 return
@@ -302,11 +303,16 @@ class Receiver:
         )
         await self.maintenance.start()
 
-    async def _load_prices(self, conn: asyncpg.Connection) -> None:
+    async def _load_prices(self, conn: asyncpg.Connection, fresh: bool = False) -> None:
+        """Read the price file and the maintained source (off the event loop: importing genai-prices'
+        data takes about a second), record both in model_pricing, and swap in the new PriceBook."""
         path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
         prices = await asyncio.to_thread(read_pricing_file, path)
-        await seed_prices(conn, prices)
-        book = await load_price_book(conn)
+        maintained = None
+        if self.config.pricing.source == "genai-prices":
+            maintained = await asyncio.to_thread(GenaiPrices, fresh)
+        await seed_prices(conn, prices, maintained)
+        book = await load_price_book(conn, maintained)
         self._convert_options = ConvertOptions(
             self.config.limits.max_attribute_value_bytes, book, native=self.config.convert.native
         )
@@ -317,8 +323,10 @@ class Receiver:
         self.config = config
         try:
             async with self._admin_lock:
-                await self._load_prices(await self._admin_connection())
-            self.log.info("reloaded", prices=len(self._convert_options.price_book), log_level=config.logging.level)
+                await self._load_prices(await self._admin_connection(), fresh=True)
+            self.log.info(
+                "reloaded", prices=self._convert_options.price_book.describe(), log_level=config.logging.level
+            )
         except Exception as exc:
             self.log.error("reload failed; keeping the previous prices", error=describe(exc))
 

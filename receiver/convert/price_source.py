@@ -10,6 +10,7 @@ tens of µs to ms per call. `rows()` lists every price in the package for the `m
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,7 +151,10 @@ class GenaiPrices:
     """The genai-prices data of the installed package, as a PriceBook resolver. Loading it imports
     ~2 MB of Python data (about a second): do it off the event loop, once per (re)load."""
 
-    def __init__(self) -> None:
+    def __init__(self, fresh: bool = False) -> None:
+        if fresh:  # SIGHUP after a package upgrade: import the installed version anew
+            for name in [m for m in sys.modules if m == "genai_prices" or m.startswith("genai_prices.")]:
+                del sys.modules[name]
         import genai_prices
         from genai_prices import types
         from genai_prices.data_snapshot import get_snapshot
@@ -168,6 +172,25 @@ class GenaiPrices:
         except LookupError:
             return None
         return self._price_on(found.id, info, on)
+
+    def match_rule(self, provider: str | None, model: str) -> str | None:
+        """genai-prices' matching rule of the model `model` resolves to, as text."""
+        try:
+            with self._lock:
+                _, info = self._snapshot.find_provider_model(model, None, provider_id(provider), None)
+        except LookupError:
+            return None
+        return _describe_match(info.match)
+
+    def in_effect(self, on: date) -> Iterator[ModelPrice]:
+        """Every model's price on day `on` (time-of-day prices: the price outside their windows)."""
+        for provider in self._snapshot.providers:
+            for info in provider.models:
+                price = self._price_on(provider.id, info, on)
+                if isinstance(price, TimeOfDayPrices):
+                    price = price.default
+                if price is not None:
+                    yield price
 
     def _price_on(self, provider_id_: str, info: Any, on: date) -> ModelPrice | TimeOfDayPrices | None:
         """What genai-prices' ModelInfo.get_prices gives on day `on`: the last active conditional price,
