@@ -96,6 +96,7 @@ FINISH_REASON_KEYS = (
     "llm.response.finish_reason",
     "llm.finish_reason",
     "ai.response.finishReason",
+    "gen_ai.completion.0.finish_reason",  # OpenLLMetry before the GenAI names
 )
 ENVIRONMENT_KEYS = ("deployment.environment.name", "deployment.environment")
 # OpenInference: request parameters as one JSON object; read for the model when no model key is set.
@@ -137,6 +138,9 @@ PROVIDER_ALIASES: dict[str, str] = {
     }.items()
     for alias in aliases
 }
+# Frameworks some instrumentations put where the provider goes (LangSmith: gen_ai.system = "langchain"
+# on every run): not a provider, so their chain, prompt and tool spans do not count as LLM calls.
+NOT_PROVIDERS = frozenset({"langchain", "langgraph", "llama_index", "llamaindex", "crewai", "haystack", "dspy"})
 
 # When no gen_ai.operation.name is given, the instrumentation's own span kind says what the call was.
 OPENLLMETRY_REQUEST_TYPES = {
@@ -182,7 +186,9 @@ AI_SDK_OPERATION_KEY = "ai.operationId"
 # `input_tokens` meaning), by instrumentation scope name prefix -> providers it applies to. The
 # receiver adds the cache counts back, so `input_tokens` has one meaning whatever the source. Counts
 # that cannot be inclusive (cache reads + writes above the input count) are treated the same way.
-INPUT_EXCLUDES_CACHE: dict[str, frozenset[str]] = {}
+INPUT_EXCLUDES_CACHE: dict[str, frozenset[str]] = {
+    "openlit.instrumentation.anthropic": frozenset(),  # gen_ai.usage.input_tokens = Anthropic's input_tokens
+}
 
 # Every attribute key extract_llm_fields reads (a test keeps this in step with the code). The native
 # trace converter hands Python only the attributes under these keys, so the rules stay here, in one place.
@@ -333,6 +339,8 @@ def normalize_provider(value: Any) -> str | None:
     if text is None:
         return None
     name = text.strip().lower()
+    if name in NOT_PROVIDERS:
+        return None
     found = PROVIDER_ALIASES.get(name)
     if found is not None:
         return found

@@ -1,0 +1,205 @@
+"""Drive one instrumentation library against the fake provider and export its spans to a receiver.
+
+Runs inside an instrumentation environment (var/fidelity/<env>, built by `make fidelity-envs`), not the
+receiver's: `python -m tests.fidelity.scenario LIBRARY CALL [CALL ...]` with OTEL_EXPORTER_OTLP_ENDPOINT
+(the receiver's OTLP/HTTP address) and OTEL_SERVICE_NAME set. Every call is made through the provider's
+own SDK, as an application would; the instrumentation records it; the OpenTelemetry SDK exports
+OTLP/protobuf to the receiver, and the process exits once everything is flushed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+from tests.fidelity.fake_provider import serve
+
+# The calls, by name: (request model, what is done). The test knows each one's true usage.
+PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def openai_client(base: str) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=f"{base}/v1", api_key="sk-fake", max_retries=0)
+
+
+def call_openai_chat(base: str) -> None:
+    openai_client(base).chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
+
+
+def call_openai_stream(base: str) -> None:
+    stream = openai_client(base).chat.completions.create(
+        model="gpt-4o", messages=PROMPT, stream=True, stream_options={"include_usage": True}
+    )
+    for _ in stream:
+        pass
+
+
+def call_openai_embeddings(base: str) -> None:
+    openai_client(base).embeddings.create(model="text-embedding-3-small", input="hello world")
+
+
+def call_openai_error(base: str) -> None:
+    import openai
+
+    try:
+        openai_client(base).chat.completions.create(model="fail-model", messages=PROMPT)
+    except openai.BadRequestError:
+        pass
+    else:
+        raise SystemExit("the fake provider did not refuse fail-model")
+
+
+def call_azure_chat(base: str) -> None:
+    import openai
+
+    client = openai.AzureOpenAI(azure_endpoint=base, api_key="fake", api_version="2024-10-21", max_retries=0)
+    client.chat.completions.create(model="support-gpt4o-mini", messages=PROMPT)
+
+
+def call_anthropic_chat(base: str) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=base, api_key="sk-ant-fake", max_retries=0)
+    client.messages.create(model="claude-haiku-4-5", max_tokens=256, messages=PROMPT)
+
+
+def call_langchain_chain(base: str) -> None:
+    """A LangChain chain: prompt -> chat model -> parser, plus a retriever and a tool (span kinds
+    CHAIN, LLM, RETRIEVER, TOOL under OpenInference)."""
+    from langchain_core.documents import Document
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    class Fixed(BaseRetriever):
+        def _get_relevant_documents(self, query: str, *, run_manager: Any = None) -> list[Document]:
+            return [Document(page_content="Paris is the capital of France.")]
+
+    @tool
+    def capital(country: str) -> str:
+        """The capital of a country."""
+        return "Paris"
+
+    llm = ChatOpenAI(model="gpt-4o-mini", base_url=f"{base}/v1", api_key="sk-fake", max_retries=0)
+    chain = ChatPromptTemplate.from_messages([("user", "{question}")]) | llm | StrOutputParser()
+    Fixed().invoke("capital of France")
+    capital.invoke({"country": "France"})
+    chain.invoke({"question": "What is the capital of France?"})
+
+
+def call_pydantic_ai_agent(base: str) -> None:
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    model = OpenAIChatModel("gpt-4o-mini", provider=OpenAIProvider(base_url=f"{base}/v1", api_key="sk-fake"))
+    Agent(model).run_sync("What is the capital of France?")
+
+
+def call_pydantic_ai_anthropic(base: str) -> None:
+    from pydantic_ai import Agent
+    from pydantic_ai.models.anthropic import AnthropicModel
+    from pydantic_ai.providers.anthropic import AnthropicProvider
+
+    model = AnthropicModel("claude-haiku-4-5", provider=AnthropicProvider(base_url=base, api_key="sk-ant-fake"))
+    Agent(model).run_sync("What is the capital of France?")
+
+
+CALLS: dict[str, Callable[[str], None]] = {
+    name.removeprefix("call_"): fn for name, fn in globals().items() if name.startswith("call_")
+}
+
+
+def tracer_provider() -> Any:
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": os.environ["OTEL_SERVICE_NAME"]}))
+    if os.environ.get("FIDELITY_DUMP"):  # for a person: print each span's name, scope and attributes
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        class Dump(InMemorySpanExporter):
+            def export(self, spans: Any) -> Any:
+                for span in spans:
+                    print(span.name, span.instrumentation_scope.name, span.status.status_code.name,
+                          {k: v for k, v in span.attributes.items() if not str(v).startswith(("[{", "{"))
+                           or k == "llm.invocation_parameters"}, flush=True)
+                return super().export(spans)
+
+        provider.add_span_processor(SimpleSpanProcessor(Dump()))
+    else:
+        endpoint = os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def instrument(library: str, provider: Any) -> None:
+    """Turn on one library's instrumentation, as its documentation says to."""
+    if library == "otel-genai":  # opentelemetry-instrumentation-openai-v2 (OpenTelemetry's own)
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+    elif library == "openllmetry":  # Traceloop's instrumentations
+        from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+        AnthropicInstrumentor().instrument(tracer_provider=provider)
+    elif library == "openinference":
+        from openinference.instrumentation.anthropic import AnthropicInstrumentor
+        from openinference.instrumentation.openai import OpenAIInstrumentor
+
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+        AnthropicInstrumentor().instrument(tracer_provider=provider)
+    elif library == "openinference-langchain":  # LangChain's runs only (its chat model spans are the LLM calls)
+        from openinference.instrumentation.langchain import LangChainInstrumentor
+
+        LangChainInstrumentor().instrument(tracer_provider=provider)
+    elif library == "openlit":
+        import openlit
+
+        # OpenLIT fetches its price list from the internet unless given one: an empty local list keeps the
+        # test offline (every model is then one OpenLIT cannot price, as with any model it does not list).
+        prices = Path(os.environ.get("TMPDIR", "/tmp")) / "openlit-empty-prices.json"
+        prices.write_text("{}")
+        openlit.init(disable_metrics=True, disable_batch=True, pricing_json=str(prices), disable_events=True)
+    elif library == "pydantic-ai":
+        from pydantic_ai import Agent
+
+        Agent.instrument_all()  # every agent records its runs with the global tracer provider
+    elif library == "langsmith":  # LangSmith's OpenTelemetry export of LangChain runs
+        os.environ.update({"LANGSMITH_OTEL_ENABLED": "true", "LANGSMITH_TRACING": "true", "LANGSMITH_OTEL_ONLY": "true"})
+    else:
+        raise SystemExit(f"unknown library {library!r}")
+
+
+def main() -> None:
+    library, calls = sys.argv[1], sys.argv[2:]
+    server, base = serve()
+    provider = tracer_provider()
+    instrument(library, provider)
+    for name in calls:
+        CALLS[name](base)
+    if library == "langsmith":  # LangSmith hands runs to OpenTelemetry from a background thread
+        from langchain_core.tracers.langchain import wait_for_all_tracers
+
+        wait_for_all_tracers()
+    provider.force_flush()
+    provider.shutdown()
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
