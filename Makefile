@@ -14,7 +14,7 @@ BENCH_EXPORTERS ?= 4
 BENCH_BATCH     ?= 512
 BENCH_ARGS      ?=
 
-.PHONY: run test install postgres lint bench clean proto
+.PHONY: run test install postgres lint bench clean proto fidelity-envs
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c
@@ -34,7 +34,11 @@ run: install postgres
 	OBSERVATORY__LOGGING__FORMAT=$${OBSERVATORY__LOGGING__FORMAT:-console} \
 	  $(BIN)/llm-observatory-receiver run --config $(CONFIG)
 
-test: install postgres
+# The instrumentation libraries the fidelity tests drive, one venv per set of versions (var/fidelity/).
+fidelity-envs: install
+	@scripts/fidelity-envs
+
+test: install postgres fidelity-envs
 	$(BIN)/ruff check receiver tests benchmarks loadgen
 	$(BIN)/pytest -q
 

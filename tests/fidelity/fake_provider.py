@@ -37,7 +37,7 @@ ANTHROPIC_USAGE = {
 RESPONSE_MODELS = {
     "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
     "gpt-4o": "gpt-4o-2024-08-06",
-    "support-gpt4o-mini": "gpt-4o-mini-2024-07-18",  # an Azure deployment name
+    "support-gpt4o": "gpt-4o-2024-11-20",  # an Azure deployment name
     "claude-haiku-4-5": "claude-haiku-4-5-20251001",
 }
 

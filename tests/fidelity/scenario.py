@@ -58,7 +58,7 @@ def call_azure_chat(base: str) -> None:
     import openai
 
     client = openai.AzureOpenAI(azure_endpoint=base, api_key="fake", api_version="2024-10-21", max_retries=0)
-    client.chat.completions.create(model="support-gpt4o-mini", messages=PROMPT)
+    client.chat.completions.create(model="support-gpt4o", messages=PROMPT)
 
 
 def call_anthropic_chat(base: str) -> None:
@@ -158,11 +158,9 @@ def instrument(library: str, provider: Any) -> None:
         OpenAIInstrumentor().instrument(tracer_provider=provider)
         AnthropicInstrumentor().instrument(tracer_provider=provider)
     elif library == "openinference":
-        from openinference.instrumentation.anthropic import AnthropicInstrumentor
         from openinference.instrumentation.openai import OpenAIInstrumentor
 
         OpenAIInstrumentor().instrument(tracer_provider=provider)
-        AnthropicInstrumentor().instrument(tracer_provider=provider)
     elif library == "openinference-langchain":  # LangChain's runs only (its chat model spans are the LLM calls)
         from openinference.instrumentation.langchain import LangChainInstrumentor
 

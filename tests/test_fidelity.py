@@ -1,0 +1,253 @@
+"""LLM fidelity: real instrumentation libraries, driven against a fake provider, exported to a real receiver.
+
+For each library and version (environments built by `make fidelity-envs` under var/fidelity/), a
+subprocess makes real SDK calls (OpenAI, Azure OpenAI, Anthropic, LangChain, pydantic-ai) against
+tests/fidelity/fake_provider.py on loopback, with the library's instrumentation on, and exports the spans
+over OTLP/HTTP to the module's receiver. Every call's row must have the provider, model, operation,
+each token column, status and cost the call really had — the cost as genai-prices itself computes it
+from the call's usage. What a library does not report at all (a library gap the receiver cannot
+repair) is listed in GAPS: those columns must then be empty, and the call is not counted as fully
+right in the summary written to var/fidelity/summary.txt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+import warnings
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from receiver.convert.price_source import provider_id
+from tests.support.process import REPO
+
+ENVS = REPO / "var" / "fidelity"
+
+
+@dataclass(frozen=True)
+class Call:
+    """What one call really was (the fake provider's fixed usage, normalized to the receiver's meaning)."""
+
+    provider: str
+    request: str  # the model asked for
+    model: str  # the model that answered
+    operation: str
+    input: int | None = None  # every input token, cache included
+    output: int | None = None
+    cache_read: int | None = None
+    cache_creation: int | None = None
+    reasoning: int | None = None
+    error: bool = False
+
+
+OPENAI_CHAT = Call("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", "chat", 1200, 300, 400, None, 100)
+ANTHROPIC_CHAT = Call("anthropic", "claude-haiku-4-5", "claude-haiku-4-5-20251001", "chat", 1500, 200, 700, 300)
+TRUTH: dict[str, Call] = {
+    "openai_chat": OPENAI_CHAT,
+    "openai_stream": replace(OPENAI_CHAT, request="gpt-4o", model="gpt-4o-2024-08-06"),
+    "openai_embeddings": Call("openai", "text-embedding-3-small", "text-embedding-3-small", "embeddings", 8),
+    "openai_error": Call("openai", "fail-model", "fail-model", "chat", error=True),
+    "azure_chat": replace(OPENAI_CHAT, provider="azure.ai.openai", request="support-gpt4o", model="gpt-4o-2024-11-20"),
+    "anthropic_chat": ANTHROPIC_CHAT,
+    "langchain_chain": OPENAI_CHAT,
+    "pydantic_ai_agent": OPENAI_CHAT,
+    "pydantic_ai_anthropic": ANTHROPIC_CHAT,
+}
+TOKEN_FIELDS = ("input", "output", "cache_read", "cache_creation", "reasoning")
+COLUMNS = {
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cache_read": "cache_read_tokens",
+    "cache_creation": "cache_creation_tokens",
+    "reasoning": "reasoning_tokens",
+}
+
+
+@dataclass(frozen=True)
+class Library:
+    name: str  # scenario name (tests/fidelity/scenario.py)
+    env: str  # var/fidelity/<env>
+    package: str  # the distribution whose version is reported
+    calls: tuple[str, ...]
+    # call -> {field: what the library reports instead of the truth} (None: not reported at all)
+    gaps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+OPENAI_CALLS = ("openai_chat", "openai_stream", "openai_embeddings", "openai_error")
+LIBRARIES = [
+    Library(
+        "otel-genai",
+        "current",
+        "opentelemetry-instrumentation-openai-v2",
+        OPENAI_CALLS,
+        {c: {"cache_read": None, "reasoning": None} for c in ("openai_chat", "openai_stream")},
+    ),
+    Library(
+        "otel-genai",
+        "legacy",
+        "opentelemetry-instrumentation-openai-v2",
+        ("openai_chat", "openai_stream", "openai_error"),  # 2.0b0 does not instrument embeddings
+        {c: {"cache_read": None, "reasoning": None} for c in ("openai_chat", "openai_stream")},
+    ),
+    Library(
+        "openllmetry",
+        "current",
+        "opentelemetry-instrumentation-openai",
+        (*OPENAI_CALLS, "azure_chat", "anthropic_chat"),
+        {"openai_stream": {"reasoning": None}, "azure_chat": {"provider": "openai"}},
+    ),
+    Library(
+        "openllmetry",
+        "legacy",
+        "opentelemetry-instrumentation-openai",
+        ("openai_chat", "openai_stream", "openai_embeddings", "azure_chat", "anthropic_chat"),
+        {
+            "openai_chat": {"cache_read": None, "reasoning": None},
+            "openai_stream": dict.fromkeys(TOKEN_FIELDS),
+            "azure_chat": {"provider": "openai", "cache_read": None, "reasoning": None},
+            "anthropic_chat": {"operation": "text_completion"},
+        },
+    ),
+    Library(
+        "openinference",
+        "current",
+        "openinference-instrumentation-openai",
+        (*OPENAI_CALLS, "azure_chat"),
+        {"azure_chat": {"provider": "openai"}},
+    ),
+    Library("openinference-langchain", "current", "openinference-instrumentation-langchain", ("langchain_chain",)),
+    Library(
+        "openlit",
+        "current",
+        "openlit",
+        (*OPENAI_CALLS, "azure_chat", "anthropic_chat"),
+        {
+            "openai_chat": {"reasoning": None},
+            "openai_stream": {"reasoning": None},
+            "azure_chat": {"provider": "openai", "reasoning": None},
+        },
+    ),
+    Library("pydantic-ai", "current", "pydantic-ai-slim", ("pydantic_ai_agent", "pydantic_ai_anthropic")),
+    Library(
+        "langsmith",
+        "current",
+        "langsmith",
+        ("langchain_chain",),
+        {"langchain_chain": {"cache_read": None, "reasoning": None, "model": "gpt-4o-mini"}},
+    ),
+]
+SUMMARY: list[str] = []
+
+
+def _version(env: Path, package: str) -> str:
+    for info in (env / "lib").glob(f"python3*/site-packages/{package.replace('-', '_')}-*.dist-info"):
+        return info.name.removesuffix(".dist-info").split("-")[1]
+    return "?"
+
+
+def _expected_cost(call: Call, row: Any) -> Decimal:
+    from genai_prices import Usage, calc_price
+
+    usage = {"input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"]}
+    if row["cache_read_tokens"]:
+        usage["cache_read_tokens"] = row["cache_read_tokens"]
+    if row["cache_creation_tokens"]:
+        usage["cache_write_tokens"] = row["cache_creation_tokens"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        price = calc_price(
+            Usage(**{k: v for k, v in usage.items() if v is not None}),
+            model_ref=row["model"],
+            provider_id=provider_id(row["provider"]),
+            genai_request_timestamp=row["ts"],
+        )
+    return price.total_price
+
+
+def _check(call_name: str, truth: Call, gaps: dict[str, Any], rows: list[Any]) -> list[str]:
+    """What is wrong with the rows of one call, against the truth less the library's gaps."""
+    expected = {**truth.__dict__, **gaps}
+    mine = [r for r in rows if r["model"] in (truth.model, expected["model"]) or r["request_model"] == truth.request]
+    if truth.error:
+        calls = [r for r in mine if r["status_code"] == "error"]
+    else:
+        calls = [r for r in mine if r["input_tokens"] is not None or r["output_tokens"] is not None]
+    if len(calls) != 1:
+        return [f"{len(calls)} rows for the call (of {len(mine)} naming its model), expected 1"]
+    row = calls[0]
+    problems = []
+    for name, column in (("provider", "provider"), ("model", "model"), ("operation", "operation")):
+        if row[column] != expected[name]:
+            problems.append(f"{column} {row[column]!r}, expected {expected[name]!r}")
+    for name in TOKEN_FIELDS:
+        got, want = row[COLUMNS[name]], expected[name]
+        if (got or 0) != (want or 0):  # a part the call did not use may be stored as 0 or NULL
+            problems.append(f"{COLUMNS[name]} {got!r}, expected {want!r}")
+    status_ok = row["status_code"] == "error" if truth.error else row["status_code"] in ("unset", "ok")
+    if not status_ok:
+        problems.append(f"status {row['status_code']!r}")
+    if truth.error or not row["input_tokens"]:
+        if row["total_cost"] is not None and row["total_cost"] != 0:
+            problems.append(f"total_cost {row['total_cost']} for a call without tokens")
+    else:
+        want_cost = _expected_cost(truth, row)
+        if row["total_cost"] != want_cost or row["cost_source"] not in ("pricing", "span"):
+            problems.append(f"total_cost {row['total_cost']} ({row['cost_source']}), genai-prices says {want_cost}")
+    return problems
+
+
+@pytest.mark.parametrize("library", LIBRARIES, ids=lambda lib: f"{lib.name}-{lib.env}")
+async def test_library_calls_are_stored_as_they_happened(library, receiver, module_database):
+    env = ENVS / library.env
+    if not (env / ".built").exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{env} is missing: `make fidelity-envs` builds it")
+        pytest.skip(f"{env} is not built (make fidelity-envs)")
+    service = f"fidelity-{library.name}-{library.env}-{uuid.uuid4().hex[:6]}"
+    process_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OBSERVATORY_"))},
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.http_url,
+        "OTEL_SERVICE_NAME": service,
+        "PYTHONPATH": str(REPO),
+    }
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [str(env / "bin" / "python"), "-m", "tests.fidelity.scenario", library.name, *library.calls],
+        cwd=REPO,
+        env=process_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The scenario exits after its exporter flushed: every span is acknowledged. Wait until the calls'
+    # rows are stored (LLM spans are the rows with a model).
+    await module_database.wait_for_count(
+        "SELECT count(*) FROM llm_traces WHERE service_name = $1 AND model IS NOT NULL",
+        len(library.calls),
+        service,
+    )
+    rows = await module_database.fetch("SELECT * FROM llm_traces WHERE service_name = $1", service)
+    version = _version(env, library.package)
+    failures = {}
+    right = 0
+    for call in library.calls:
+        gaps = library.gaps.get(call, {})
+        problems = _check(call, TRUTH[call], gaps, rows)
+        if problems:
+            failures[call] = problems
+        elif not gaps:
+            right += 1
+    line = f"{library.name} ({library.package} {version}): {right}/{len(library.calls)} calls fully right"
+    if library.gaps:
+        line += "; library gaps: " + "; ".join(f"{c} {sorted(g)}" for c, g in library.gaps.items())
+    SUMMARY.append(line)
+    ENVS.mkdir(parents=True, exist_ok=True)
+    (ENVS / "summary.txt").write_text("\n".join(SUMMARY) + "\n")
+    assert not failures, failures
