@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tests.fidelity.fake_provider import serve
@@ -178,7 +178,7 @@ def instrument(library: str, provider: Any) -> None:
 
         Agent.instrument_all()  # every agent records its runs with the global tracer provider
     elif library == "langsmith":  # LangSmith's OpenTelemetry export of LangChain runs
-        os.environ.update({"LANGSMITH_OTEL_ENABLED": "true", "LANGSMITH_TRACING": "true", "LANGSMITH_OTEL_ONLY": "true"})
+        os.environ.update(dict.fromkeys(("LANGSMITH_OTEL_ENABLED", "LANGSMITH_TRACING", "LANGSMITH_OTEL_ONLY"), "true"))
     else:
         raise SystemExit(f"unknown library {library!r}")
 
