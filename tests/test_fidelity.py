@@ -17,11 +17,13 @@ import os
 import subprocess
 import uuid
 import warnings
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from receiver.convert.price_source import provider_id
@@ -34,7 +36,7 @@ ENVS = REPO / "var" / "fidelity"
 class Call:
     """What one call really was (the fake provider's fixed usage, normalized to the receiver's meaning)."""
 
-    provider: str
+    provider: str | None
     request: str  # the model asked for
     model: str  # the model that answered
     operation: str
@@ -56,6 +58,8 @@ TRUTH: dict[str, Call] = {
     "azure_chat": replace(OPENAI_CHAT, provider="azure.ai.openai", request="support-gpt4o", model="gpt-4o-2024-11-20"),
     "anthropic_chat": ANTHROPIC_CHAT,
     "langchain_chain": OPENAI_CHAT,
+    # A reranker bills per search, not per token: the row names the model and carries no tokens or cost.
+    "openinference_rerank": Call(None, "rerank-v3.5", "rerank-v3.5", "rerank"),
     "pydantic_ai_agent": OPENAI_CHAT,
     "pydantic_ai_anthropic": ANTHROPIC_CHAT,
 }
@@ -75,63 +79,90 @@ class Library:
     env: str  # var/fidelity/<env>
     package: str  # the distribution whose version is reported
     calls: tuple[str, ...]
-    # call -> {field: what the library reports instead of the truth} (None: not reported at all)
+    # call -> {field: what the library reports instead of the truth} (None: not reported at all;
+    # "recorded": False: the library makes no span for the call)
     gaps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # operations the library's other spans (not model calls) must be stored with
+    operations: frozenset[str] = frozenset()
+    variant: str = ""  # a second run of one library and environment, with `environ` set
+    environ: dict[str, str] = field(default_factory=dict)
+    # attributes every model call's row must keep (in `attributes`), e.g. the newest message attributes
+    kept_attributes: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{self.env}" + (f"-{self.variant}" if self.variant else "")
 
 
-OPENAI_CALLS = ("openai_chat", "openai_stream", "openai_embeddings", "openai_error")
+OPENAI_CALLS = ("openai_chat", "openai_stream", "openai_embeddings", "openai_error", "azure_chat")
+NO_CACHE_OR_REASONING = {"cache_read": None, "reasoning": None}
 LIBRARIES = [
     Library(
         "otel-genai",
         "current",
         "opentelemetry-instrumentation-openai-v2",
         OPENAI_CALLS,
-        {c: {"cache_read": None, "reasoning": None} for c in ("openai_chat", "openai_stream")},
+        {c: NO_CACHE_OR_REASONING for c in ("openai_chat", "openai_stream", "azure_chat")},
+    ),
+    Library(  # the newest GenAI conventions: gen_ai.provider.name, gen_ai.input/output.messages
+        "otel-genai",
+        "current",
+        "opentelemetry-instrumentation-openai-v2",
+        OPENAI_CALLS,
+        {c: NO_CACHE_OR_REASONING for c in ("openai_chat", "openai_stream", "azure_chat")},
+        variant="latest",
+        environ={
+            "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_only",
+        },
+        kept_attributes=("gen_ai.provider.name", "gen_ai.input.messages", "gen_ai.output.messages"),
     ),
     Library(
         "otel-genai",
         "legacy",
         "opentelemetry-instrumentation-openai-v2",
-        ("openai_chat", "openai_stream", "openai_error"),  # 2.0b0 does not instrument embeddings
-        {c: {"cache_read": None, "reasoning": None} for c in ("openai_chat", "openai_stream")},
+        ("openai_chat", "openai_stream", "openai_error", "azure_chat"),  # 2.0b0 does not instrument embeddings
+        {c: NO_CACHE_OR_REASONING for c in ("openai_chat", "openai_stream", "azure_chat")},
     ),
     Library(
         "openllmetry",
         "current",
         "opentelemetry-instrumentation-openai",
-        (*OPENAI_CALLS, "azure_chat", "anthropic_chat"),
-        {"openai_stream": {"reasoning": None}, "azure_chat": {"provider": "openai"}},
+        (*OPENAI_CALLS, "anthropic_chat"),
+        {"openai_stream": {"reasoning": None}},
     ),
     Library(
         "openllmetry",
         "legacy",
         "opentelemetry-instrumentation-openai",
-        ("openai_chat", "openai_stream", "openai_embeddings", "azure_chat", "anthropic_chat"),
+        (*OPENAI_CALLS, "anthropic_chat"),
         {
-            "openai_chat": {"cache_read": None, "reasoning": None},
-            "openai_stream": dict.fromkeys(TOKEN_FIELDS),
-            "azure_chat": {"provider": "openai", "cache_read": None, "reasoning": None},
-            "anthropic_chat": {"operation": "text_completion"},
+            "openai_chat": NO_CACHE_OR_REASONING,
+            "openai_stream": dict.fromkeys(("input", "output", "cache_read", "reasoning")),  # 0.33: no stream usage
+            "openai_error": {"recorded": False},  # 0.33 ends no span when the request fails
+            "azure_chat": NO_CACHE_OR_REASONING,
+            "anthropic_chat": {"operation": "text_completion"},  # llm.request.type "completion"
         },
     ),
     Library(
         "openinference",
         "current",
         "openinference-instrumentation-openai",
-        (*OPENAI_CALLS, "azure_chat"),
-        {"azure_chat": {"provider": "openai"}},
+        (*OPENAI_CALLS, "anthropic_chat"),
     ),
-    Library("openinference-langchain", "current", "openinference-instrumentation-langchain", ("langchain_chain",)),
+    Library(
+        "openinference-langchain",
+        "current",
+        "openinference-instrumentation-langchain",
+        ("langchain_chain", "openinference_rerank"),
+        operations=frozenset({"invoke_agent", "chain", "prompt", "retrieval", "execute_tool", "rerank", "chat"}),
+    ),
     Library(
         "openlit",
         "current",
         "openlit",
-        (*OPENAI_CALLS, "azure_chat", "anthropic_chat"),
-        {
-            "openai_chat": {"reasoning": None},
-            "openai_stream": {"reasoning": None},
-            "azure_chat": {"provider": "openai", "reasoning": None},
-        },
+        (*OPENAI_CALLS, "anthropic_chat"),
+        {c: {"reasoning": None} for c in ("openai_chat", "openai_stream", "azure_chat")},
     ),
     Library("pydantic-ai", "current", "pydantic-ai-slim", ("pydantic_ai_agent", "pydantic_ai_anthropic")),
     Library(
@@ -139,7 +170,7 @@ LIBRARIES = [
         "current",
         "langsmith",
         ("langchain_chain",),
-        {"langchain_chain": {"cache_read": None, "reasoning": None, "model": "gpt-4o-mini"}},
+        {"langchain_chain": {**NO_CACHE_OR_REASONING, "model": "gpt-4o-mini"}},
     ),
 ]
 SUMMARY: list[str] = []
@@ -174,10 +205,14 @@ def _check(call_name: str, truth: Call, gaps: dict[str, Any], rows: list[Any]) -
     """What is wrong with the rows of one call, against the truth less the library's gaps."""
     expected = {**truth.__dict__, **gaps}
     mine = [r for r in rows if r["model"] in (truth.model, expected["model"]) or r["request_model"] == truth.request]
+    if expected.get("recorded") is False:
+        return [f"{len(mine)} rows for a call the library does not record"] if mine else []
     if truth.error:
         calls = [r for r in mine if r["status_code"] == "error"]
-    else:
+    elif any(expected[name] is not None for name in TOKEN_FIELDS):
         calls = [r for r in mine if r["input_tokens"] is not None or r["output_tokens"] is not None]
+    else:  # no usage to tell the call from spans around it: the one span of its operation
+        calls = [r for r in mine if r["operation"] == expected["operation"]]
     if len(calls) != 1:
         return [f"{len(calls)} rows for the call (of {len(mine)} naming its model), expected 1"]
     row = calls[0]
@@ -192,7 +227,7 @@ def _check(call_name: str, truth: Call, gaps: dict[str, Any], rows: list[Any]) -
     status_ok = row["status_code"] == "error" if truth.error else row["status_code"] in ("unset", "ok")
     if not status_ok:
         problems.append(f"status {row['status_code']!r}")
-    if truth.error or not row["input_tokens"]:
+    if truth.error or not (row["input_tokens"] or row["output_tokens"]):
         if row["total_cost"] is not None and row["total_cost"] != 0:
             problems.append(f"total_cost {row['total_cost']} for a call without tokens")
     else:
@@ -202,38 +237,79 @@ def _check(call_name: str, truth: Call, gaps: dict[str, Any], rows: list[Any]) -
     return problems
 
 
-@pytest.mark.parametrize("library", LIBRARIES, ids=lambda lib: f"{lib.name}-{lib.env}")
-async def test_library_calls_are_stored_as_they_happened(library, receiver, module_database):
+@dataclass(frozen=True)
+class Run:
+    service: str
+    exported: int  # spans the receiver accepted from the scenario
+
+
+async def _run_scenario(library: Library, receiver: Any, slots: asyncio.Semaphore) -> Run:
+    """One library's scenario in its own environment, exporting to the shared receiver."""
     env = ENVS / library.env
-    if not (env / ".built").exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{env} is missing: `make fidelity-envs` builds it")
-        pytest.skip(f"{env} is not built (make fidelity-envs)")
-    service = f"fidelity-{library.name}-{library.env}-{uuid.uuid4().hex[:6]}"
+    service = f"fidelity-{library.id}-{uuid.uuid4().hex[:6]}"
     process_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OBSERVATORY_"))},
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.http_url,
         "OTEL_SERVICE_NAME": service,
         "PYTHONPATH": str(REPO),
+        **library.environ,
     }
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [str(env / "bin" / "python"), "-m", "tests.fidelity.scenario", library.name, *library.calls],
-        cwd=REPO,
-        env=process_env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    # The scenario exits after its exporter flushed: every span is acknowledged. Wait until the calls'
-    # rows are stored (LLM spans are the rows with a model).
+    command = [str(env / "bin" / "python"), "-m", "tests.fidelity.scenario", library.name, *library.calls]
+    async with slots:
+        process = await asyncio.create_subprocess_exec(
+            *command, cwd=REPO, env=process_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(), SCENARIO_TIMEOUT)
+        except TimeoutError:
+            raise AssertionError(f"{library.id}: the scenario did not finish in {SCENARIO_TIMEOUT} s") from None
+        finally:
+            if process.returncode is None:  # timed out, or the module ended first
+                process.kill()
+                await process.wait()
+    out = stdout.decode(errors="replace").strip().splitlines()
+    if process.returncode != 0 or not out or not out[-1].startswith("exported "):
+        raise AssertionError(f"{library.id}: exit {process.returncode}\n{stderr.decode(errors='replace')[-3000:]}")
+    return Run(service, int(out[-1].split()[1]))
+
+
+SCENARIO_TIMEOUT = 240  # seconds for one scenario process, started concurrently with the others
+
+
+@pytest.fixture(scope="module")
+async def scenario_runs(receiver: Any, request: pytest.FixtureRequest) -> AsyncIterator[dict[str, asyncio.Task[Run]]]:
+    """The selected libraries' scenarios, started at once against the one receiver (a few processes at a
+    time: they mostly import Python), so the module takes about the CPU time of all of them over the cores."""
+    selected = {
+        item.callspec.params["library"].id
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec") and "library" in item.callspec.params
+    }
+    slots = asyncio.Semaphore(max(2, (os.cpu_count() or 2) + 1))
+    runs = {
+        library.id: asyncio.create_task(_run_scenario(library, receiver, slots))
+        for library in LIBRARIES
+        if library.id in selected and (ENVS / library.env / ".built").exists()
+    }
+    yield runs
+    for task in runs.values():
+        task.cancel()
+    await asyncio.gather(*runs.values(), return_exceptions=True)
+
+
+@pytest.mark.parametrize("library", LIBRARIES, ids=lambda lib: lib.id)
+async def test_library_calls_are_stored_as_they_happened(library, scenario_runs, module_database):
+    env = ENVS / library.env
+    if library.id not in scenario_runs:
+        if os.environ.get("CI"):
+            pytest.fail(f"{env} is missing: `make fidelity-envs` builds it")
+        pytest.skip(f"{env} is not built (make fidelity-envs)")
+    run = await scenario_runs[library.id]
+    # The scenario exits after the receiver accepted every span: wait until each is a row.
     await module_database.wait_for_count(
-        "SELECT count(*) FROM llm_traces WHERE service_name = $1 AND model IS NOT NULL",
-        len(library.calls),
-        service,
+        "SELECT count(*) FROM llm_traces WHERE service_name = $1", run.exported, run.service
     )
-    rows = await module_database.fetch("SELECT * FROM llm_traces WHERE service_name = $1", service)
+    rows = await module_database.fetch("SELECT * FROM llm_traces WHERE service_name = $1", run.service)
     version = _version(env, library.package)
     failures = {}
     right = 0
@@ -244,9 +320,19 @@ async def test_library_calls_are_stored_as_they_happened(library, receiver, modu
             failures[call] = problems
         elif not gaps:
             right += 1
-    line = f"{library.name} ({library.package} {version}): {right}/{len(library.calls)} calls fully right"
+    missing = library.operations - {r["operation"] for r in rows}
+    if missing:
+        failures["operations"] = [f"no span stored as {sorted(missing)}"]
+    chats = [r for r in rows if r["operation"] == "chat" and r["status_code"] != "error" and r["input_tokens"]]
+    for key in library.kept_attributes:
+        if not chats or any(key not in orjson.loads(r["attributes"]) for r in chats):
+            failures.setdefault("attributes", []).append(f"{key} not kept on every chat call")
+    name = f"{library.name} {library.variant}".strip()
+    line = f"{name} ({library.package} {version}): {right}/{len(library.calls)} calls fully right"
     if library.gaps:
         line += "; library gaps: " + "; ".join(f"{c} {sorted(g)}" for c, g in library.gaps.items())
+    if library.operations:
+        line += f"; other spans: {', '.join(sorted(library.operations))}"
     SUMMARY.append(line)
     ENVS.mkdir(parents=True, exist_ok=True)
     (ENVS / "summary.txt").write_text("\n".join(SUMMARY) + "\n")

@@ -138,6 +138,14 @@ PROVIDER_ALIASES: dict[str, str] = {
     }.items()
     for alias in aliases
 }
+# The OpenAI SDK pointed at Azure OpenAI: most instrumentations still name the provider `openai`, but
+# Azure prices its deployments differently. Such a span is `azure.ai.openai` when the request's host
+# (`server.address`: OTel GenAI, OpenLIT; `gen_ai.openai.api_base`: OpenLLMetry) is under one of
+# Azure's API domains, or when it carries `gen_ai.openai.api_version` (OpenLLMetry; only Azure clients
+# send an api-version). OpenInference names Azure itself (`llm.provider = azure`, from the same hosts).
+AZURE_OPENAI_HOST_SUFFIXES = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+AZURE_HOST_KEYS = ("server.address", "gen_ai.openai.api_base")
+AZURE_API_VERSION_KEY = "gen_ai.openai.api_version"
 # Frameworks some instrumentations put where the provider goes (LangSmith: gen_ai.system = "langchain"
 # on every run): not a provider, so their chain, prompt and tool spans do not count as LLM calls.
 NOT_PROVIDERS = frozenset({"langchain", "langgraph", "llama_index", "llamaindex", "crewai", "haystack", "dspy"})
@@ -216,7 +224,9 @@ LLM_ATTRIBUTE_KEYS: frozenset[str] = frozenset(
         "traceloop.span.kind",
         AI_SDK_OPERATION_KEY,
         INVOCATION_PARAMETERS_KEY,
+        AZURE_API_VERSION_KEY,
     )
+    + AZURE_HOST_KEYS
 )
 
 
@@ -353,6 +363,27 @@ def normalize_provider(value: Any) -> str | None:
     return name or None
 
 
+def is_azure_openai(attrs: dict[str, Any]) -> bool:
+    """Whether a span naming provider `openai` was a request to Azure OpenAI (the rule above)."""
+    if attrs.get(AZURE_API_VERSION_KEY) is not None:
+        return True
+    for key in AZURE_HOST_KEYS:
+        value = attrs.get(key)
+        if isinstance(value, str) and value:
+            host = value.split("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].lower()
+            if host.endswith(AZURE_OPENAI_HOST_SUFFIXES):
+                return True
+    return False
+
+
+def provider_of(attrs: dict[str, Any]) -> str | None:
+    """The span's provider, one name per vendor, Azure OpenAI told apart from OpenAI."""
+    provider = normalize_provider(first(attrs, PROVIDER_KEYS))
+    if provider == "openai" and is_azure_openai(attrs):
+        return "azure.ai.openai"
+    return provider
+
+
 def ai_sdk_operation(attrs: dict[str, Any]) -> tuple[str, bool] | None:
     """(operation, is one model call) of a Vercel AI SDK span, or None for other spans."""
     op_id = attrs.get(AI_SDK_OPERATION_KEY)
@@ -411,7 +442,7 @@ def extract_llm_fields(attrs: dict[str, Any], scope_name: str | None = None) -> 
     ai_sdk = ai_sdk_operation(attrs) if AI_SDK_OPERATION_KEY in attrs else None
     if ai_sdk is not None and not ai_sdk[1]:
         attrs = _without_ai_sdk(attrs)
-    fields.provider = normalize_provider(first(attrs, PROVIDER_KEYS))
+    fields.provider = provider_of(attrs)
     fields.request_model = as_text(first(attrs, REQUEST_MODEL_KEYS))
     if fields.request_model is None and INVOCATION_PARAMETERS_KEY in attrs:
         fields.request_model = invocation_model(attrs)
@@ -460,6 +491,6 @@ def provider_and_model(attrs: dict[str, Any]) -> tuple[str | None, str | None]:
     Metric points and log records carry fewer attributes than spans; their resource is the fallback,
     which the caller applies with `or` so the point's own value always wins.
     """
-    provider = normalize_provider(first(attrs, PROVIDER_KEYS))
+    provider = provider_of(attrs)
     model = as_text(first(attrs, RESPONSE_MODEL_KEYS)) or as_text(first(attrs, REQUEST_MODEL_KEYS))
     return provider, model

@@ -3,7 +3,9 @@ Anthropic (messages), answering with fixed usage so a test knows every token cou
 
 Standard library only: the instrumentation environments run it in-process (`serve()`), and the Node
 scenario starts it as `python -m tests.fidelity.fake_provider PORTFILE`. A model whose name starts with
-`fail` gets an HTTP 400 error, as a provider refuses a bad request.
+`fail` gets an HTTP 400 error, as a provider refuses a bad request. It also answers as a plain-HTTP proxy
+(requests naming an absolute URL), so a client can address a provider's real host name — an Azure
+OpenAI resource's — without that name resolving anywhere.
 """
 
 from __future__ import annotations

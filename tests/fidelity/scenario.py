@@ -54,10 +54,22 @@ def call_openai_error(base: str) -> None:
         raise SystemExit("the fake provider did not refuse fail-model")
 
 
+# An Azure OpenAI resource's endpoint. Nothing resolves it: the client sends its requests through the
+# fake provider as its HTTP proxy, so the SDK and its instrumentation see the host a real Azure call has.
+AZURE_ENDPOINT = "http://fidelity.openai.azure.com"
+
+
 def call_azure_chat(base: str) -> None:
+    import httpx
     import openai
 
-    client = openai.AzureOpenAI(azure_endpoint=base, api_key="fake", api_version="2024-10-21", max_retries=0)
+    client = openai.AzureOpenAI(
+        azure_endpoint=AZURE_ENDPOINT,
+        api_key="fake",
+        api_version="2024-10-21",
+        max_retries=0,
+        http_client=httpx.Client(proxy=base, trust_env=False),
+    )
     client.chat.completions.create(model="support-gpt4o", messages=PROMPT)
 
 
@@ -91,7 +103,20 @@ def call_langchain_chain(base: str) -> None:
     chain = ChatPromptTemplate.from_messages([("user", "{question}")]) | llm | StrOutputParser()
     Fixed().invoke("capital of France")
     capital.invoke({"country": "France"})
-    chain.invoke({"question": "What is the capital of France?"})
+    # A run named as an agent is an AGENT span under OpenInference; its steps stay CHAIN / LLM spans.
+    chain.with_config(run_name="capital agent").invoke({"question": "What is the capital of France?"})
+
+
+def call_openinference_rerank(base: str) -> None:
+    """A reranking step traced with OpenInference's own API (a RERANKER span: model, query, documents;
+    rerankers bill per search, so no tokens)."""
+    from openinference.instrumentation import OITracer, TraceConfig, get_reranker_attributes
+    from opentelemetry import trace
+
+    tracer = OITracer(trace.get_tracer("fidelity.rerank"), config=TraceConfig())
+    attributes = get_reranker_attributes(query="capital of France", model_name="rerank-v3.5", top_k=1)
+    with tracer.start_as_current_span("rerank", openinference_span_kind="reranker", attributes=attributes):
+        pass
 
 
 def call_pydantic_ai_agent(base: str) -> None:
@@ -119,7 +144,6 @@ CALLS: dict[str, Callable[[str], None]] = {
 
 def tracer_provider() -> Any:
     from opentelemetry import trace
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -140,9 +164,26 @@ def tracer_provider() -> Any:
         provider.add_span_processor(SimpleSpanProcessor(Dump()))
     else:
         endpoint = os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        provider.add_span_processor(BatchSpanProcessor(_counting_exporter(endpoint)))
     trace.set_tracer_provider(provider)
     return provider
+
+
+# Spans the receiver accepted and refused: the test waits for as many rows as were accepted.
+EXPORTED = {"accepted": 0, "refused": 0}
+
+
+def _counting_exporter(endpoint: str) -> Any:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    class Counting(OTLPSpanExporter):
+        def export(self, spans: Any) -> Any:
+            result = super().export(spans)
+            EXPORTED["accepted" if result is SpanExportResult.SUCCESS else "refused"] += len(spans)
+            return result
+
+    return Counting(endpoint=endpoint)
 
 
 def instrument(library: str, provider: Any) -> None:
@@ -158,9 +199,11 @@ def instrument(library: str, provider: Any) -> None:
         OpenAIInstrumentor().instrument(tracer_provider=provider)
         AnthropicInstrumentor().instrument(tracer_provider=provider)
     elif library == "openinference":
+        from openinference.instrumentation.anthropic import AnthropicInstrumentor
         from openinference.instrumentation.openai import OpenAIInstrumentor
 
         OpenAIInstrumentor().instrument(tracer_provider=provider)
+        AnthropicInstrumentor().instrument(tracer_provider=provider)
     elif library == "openinference-langchain":  # LangChain's runs only (its chat model spans are the LLM calls)
         from openinference.instrumentation.langchain import LangChainInstrumentor
 
@@ -197,6 +240,9 @@ def main() -> None:
     provider.force_flush()
     provider.shutdown()
     server.shutdown()
+    if EXPORTED["refused"]:
+        raise SystemExit(f"the receiver refused {EXPORTED['refused']} spans")
+    print(f"exported {EXPORTED['accepted']}", flush=True)
 
 
 if __name__ == "__main__":
