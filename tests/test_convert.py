@@ -186,3 +186,20 @@ def test_clean_text_caps_utf8_bytes_without_splitting_a_character():
     assert text == "ab€€…[truncated 24 bytes]"
     assert stats.truncated_values == 1
     assert clean_text("short", 8, stats) == "short"
+
+
+@pytest.mark.parametrize(
+    ("attributes", "provider"),
+    [
+        ({"gen_ai.provider.name": "openai", "server.address": "acme.openai.azure.com"}, "azure.ai.openai"),
+        ({"gen_ai.system": "openai", "server.address": "x.cognitiveservices.azure.com"}, "azure.ai.openai"),
+        ({"gen_ai.system": "openai", "gen_ai.openai.api_base": "https://a.openai.azure.com/v1"}, "azure.ai.openai"),
+        ({"gen_ai.system": "OpenAI", "gen_ai.openai.api_version": "2024-10-21"}, "azure.ai.openai"),  # OpenLLMetry
+        ({"llm.provider": "azure", "llm.system": "openai"}, "azure.ai.openai"),  # OpenInference
+        ({"gen_ai.provider.name": "openai", "server.address": "api.openai.com"}, "openai"),
+        ({"gen_ai.provider.name": "openai", "server.address": "openai.azure.com.example.org"}, "openai"),
+        ({"gen_ai.provider.name": "anthropic", "server.address": "acme.openai.azure.com"}, "anthropic"),
+    ],
+)
+def test_the_openai_sdk_pointed_at_azure_is_azure_openai(attributes, provider):
+    assert extract_llm_fields(attributes).provider == provider
