@@ -19,7 +19,12 @@ from receiver.app.config import Config
 from receiver.convert.genai import normalize_provider
 from receiver.convert.price_source import GenaiPrices, provider_id
 from receiver.convert.pricing import ModelPrice, PriceBook, TimeOfDayPrices, compute_cost
-from receiver.storage.pricing_store import PricingFileError, default_pricing_file, read_pricing_file
+from receiver.storage.pricing_store import (
+    PricingFileError,
+    PricingSchemaError,
+    default_pricing_file,
+    read_pricing_file,
+)
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 _PARTS = ("input", "output", "cache_read", "cache_write", "reasoning")
@@ -71,7 +76,7 @@ def cmd_lookup(args: argparse.Namespace, config: Config) -> int:
     provider = normalize_provider(args.provider) if args.provider else None
     try:
         book, maintained = _book(config, args.database)
-    except PricingFileError as exc:
+    except (PricingFileError, PricingSchemaError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     resolved = book.resolve(provider, args.model, day)
@@ -128,7 +133,7 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
         return EXIT_CONFIG
     try:
         book, maintained = _book(config, args.database)
-    except PricingFileError as exc:
+    except (PricingFileError, PricingSchemaError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     wanted_provider = normalize_provider(args.provider) if args.provider else None

@@ -44,6 +44,7 @@ from receiver.storage.maintenance import Maintenance, MaintenanceSettings
 from receiver.storage.migrate import MigrationError, applied_flavor, migrate, pending
 from receiver.storage.pricing_store import (
     PricingFileError,
+    PricingSchemaError,
     default_pricing_file,
     load_price_book,
     read_pricing_file,
@@ -261,7 +262,7 @@ class Receiver:
                 if self.authenticator is not None:
                     self._keys_task = asyncio.create_task(self._refresh_keys(), name="api-key-refresh")
                 return
-            except (MigrationError, PricingFileError) as exc:
+            except (MigrationError, PricingFileError, PricingSchemaError) as exc:
                 self.fatal = FatalError(str(exc))
                 self.log.error("cannot continue", error=str(exc))
                 self._stopped.set()

@@ -18,6 +18,40 @@ from receiver.resources import defaults_dir
 FILE_SOURCE = "file"
 
 
+class PricingSchemaError(Exception):
+    """`model_pricing` lacks the columns this receiver writes (the database is older than it)."""
+
+
+# What migration 012_pricing_sources adds to model_pricing and this module reads and writes.
+_MIGRATION_012_COLUMNS = (
+    "source_version",
+    "match_rule",
+    "reasoning_price_per_million",
+    "price_per_thousand_requests",
+    "other_prices",
+)
+
+
+async def check_pricing_schema(conn: asyncpg.Connection) -> None:
+    """Refuse, naming the fix, a model_pricing table without migration 012's columns (a database at
+    011 or older, e.g. with database.auto_migrate = false) — rather than an SQL error mid-load."""
+    have = {
+        r["column_name"]
+        for r in await conn.fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'model_pricing'"
+        )
+    }
+    if not have:
+        raise PricingSchemaError("table model_pricing does not exist: run `llm-observatory-receiver migrate`")
+    missing = [c for c in _MIGRATION_012_COLUMNS if c not in have]
+    if missing:
+        raise PricingSchemaError(
+            f"model_pricing has no column {', '.join(missing)}: the database predates migration "
+            "012_pricing_sources. Run `llm-observatory-receiver migrate` (or set database.auto_migrate = true)"
+        )
+
+
 class PricingFileError(Exception):
     """The price file is unreadable or has bad entries; the message names each one."""
 
@@ -123,6 +157,7 @@ async def seed_prices(conn: asyncpg.Connection, prices: list[ModelPrice], mainta
     removed from the file stops applying) and, with a maintained source, every price it carries (a row
     changes only when its figures do, keeping the version that first recorded it). Returns the rows
     written. One transaction: a receiver pricing from the table never sees it half-seeded."""
+    await check_pricing_schema(conn)
     rows = [_row(p, FILE_SOURCE, None, None, None) for p in prices]
     if maintained is not None:
         rows.extend(
@@ -137,6 +172,7 @@ async def seed_prices(conn: asyncpg.Connection, prices: list[ModelPrice], mainta
 async def load_price_book(conn: asyncpg.Connection, maintained: GenaiPrices | None = None) -> PriceBook:
     """The local prices (every model_pricing row not from the maintained source) in front of the
     maintained source itself (which prices from the installed package, not from its table rows)."""
+    await check_pricing_schema(conn)
     rows = await conn.fetch(
         """SELECT provider, model, effective_date, input_price_per_million, output_price_per_million,
                   cache_read_price_per_million, cache_write_price_per_million, reasoning_price_per_million,
