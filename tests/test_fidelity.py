@@ -27,6 +27,7 @@ import orjson
 import pytest
 
 from receiver.convert.price_source import provider_id
+from tests.fidelity.fake_provider import serve
 from tests.support.process import REPO
 
 ENVS = REPO / "var" / "fidelity"
@@ -165,6 +166,12 @@ LIBRARIES = [
         {c: {"reasoning": None} for c in ("openai_chat", "openai_stream", "azure_chat")},
     ),
     Library("pydantic-ai", "current", "pydantic-ai-slim", ("pydantic_ai_agent", "pydantic_ai_anthropic")),
+    Library(  # Node.js: the `ai` package's own telemetry (ai.* attributes), exported by the OTel JS SDK
+        "vercel-ai-sdk",
+        "node",
+        "ai",
+        ("openai_chat", "openai_stream", "openai_embeddings", "openai_error", "anthropic_chat"),
+    ),
     Library(
         "langsmith",
         "current",
@@ -177,6 +184,9 @@ SUMMARY: list[str] = []
 
 
 def _version(env: Path, package: str) -> str:
+    manifest = env / "node_modules" / package / "package.json"
+    if manifest.exists():
+        return str(orjson.loads(manifest.read_bytes())["version"])
     for info in (env / "lib").glob(f"python3*/site-packages/{package.replace('-', '_')}-*.dist-info"):
         return info.name.removesuffix(".dist-info").split("-")[1]
     return "?"
@@ -243,7 +253,7 @@ class Run:
     exported: int  # spans the receiver accepted from the scenario
 
 
-async def _run_scenario(library: Library, receiver: Any, slots: asyncio.Semaphore) -> Run:
+async def _run_scenario(library: Library, receiver: Any, provider_url: str, slots: asyncio.Semaphore) -> Run:
     """One library's scenario in its own environment, exporting to the shared receiver."""
     env = ENVS / library.env
     service = f"fidelity-{library.id}-{uuid.uuid4().hex[:6]}"
@@ -254,7 +264,11 @@ async def _run_scenario(library: Library, receiver: Any, slots: asyncio.Semaphor
         "PYTHONPATH": str(REPO),
         **library.environ,
     }
-    command = [str(env / "bin" / "python"), "-m", "tests.fidelity.scenario", library.name, *library.calls]
+    if library.env == "node":  # Node.js: the fake provider is the test's (the Python scenarios start their own)
+        process_env |= {"FIDELITY_NODE_MODULES": str(env), "FIDELITY_PROVIDER_URL": provider_url}
+        command = ["node", str(REPO / "tests" / "fidelity" / "node" / "scenario.mjs"), *library.calls]
+    else:
+        command = [str(env / "bin" / "python"), "-m", "tests.fidelity.scenario", library.name, *library.calls]
     async with slots:
         process = await asyncio.create_subprocess_exec(
             *command, cwd=REPO, env=process_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -286,8 +300,9 @@ async def scenario_runs(receiver: Any, request: pytest.FixtureRequest) -> AsyncI
         if item.module is request.module and hasattr(item, "callspec") and "library" in item.callspec.params
     }
     slots = asyncio.Semaphore(max(2, (os.cpu_count() or 2) + 1))
+    provider, provider_url = serve()
     runs = {
-        library.id: asyncio.create_task(_run_scenario(library, receiver, slots))
+        library.id: asyncio.create_task(_run_scenario(library, receiver, provider_url, slots))
         for library in LIBRARIES
         if library.id in selected and (ENVS / library.env / ".built").exists()
     }
@@ -295,6 +310,7 @@ async def scenario_runs(receiver: Any, request: pytest.FixtureRequest) -> AsyncI
     for task in runs.values():
         task.cancel()
     await asyncio.gather(*runs.values(), return_exceptions=True)
+    provider.shutdown()
 
 
 @pytest.mark.parametrize("library", LIBRARIES, ids=lambda lib: lib.id)
