@@ -343,11 +343,26 @@ def first_money(attrs: dict[str, Any], keys: tuple[str, ...]) -> Decimal | None:
     return None
 
 
+# Provider spellings seen -> their one name (bounded): a span's provider is one dict lookup.
+_PROVIDER_NAMES: dict[str, str | None] = {}
+_PROVIDER_NAMES_LIMIT = 4096
+
+
 def normalize_provider(value: Any) -> str | None:
     """One provider name per vendor (PROVIDER_ALIASES), whatever the instrumentation's spelling."""
+    if type(value) is str:
+        try:
+            return _PROVIDER_NAMES[value]
+        except KeyError:
+            name = _provider_name(value)
+            if len(_PROVIDER_NAMES) < _PROVIDER_NAMES_LIMIT:
+                _PROVIDER_NAMES[value] = name
+            return name
     text = as_text(value)
-    if text is None:
-        return None
+    return None if text is None else _provider_name(text)
+
+
+def _provider_name(text: str) -> str | None:
     name = text.strip().lower()
     if name in NOT_PROVIDERS:
         return None

@@ -218,36 +218,45 @@ def compute_cost(
     """Cost of one call, as genai-prices computes it from the same counts: every part with a price of
     its own is taken out of its total (cache reads and writes out of input, reasoning out of output)
     and priced at that rate; the rest at the plain rate. Counts that do not add up (more cached than
-    input) price every input token at the input rate instead."""
+    input) price every input token at the input rate instead. On the hot path: plain attribute reads
+    unless the price has tiers."""
     if input_tokens is None and output_tokens is None:
         return None
-    all_input = input_tokens or 0
+    if price.tiers:
+        all_input = input_tokens or 0
+        input_rate = price.rate("input", all_input)
+        output_rate = price.rate("output", all_input)
+        cache_read_rate = price.rate("cache_read", all_input) if cache_read_tokens else None
+        cache_write_rate = price.rate("cache_write", all_input) if cache_write_tokens else None
+        reasoning_rate = price.rate("reasoning", all_input) if reasoning_tokens else None
+    else:
+        input_rate = price.input_per_million
+        output_rate = price.output_per_million
+        cache_read_rate = price.cache_read_per_million if cache_read_tokens else None
+        cache_write_rate = price.cache_write_per_million if cache_write_tokens else None
+        reasoning_rate = price.reasoning_per_million if reasoning_tokens else None
     input_cost: Decimal | None = None
     if input_tokens is not None:
         uncached = input_tokens
         input_cost = Decimal(0)
-        cache_read_rate = price.rate("cache_read", all_input) if cache_read_tokens else None
-        cache_write_rate = price.rate("cache_write", all_input) if cache_write_tokens else None
-        parts = ((cache_read_tokens or 0) if cache_read_rate is not None else 0) + (
-            (cache_write_tokens or 0) if cache_write_rate is not None else 0
-        )
-        if parts <= uncached:
-            if cache_read_rate is not None:
-                uncached -= cache_read_tokens  # type: ignore[operator]
-                input_cost += cache_read_tokens * cache_read_rate  # type: ignore[operator]
-            if cache_write_rate is not None:
-                uncached -= cache_write_tokens  # type: ignore[operator]
-                input_cost += cache_write_tokens * cache_write_rate  # type: ignore[operator]
-        input_cost = (input_cost + uncached * price.rate("input", all_input)) / MILLION  # type: ignore[operator]
+        if cache_read_rate is not None or cache_write_rate is not None:
+            read = cache_read_tokens if cache_read_rate is not None else 0
+            write = cache_write_tokens if cache_write_rate is not None else 0
+            if read + write <= uncached:  # type: ignore[operator]
+                uncached -= read + write  # type: ignore[operator]
+                if read:
+                    input_cost += read * cache_read_rate  # type: ignore[operator]
+                if write:
+                    input_cost += write * cache_write_rate  # type: ignore[operator]
+        input_cost = (input_cost + uncached * input_rate) / MILLION
     output_cost: Decimal | None = None
     if output_tokens is not None:
         plain = output_tokens
         output_cost = Decimal(0)
-        reasoning_rate = price.rate("reasoning", all_input) if reasoning_tokens else None
         if reasoning_rate is not None and reasoning_tokens <= plain:  # type: ignore[operator]
             plain -= reasoning_tokens  # type: ignore[operator]
             output_cost += reasoning_tokens * reasoning_rate  # type: ignore[operator]
-        output_cost = (output_cost + plain * price.rate("output", all_input)) / MILLION  # type: ignore[operator]
+        output_cost = (output_cost + plain * output_rate) / MILLION
     total = (input_cost or Decimal(0)) + (output_cost or Decimal(0))
     if price.per_thousand_requests:
         total += price.per_thousand_requests / THOUSAND
