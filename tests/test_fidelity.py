@@ -258,7 +258,8 @@ async def _run_scenario(library: Library, receiver: Any, provider_url: str, slot
     env = ENVS / library.env
     service = f"fidelity-{library.id}-{uuid.uuid4().hex[:6]}"
     process_env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OBSERVATORY_"))},
+        # PYTHONDONTWRITEBYTECODE left out: the first scenarios cache the bytecode the others import
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OBSERVATORY_", "PYTHONDONTWRITE"))},
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.http_url,
         "OTEL_SERVICE_NAME": service,
         "PYTHONPATH": str(REPO),
