@@ -89,6 +89,8 @@ class Library:
     environ: dict[str, str] = field(default_factory=dict)
     # attributes every model call's row must keep (in `attributes`), e.g. the newest message attributes
     kept_attributes: tuple[str, ...] = ()
+    # the GenAI event (a log record) every chat call must have in llm_logs, with its span's ids and model
+    event: str | None = None
 
     @property
     def id(self) -> str:
@@ -114,9 +116,11 @@ LIBRARIES = [
         variant="latest",
         environ={
             "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
-            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_only",
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_and_event",
+            "FIDELITY_EVENTS": "1",
         },
         kept_attributes=("gen_ai.provider.name", "gen_ai.input.messages", "gen_ai.output.messages"),
+        event="gen_ai.client.inference.operation.details",
     ),
     Library(
         "otel-genai",
@@ -251,6 +255,7 @@ def _check(call_name: str, truth: Call, gaps: dict[str, Any], rows: list[Any]) -
 class Run:
     service: str
     exported: int  # spans the receiver accepted from the scenario
+    events: int  # log records (GenAI events) it accepted
 
 
 async def _run_scenario(library: Library, receiver: Any, provider_url: str, slots: asyncio.Semaphore) -> Run:
@@ -285,7 +290,8 @@ async def _run_scenario(library: Library, receiver: Any, provider_url: str, slot
     out = stdout.decode(errors="replace").strip().splitlines()
     if process.returncode != 0 or not out or not out[-1].startswith("exported "):
         raise AssertionError(f"{library.id}: exit {process.returncode}\n{stderr.decode(errors='replace')[-3000:]}")
-    return Run(service, int(out[-1].split()[1]))
+    counts = [int(n) for n in out[-1].split()[1:]]
+    return Run(service, counts[0], counts[1] if len(counts) > 1 else 0)
 
 
 SCENARIO_TIMEOUT = 240  # seconds for one scenario process, started concurrently with the others
@@ -344,12 +350,29 @@ async def test_library_calls_are_stored_as_they_happened(library, scenario_runs,
     for key in library.kept_attributes:
         if not chats or any(key not in orjson.loads(r["attributes"]) for r in chats):
             failures.setdefault("attributes", []).append(f"{key} not kept on every chat call")
+    if library.event:
+        await module_database.wait_for_count(
+            "SELECT count(*) FROM llm_logs WHERE service_name = $1", run.events, run.service
+        )
+        events = {
+            (e["trace_id"], e["span_id"]): e
+            for e in await module_database.fetch(
+                "SELECT * FROM llm_logs WHERE service_name = $1 AND event_name = $2", run.service, library.event
+            )
+        }
+        for chat in chats:
+            event = events.get((chat["trace_id"], chat["span_id"]))
+            if event is None or (event["provider"], event["model"]) != (chat["provider"], chat["model"]):
+                found = event and (event["provider"], event["model"])
+                failures.setdefault("events", []).append(f"{library.event} of {chat['model']}: {found}")
     name = f"{library.name} {library.variant}".strip()
     line = f"{name} ({library.package} {version}): {right}/{len(library.calls)} calls fully right"
     if library.gaps:
         line += "; library gaps: " + "; ".join(f"{c} {sorted(g)}" for c, g in library.gaps.items())
     if library.operations:
         line += f"; other spans: {', '.join(sorted(library.operations))}"
+    if library.event:
+        line += f"; {run.events} {library.event} events"
     SUMMARY.append(line)
     ENVS.mkdir(parents=True, exist_ok=True)
     (ENVS / "summary.txt").write_text("\n".join(SUMMARY) + "\n")

@@ -169,8 +169,40 @@ def tracer_provider() -> Any:
     return provider
 
 
-# Spans the receiver accepted and refused: the test waits for as many rows as were accepted.
-EXPORTED = {"accepted": 0, "refused": 0}
+# Spans and log records (GenAI events) the receiver accepted and refused: the test waits for as many rows
+# as were accepted.
+EXPORTED = {"accepted": 0, "refused": 0, "events": 0}
+
+
+def logger_provider() -> Any:
+    """With FIDELITY_EVENTS set: a global logger provider (and event logger provider, for instrumentations
+    on the older Events API) exporting the gen_ai.* events as OTLP log records to the receiver."""
+    if not os.environ.get("FIDELITY_EVENTS"):
+        return None
+    from opentelemetry._logs import set_logger_provider
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    class Counting(OTLPLogExporter):
+        def export(self, batch: Any) -> Any:
+            result = super().export(batch)
+            EXPORTED["events" if result.name == "SUCCESS" else "refused"] += len(batch)
+            return result
+
+    endpoint = os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/logs"
+    logs = LoggerProvider(resource=Resource.create({"service.name": os.environ["OTEL_SERVICE_NAME"]}))
+    logs.add_log_record_processor(SimpleLogRecordProcessor(Counting(endpoint=endpoint)))
+    set_logger_provider(logs)
+    try:
+        from opentelemetry._events import set_event_logger_provider
+        from opentelemetry.sdk._events import EventLoggerProvider
+
+        set_event_logger_provider(EventLoggerProvider(logs))
+    except ImportError:  # SDKs without the Events API
+        pass
+    return logs
 
 
 def _counting_exporter(endpoint: str) -> Any:
@@ -186,12 +218,12 @@ def _counting_exporter(endpoint: str) -> Any:
     return Counting(endpoint=endpoint)
 
 
-def instrument(library: str, provider: Any) -> None:
+def instrument(library: str, provider: Any, logs: Any) -> None:
     """Turn on one library's instrumentation, as its documentation says to."""
     if library == "otel-genai":  # opentelemetry-instrumentation-openai-v2 (OpenTelemetry's own)
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 
-        OpenAIInstrumentor().instrument(tracer_provider=provider)
+        OpenAIInstrumentor().instrument(tracer_provider=provider, logger_provider=logs)
     elif library == "openllmetry":  # Traceloop's instrumentations
         from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
         from opentelemetry.instrumentation.openai import OpenAIInstrumentor
@@ -230,7 +262,8 @@ def main() -> None:
     library, calls = sys.argv[1], sys.argv[2:]
     server, base = serve()
     provider = tracer_provider()
-    instrument(library, provider)
+    logs = logger_provider()
+    instrument(library, provider, logs)
     for name in calls:
         CALLS[name](base)
     if library == "langsmith":  # LangSmith hands runs to OpenTelemetry from a background thread
@@ -239,10 +272,12 @@ def main() -> None:
         wait_for_all_tracers()
     provider.force_flush()
     provider.shutdown()
+    if logs is not None:
+        logs.shutdown()
     server.shutdown()
     if EXPORTED["refused"]:
-        raise SystemExit(f"the receiver refused {EXPORTED['refused']} spans")
-    print(f"exported {EXPORTED['accepted']}", flush=True)
+        raise SystemExit(f"the receiver refused {EXPORTED['refused']} spans or events")
+    print(f"exported {EXPORTED['accepted']} {EXPORTED['events']}", flush=True)
 
 
 if __name__ == "__main__":
