@@ -203,3 +203,28 @@ def test_clean_text_caps_utf8_bytes_without_splitting_a_character():
 )
 def test_the_openai_sdk_pointed_at_azure_is_azure_openai(attributes, provider):
     assert extract_llm_fields(attributes).provider == provider
+
+
+def test_a_preferred_name_with_a_bad_value_falls_back_to_the_next_name():
+    fields = extract_llm_fields({"gen_ai.usage.input_tokens": "n/a", "llm.token_count.prompt": 5, "user.id": ""})
+    assert fields.input_tokens == 5 and fields.user_id is None
+
+
+@pytest.mark.parametrize(
+    ("scope", "attributes", "expected"),
+    [
+        # Bedrock's inputTokens leave the cache out (OpenLLMetry and OpenLIT report them as they are)
+        ("opentelemetry.instrumentation.bedrock", {"gen_ai.usage.input_tokens": 1500}, (2500, 200)),
+        ("openlit.instrumentation.bedrock", {"gen_ai.usage.input_tokens": 1500}, (2500, 200)),
+        ("other", {"gen_ai.usage.input_tokens": 2500}, (2500, 200)),  # the GenAI meaning: cache included
+        # Gemini's candidatesTokenCount leaves the thoughts out (OpenLIT reports it as it is)
+        ("openlit.instrumentation.google_ai_studio", {"gen_ai.usage.reasoning_tokens": 100}, (2500, 300)),
+        ("other", {"gen_ai.usage.reasoning_tokens": 100}, (2500, 200)),
+    ],
+)
+def test_token_counts_have_one_meaning_whatever_the_instrumentation(scope, attributes, expected):
+    usage = {"gen_ai.usage.input_tokens": 2500, "gen_ai.usage.output_tokens": 200}
+    usage |= {"gen_ai.usage.cache_read.input_tokens": 700, "gen_ai.usage.cache_creation.input_tokens": 300}
+    fields = extract_llm_fields({**usage, **attributes}, scope)
+    assert (fields.input_tokens, fields.output_tokens) == expected
+    assert fields.total_tokens == sum(expected)

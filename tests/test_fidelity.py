@@ -51,6 +51,7 @@ class Call:
 
 OPENAI_CHAT = Call("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", "chat", 1200, 300, 400, None, 100)
 ANTHROPIC_CHAT = Call("anthropic", "claude-haiku-4-5", "claude-haiku-4-5-20251001", "chat", 1500, 200, 700, 300)
+BEDROCK_CLAUDE = "global.anthropic.claude-haiku-4-5-20251001-v1:0"
 TRUTH: dict[str, Call] = {
     "openai_chat": OPENAI_CHAT,
     "openai_stream": replace(OPENAI_CHAT, request="gpt-4o", model="gpt-4o-2024-08-06"),
@@ -58,6 +59,12 @@ TRUTH: dict[str, Call] = {
     "openai_error": Call("openai", "fail-model", "fail-model", "chat", error=True),
     "azure_chat": replace(OPENAI_CHAT, provider="azure.ai.openai", request="support-gpt4o", model="gpt-4o-2024-11-20"),
     "anthropic_chat": ANTHROPIC_CHAT,
+    # Claude on Bedrock through a global inference profile (Bedrock's inputTokens 1500 leave the cache out)
+    "bedrock_converse": Call(
+        "aws.bedrock", BEDROCK_CLAUDE, BEDROCK_CLAUDE, "chat", 2500, 200, 700, 300
+    ),
+    # Gemini on Vertex AI: 1200 prompt tokens (400 cached), 200 candidates + 100 thoughts
+    "vertex_gemini": Call("gcp.vertex_ai", "gemini-2.5-flash", "gemini-2.5-flash", "chat", 1200, 300, 400, None, 100),
     "langchain_chain": OPENAI_CHAT,
     # A reranker bills per search, not per token: the row names the model and carries no tokens or cost.
     "openinference_rerank": Call(None, "rerank-v3.5", "rerank-v3.5", "rerank"),
@@ -133,8 +140,12 @@ LIBRARIES = [
         "openllmetry",
         "current",
         "opentelemetry-instrumentation-openai",
-        (*OPENAI_CALLS, "anthropic_chat"),
-        {"openai_stream": {"reasoning": None}},
+        (*OPENAI_CALLS, "anthropic_chat", "bedrock_converse"),
+        {
+            "openai_stream": {"reasoning": None},
+            # drops the inference profile's "global." (and so is priced as the regional model)
+            "bedrock_converse": {"model": BEDROCK_CLAUDE.removeprefix("global.")},
+        },
     ),
     Library(
         "openllmetry",
@@ -153,7 +164,8 @@ LIBRARIES = [
         "openinference",
         "current",
         "openinference-instrumentation-openai",
-        (*OPENAI_CALLS, "anthropic_chat"),
+        (*OPENAI_CALLS, "anthropic_chat", "bedrock_converse", "vertex_gemini"),
+        {"vertex_gemini": {"provider": "gcp.gemini"}},  # llm.provider "google" for Vertex AI too
     ),
     Library(
         "openinference-langchain",
@@ -166,8 +178,11 @@ LIBRARIES = [
         "openlit",
         "current",
         "openlit",
-        (*OPENAI_CALLS, "anthropic_chat"),
-        {c: {"reasoning": None} for c in ("openai_chat", "openai_stream", "azure_chat")},
+        (*OPENAI_CALLS, "anthropic_chat", "bedrock_converse", "vertex_gemini"),
+        {
+            **{c: {"reasoning": None} for c in ("openai_chat", "openai_stream", "azure_chat")},
+            "vertex_gemini": {"provider": "gcp.gemini"},  # "gemini", server.address the Gemini API's, for Vertex AI
+        },
     ),
     Library("pydantic-ai", "current", "pydantic-ai-slim", ("pydantic_ai_agent", "pydantic_ai_anthropic")),
     Library(  # Node.js: the `ai` package's own telemetry (ai.* attributes), exported by the OTel JS SDK

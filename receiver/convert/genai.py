@@ -196,7 +196,13 @@ AI_SDK_OPERATION_KEY = "ai.operationId"
 # that cannot be inclusive (cache reads + writes above the input count) are treated the same way.
 INPUT_EXCLUDES_CACHE: dict[str, frozenset[str]] = {
     "openlit.instrumentation.anthropic": frozenset(),  # gen_ai.usage.input_tokens = Anthropic's input_tokens
+    "openlit.instrumentation.bedrock": frozenset(),  # = Bedrock Converse's inputTokens
+    "opentelemetry.instrumentation.bedrock": frozenset(),  # OpenLLMetry: the same
 }
+# Instrumentations whose output token count leaves reasoning out (Gemini's candidatesTokenCount, without
+# thoughtsTokenCount), by scope name prefix: the receiver adds the reasoning tokens back, so
+# `output_tokens` includes reasoning whatever the source.
+OUTPUT_EXCLUDES_REASONING: tuple[str, ...] = ("openlit.instrumentation.google_ai_studio",)
 
 # Every attribute key extract_llm_fields reads (a test keeps this in step with the code). The native
 # trace converter hands Python only the attributes under these keys, so the rules stay here, in one place.
@@ -378,16 +384,29 @@ def _provider_name(text: str) -> str | None:
     return name or None
 
 
+# server.address / api base values seen -> whether they are an Azure OpenAI host (bounded).
+_AZURE_HOSTS: dict[str, bool] = {}
+
+
+def _azure_host(value: str) -> bool:
+    try:
+        return _AZURE_HOSTS[value]
+    except KeyError:
+        host = value.split("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].lower()
+        azure = host.endswith(AZURE_OPENAI_HOST_SUFFIXES)
+        if len(_AZURE_HOSTS) < _PROVIDER_NAMES_LIMIT:
+            _AZURE_HOSTS[value] = azure
+        return azure
+
+
 def is_azure_openai(attrs: dict[str, Any]) -> bool:
     """Whether a span naming provider `openai` was a request to Azure OpenAI (the rule above)."""
     if attrs.get(AZURE_API_VERSION_KEY) is not None:
         return True
     for key in AZURE_HOST_KEYS:
         value = attrs.get(key)
-        if isinstance(value, str) and value:
-            host = value.split("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].lower()
-            if host.endswith(AZURE_OPENAI_HOST_SUFFIXES):
-                return True
+        if type(value) is str and value and _azure_host(value):
+            return True
     return False
 
 
@@ -448,47 +467,155 @@ def _without_ai_sdk(attrs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attrs.items() if not k.startswith("ai.")}
 
 
+# The key groups extract_llm_fields reads by preference order, and for every key its (group, rank): a span's
+# attributes are matched against them in one pass (only the keys present cost anything), not by probing
+# every name of every group — most groups are absent from most spans.
+_GROUPS: tuple[tuple[str, ...], ...] = (
+    PROVIDER_KEYS,
+    REQUEST_MODEL_KEYS,
+    RESPONSE_MODEL_KEYS,
+    INPUT_TOKEN_KEYS,
+    OUTPUT_TOKEN_KEYS,
+    TOTAL_TOKEN_KEYS,
+    CACHE_READ_KEYS,
+    CACHE_CREATION_KEYS,
+    REASONING_KEYS,
+    INPUT_COST_KEYS,
+    OUTPUT_COST_KEYS,
+    TOTAL_COST_KEYS,
+    USER_KEYS,
+    SESSION_KEYS,
+    TAG_KEYS,
+    FINISH_REASON_KEYS,
+)
+(
+    _PROVIDER,
+    _REQUEST_MODEL,
+    _RESPONSE_MODEL,
+    _INPUT,
+    _OUTPUT,
+    _TOTAL,
+    _CACHE_READ,
+    _CACHE_CREATION,
+    _REASONING,
+    _INPUT_COST,
+    _OUTPUT_COST,
+    _TOTAL_COST,
+    _USER,
+    _SESSION,
+    _TAGS,
+    _FINISH,
+) = range(len(_GROUPS))
+_RANK: dict[str, tuple[int, int]] = {key: (g, rank) for g, keys in enumerate(_GROUPS) for rank, key in enumerate(keys)}
+assert len(_RANK) == sum(map(len, _GROUPS)), "a key belongs to one group"
+_GROUPED_KEYS = frozenset(_RANK)
+
+
+def _best_keys(attrs: dict[str, Any]) -> tuple[dict[int, str], set[int]]:
+    """group -> its most preferred key present with a value; and the groups with more than one such key
+    (where a value that does not convert falls back to the next key, as `first_count` does)."""
+    best: dict[int, str] = {}
+    crowded: set[int] = set()
+    for key in _GROUPED_KEYS.intersection(attrs):
+        if attrs[key] is None:
+            continue
+        group, rank = _RANK[key]
+        other = best.get(group)
+        if other is None:
+            best[group] = key
+        else:
+            crowded.add(group)
+            if rank < _RANK[other][1]:
+                best[group] = key
+    return best, crowded
+
+
+def _count(attrs: dict[str, Any], best: dict[int, str], crowded: set[int], group: int) -> int | None:
+    key = best.get(group)
+    if key is None:
+        return None
+    count = as_count(attrs[key])
+    if count is None and group in crowded:
+        return first_count(attrs, _GROUPS[group])
+    return count
+
+
+def _money(attrs: dict[str, Any], best: dict[int, str], crowded: set[int], group: int) -> Decimal | None:
+    key = best.get(group)
+    if key is None:
+        return None
+    money = as_money(attrs[key])
+    if money is None and group in crowded:
+        return first_money(attrs, _GROUPS[group])
+    return money
+
+
 def extract_llm_fields(attrs: dict[str, Any], scope_name: str | None = None) -> LlmFields:
     """Read the LLM columns out of one span's attribute dict (already cleaned and capped).
 
     `scope_name` (the instrumentation scope) says how to read counts whose meaning differs by source
-    (INPUT_EXCLUDES_CACHE)."""
+    (INPUT_EXCLUDES_CACHE). The first name of a group present wins (`first`, `first_count`)."""
     fields = LlmFields()
     ai_sdk = ai_sdk_operation(attrs) if AI_SDK_OPERATION_KEY in attrs else None
     if ai_sdk is not None and not ai_sdk[1]:
         attrs = _without_ai_sdk(attrs)
-    fields.provider = provider_of(attrs)
-    fields.request_model = as_text(first(attrs, REQUEST_MODEL_KEYS))
+    best, crowded = _best_keys(attrs)
+    if not best and ai_sdk is None and INVOCATION_PARAMETERS_KEY not in attrs:
+        fields.operation = operation_of(attrs)
+        return fields
+    key = best.get(_PROVIDER)
+    provider = normalize_provider(attrs[key]) if key is not None else None
+    if provider == "openai" and is_azure_openai(attrs):
+        provider = "azure.ai.openai"
+    fields.provider = provider
+    key = best.get(_REQUEST_MODEL)
+    fields.request_model = as_text(attrs[key]) if key is not None else None
     if fields.request_model is None and INVOCATION_PARAMETERS_KEY in attrs:
         fields.request_model = invocation_model(attrs)
-    fields.response_model = as_text(first(attrs, RESPONSE_MODEL_KEYS))
+    key = best.get(_RESPONSE_MODEL)
+    fields.response_model = as_text(attrs[key]) if key is not None else None
     fields.operation = operation_of(attrs, ai_sdk)
-    input_tokens = first_count(attrs, INPUT_TOKEN_KEYS)
-    fields.output_tokens = first_count(attrs, OUTPUT_TOKEN_KEYS)
-    cache_read = first_count(attrs, CACHE_READ_KEYS)
-    cache_creation = first_count(attrs, CACHE_CREATION_KEYS)
+    input_tokens = _count(attrs, best, crowded, _INPUT)
+    output_tokens = fields.output_tokens = _count(attrs, best, crowded, _OUTPUT)
+    cache_read = _count(attrs, best, crowded, _CACHE_READ) if _CACHE_READ in best else None
+    cache_creation = _count(attrs, best, crowded, _CACHE_CREATION) if _CACHE_CREATION in best else None
     if (cache_read or cache_creation) and input_tokens is not None:
         cached = (cache_read or 0) + (cache_creation or 0)
-        if cached > input_tokens or _input_excludes_cache(scope_name, fields.provider):
+        if cached > input_tokens or _input_excludes_cache(scope_name, provider):
             input_tokens += cached
     fields.input_tokens = input_tokens
-    total = first_count(attrs, TOTAL_TOKEN_KEYS)
-    if input_tokens is not None or fields.output_tokens is not None:
-        summed = (input_tokens or 0) + (fields.output_tokens or 0)
+    total = _count(attrs, best, crowded, _TOTAL) if _TOTAL in best else None
+    if input_tokens is not None or output_tokens is not None:
+        summed = (input_tokens or 0) + (output_tokens or 0)
         if total is None or total < summed:  # a total without the cache counts added back
             total = summed
     fields.total_tokens = total
     fields.cache_read_tokens = cache_read
     fields.cache_creation_tokens = cache_creation
-    fields.reasoning_tokens = first_count(attrs, REASONING_KEYS)
-    fields.input_cost = first_money(attrs, INPUT_COST_KEYS)
-    fields.output_cost = first_money(attrs, OUTPUT_COST_KEYS)
-    fields.total_cost = first_money(attrs, TOTAL_COST_KEYS)
-    fields.user_id = as_text(first(attrs, USER_KEYS))
-    fields.session_id = as_text(first(attrs, SESSION_KEYS))
-    fields.tags = as_text_list(first(attrs, TAG_KEYS))
-    fields.finish_reasons = as_text_list(first(attrs, FINISH_REASON_KEYS))
+    if _REASONING in best:
+        fields.reasoning_tokens = _count(attrs, best, crowded, _REASONING)
+        if output_tokens is not None and _output_excludes_reasoning(scope_name) and fields.reasoning_tokens:
+            fields.output_tokens = output_tokens + fields.reasoning_tokens
+            fields.total_tokens = max(total or 0, (input_tokens or 0) + fields.output_tokens)
+    if _INPUT_COST in best:
+        fields.input_cost = _money(attrs, best, crowded, _INPUT_COST)
+    if _OUTPUT_COST in best:
+        fields.output_cost = _money(attrs, best, crowded, _OUTPUT_COST)
+    if _TOTAL_COST in best:
+        fields.total_cost = _money(attrs, best, crowded, _TOTAL_COST)
+    if _USER in best:
+        fields.user_id = as_text(attrs[best[_USER]])
+    if _SESSION in best:
+        fields.session_id = as_text(attrs[best[_SESSION]])
+    if _TAGS in best:
+        fields.tags = as_text_list(attrs[best[_TAGS]])
+    if _FINISH in best:
+        fields.finish_reasons = as_text_list(attrs[best[_FINISH]])
     return fields
+
+
+def _output_excludes_reasoning(scope_name: str | None) -> bool:
+    return scope_name is not None and scope_name.startswith(OUTPUT_EXCLUDES_REASONING)
 
 
 def _input_excludes_cache(scope_name: str | None, provider: str | None) -> bool:

@@ -1,11 +1,12 @@
-"""A fake LLM provider API on loopback: OpenAI (chat completions, streaming, embeddings, Azure paths) and
-Anthropic (messages), answering with fixed usage so a test knows every token count a call really used.
+"""A fake LLM provider API on loopback: OpenAI (chat completions, streaming, embeddings, Azure paths),
+Anthropic (messages), AWS Bedrock (Converse) and Vertex AI (Gemini generateContent), answering with fixed
+usage so a test knows every token count a call really used.
 
-Standard library only: the instrumentation environments run it in-process (`serve()`), and the Node
-scenario starts it as `python -m tests.fidelity.fake_provider PORTFILE`. A model whose name starts with
-`fail` gets an HTTP 400 error, as a provider refuses a bad request. It also answers as a plain-HTTP proxy
-(requests naming an absolute URL), so a client can address a provider's real host name — an Azure
-OpenAI resource's — without that name resolving anywhere.
+Standard library only: the Python scenarios run it in-process (`serve()`); for the Node scenario the test
+serves it (`python -m tests.fidelity.fake_provider PORTFILE` serves one until killed, for a person). A
+model whose name starts with `fail` gets an HTTP 400 error, as a provider refuses a bad request. It also
+answers as a plain-HTTP proxy (requests naming an absolute URL), so a client can address a provider's
+real host name — an Azure OpenAI resource's — without that name resolving anywhere.
 """
 
 from __future__ import annotations
@@ -34,6 +35,23 @@ ANTHROPIC_USAGE = {
     "cache_read_input_tokens": 700,
     "cache_creation_input_tokens": 300,
     "output_tokens": 200,
+}
+# Bedrock's Converse API: inputTokens leaves cache reads and writes out, as Anthropic's input_tokens does.
+BEDROCK_USAGE = {
+    "inputTokens": 1500,
+    "outputTokens": 200,
+    "totalTokens": 2700,
+    "cacheReadInputTokens": 700,
+    "cacheWriteInputTokens": 300,
+}
+# Gemini (Vertex AI's generateContent): promptTokenCount includes the cached tokens; thoughtsTokenCount
+# (reasoning) is not part of candidatesTokenCount.
+GEMINI_USAGE = {
+    "promptTokenCount": 1200,
+    "candidatesTokenCount": 200,
+    "thoughtsTokenCount": 100,
+    "cachedContentTokenCount": 400,
+    "totalTokenCount": 1500,
 }
 # What a model name in a request is answered as (the dated snapshot the provider serves).
 RESPONSE_MODELS = {
@@ -107,7 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         request = json.loads(self.rfile.read(length) or b"{}")
         path = self.path.split("?", 1)[0]
-        model = request.get("model") or path.split("/deployments/", 1)[-1].split("/", 1)[0]
+        model = request.get("model") or path.split("/deployments/", 1)[-1].split("/model/", 1)[-1].split("/", 1)[0]
         if model.startswith("fail"):
             if path.endswith("/messages"):
                 error = {"type": "invalid_request_error", "message": f"model {model} does not exist"}
@@ -130,6 +148,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"object": "list", "data": data, "model": model, "usage": OPENAI_EMBEDDING_USAGE})
         elif path.endswith("/messages"):
             self._send(200, _anthropic_response(model))
+        elif path.endswith(":generateContent"):  # Vertex AI / Gemini: POST .../models/{model}:generateContent
+            content = {"role": "model", "parts": [{"text": "Paris is the capital of France."}]}
+            model = path.rsplit("/", 1)[-1].split(":", 1)[0]
+            self._send(200, {"candidates": [{"content": content, "finishReason": "STOP"}],
+                             "usageMetadata": GEMINI_USAGE, "modelVersion": RESPONSE_MODELS.get(model, model)})
+        elif path.endswith("/converse"):  # Bedrock: POST /model/{modelId}/converse
+            message = {"role": "assistant", "content": [{"text": "Paris is the capital of France."}]}
+            self._send(200, {"output": {"message": message}, "stopReason": "end_turn", "usage": BEDROCK_USAGE,
+                             "metrics": {"latencyMs": 120}})
         else:
             self._send(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
 

@@ -9,6 +9,7 @@ OTLP/protobuf to the receiver, and the process exits once everything is flushed.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -78,6 +79,41 @@ def call_anthropic_chat(base: str) -> None:
 
     client = anthropic.Anthropic(base_url=base, api_key="sk-ant-fake", max_retries=0)
     client.messages.create(model="claude-haiku-4-5", max_tokens=256, messages=PROMPT)
+
+
+def call_bedrock_converse(base: str) -> None:
+    """Claude on AWS Bedrock through boto3's Converse API (the endpoint is the fake provider; the
+    credentials only need to sign)."""
+    import boto3
+
+    client = boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        endpoint_url=base,
+        aws_access_key_id="AKIAFAKE",
+        aws_secret_access_key="fake",
+        config=boto3.session.Config(retries={"max_attempts": 1}),
+    )
+    client.converse(
+        modelId="global.anthropic.claude-haiku-4-5-20251001-v1:0",
+        messages=[{"role": "user", "content": [{"text": "What is the capital of France?"}]}],
+    )
+
+
+def call_vertex_gemini(base: str) -> None:
+    """Gemini on Vertex AI through the google-genai SDK (a fixed access token: the fake provider checks none)."""
+    from google import genai
+    from google.genai.types import HttpOptions
+    from google.oauth2.credentials import Credentials
+
+    client = genai.Client(
+        vertexai=True,
+        project="fidelity",
+        location="us-central1",
+        credentials=Credentials(token="fake"),
+        http_options=HttpOptions(base_url=base),
+    )
+    client.models.generate_content(model="gemini-2.5-flash", contents="What is the capital of France?")
 
 
 def call_langchain_chain(base: str) -> None:
@@ -230,12 +266,20 @@ def instrument(library: str, provider: Any, logs: Any) -> None:
 
         OpenAIInstrumentor().instrument(tracer_provider=provider)
         AnthropicInstrumentor().instrument(tracer_provider=provider)
+        if importlib.util.find_spec("opentelemetry.instrumentation.bedrock"):  # not in the legacy environment
+            from opentelemetry.instrumentation.bedrock import BedrockInstrumentor
+
+            BedrockInstrumentor().instrument(tracer_provider=provider)
     elif library == "openinference":
         from openinference.instrumentation.anthropic import AnthropicInstrumentor
+        from openinference.instrumentation.bedrock import BedrockInstrumentor
+        from openinference.instrumentation.google_genai import GoogleGenAIInstrumentor
         from openinference.instrumentation.openai import OpenAIInstrumentor
 
         OpenAIInstrumentor().instrument(tracer_provider=provider)
         AnthropicInstrumentor().instrument(tracer_provider=provider)
+        BedrockInstrumentor().instrument(tracer_provider=provider)
+        GoogleGenAIInstrumentor().instrument(tracer_provider=provider)
     elif library == "openinference-langchain":  # LangChain's runs only (its chat model spans are the LLM calls)
         from openinference.instrumentation.langchain import LangChainInstrumentor
 
