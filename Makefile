@@ -14,7 +14,7 @@ BENCH_EXPORTERS ?= 4
 BENCH_BATCH     ?= 512
 BENCH_ARGS      ?=
 
-.PHONY: run test install postgres lint bench clean proto fidelity-envs
+.PHONY: run test install postgres lint bench clean proto fidelity-envs fidelity
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c
@@ -37,6 +37,10 @@ run: install postgres
 # The instrumentation libraries the fidelity tests drive, one venv per set of versions (var/fidelity/).
 fidelity-envs: install
 	@scripts/fidelity-envs
+
+# The fidelity tests alone (part of `make test`); var/fidelity/summary.txt has calls right / total per library.
+fidelity: install postgres fidelity-envs
+	$(BIN)/pytest -q tests/test_fidelity.py
 
 test: install postgres fidelity-envs
 	$(BIN)/ruff check receiver tests benchmarks loadgen
