@@ -1,13 +1,14 @@
 """LLM fidelity: real instrumentation libraries, driven against a fake provider, exported to a real receiver.
 
 For each library and version (environments built by `make fidelity-envs` under var/fidelity/), a
-subprocess makes real SDK calls (OpenAI, Azure OpenAI, Anthropic, LangChain, pydantic-ai) against
-tests/fidelity/fake_provider.py on loopback, with the library's instrumentation on, and exports the spans
-over OTLP/HTTP to the module's receiver. Every call's row must have the provider, model, operation,
-each token column, status and cost the call really had — the cost as genai-prices itself computes it
-from the call's usage. What a library does not report at all (a library gap the receiver cannot
-repair) is listed in GAPS: those columns must then be empty, and the call is not counted as fully
-right in the summary written to var/fidelity/summary.txt.
+subprocess makes real SDK calls (OpenAI, Azure OpenAI, Anthropic, AWS Bedrock, Vertex AI, LangChain,
+pydantic-ai; the Vercel AI SDK in Node.js) against tests/fidelity/fake_provider.py on loopback, with the
+library's instrumentation on, and exports the spans over OTLP/HTTP to the module's one receiver. The
+scenarios of all libraries start together (a few processes at a time); each test waits for its own.
+Every call's row must have the provider, model, operation, each token column, status and cost the call
+really had — the cost as genai-prices itself computes it from the call's usage. What a library does not
+report at all (a gap the receiver cannot repair) is listed in its `gaps`: those columns must then be
+empty, and the call is not counted as fully right in the summary written to var/fidelity/summary.txt.
 """
 
 from __future__ import annotations
