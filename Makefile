@@ -13,8 +13,12 @@ BENCH_PROTOCOL  ?= grpc
 BENCH_EXPORTERS ?= 4
 BENCH_BATCH     ?= 512
 BENCH_ARGS      ?=
+# make soak: a long run at a fixed rate with per-30-s samples and a first-vs-last-window verdict.
+SOAK_DURATION ?= 1800
+SOAK_RATE     ?= 10000
+SOAK_ARGS     ?=
 
-.PHONY: run test install postgres lint bench clean proto fidelity-envs fidelity
+.PHONY: run test install postgres ops-tools lint bench soak clean proto fidelity-envs fidelity
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c
@@ -30,6 +34,12 @@ install: $(STAMP)
 postgres:
 	@scripts/ensure-postgres
 
+# promtool and prometheus (extracted from Debian's package into the venv: no service is started) and
+# systemd-analyze: the tests check the alert rules, a real Prometheus and the unit file with them.
+ops-tools: install
+	@scripts/ensure-prometheus $(VENV)/prometheus
+	@scripts/ensure-systemd-analyze
+
 run: install postgres
 	OBSERVATORY__LOGGING__FORMAT=$${OBSERVATORY__LOGGING__FORMAT:-console} \
 	  $(BIN)/llm-observatory-receiver run --config $(CONFIG)
@@ -42,13 +52,16 @@ fidelity-envs: install
 fidelity: install postgres fidelity-envs
 	$(BIN)/pytest -q tests/test_fidelity.py
 
-test: install postgres fidelity-envs
+test: install postgres ops-tools fidelity-envs
 	$(BIN)/ruff check receiver tests benchmarks loadgen
 	$(BIN)/pytest -q
 
 bench: install postgres
 	$(BIN)/python -m benchmarks.bench --duration $(BENCH_DURATION) --protocol $(BENCH_PROTOCOL) \
 	  --exporters $(BENCH_EXPORTERS) --batch-spans $(BENCH_BATCH) $(BENCH_ARGS)
+
+soak: install postgres
+	$(BIN)/python -m benchmarks.soak --duration $(SOAK_DURATION) --rate $(SOAK_RATE) $(SOAK_ARGS)
 
 lint: install
 	$(BIN)/ruff check receiver tests benchmarks loadgen

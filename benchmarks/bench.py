@@ -301,7 +301,7 @@ def bench(args: argparse.Namespace, extra: list[str]) -> dict:
     root = throwaway_dir("bench")
     timescale = {"auto": None, "timescale": True, "native": False}[args.flavor]
     cluster = EmbeddedPostgres(
-        root / "pg", port=55499, timescale=timescale, extra_settings={"track_commit_timestamp": "on"}
+        root / "pg", port=free_port(), timescale=timescale, extra_settings={"track_commit_timestamp": "on"}
     )
     receiver: Receiver | None = None
     sampler: CpuSampler | None = None

@@ -39,8 +39,9 @@ def _load(path: str | None) -> Config:
 
 async def _serve(config: Config, config_path: str | None) -> int:
     from receiver.app.service import Receiver  # imported late: `config check` stays light
+    from receiver.telemetry.systemd import SystemdNotifier
 
-    receiver = Receiver(config)
+    receiver = Receiver(config, SystemdNotifier.from_environment())
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, receiver.request_stop)
@@ -126,7 +127,7 @@ def cmd_db_verify(args: argparse.Namespace) -> int:
     async def action(conn: Any) -> int:
         from receiver.storage.verify import verify
 
-        checks = await verify(conn, config.maintenance.partition_days_ahead)
+        checks = await verify(conn, config.maintenance.partition_days_ahead, config.maintenance.partition_hours)
         for check in checks:
             print(check.line())
         failed = sum(1 for c in checks if not c.ok)

@@ -25,6 +25,7 @@ from receiver.convert.common import ConvertOptions
 from receiver.convert.price_source import GenaiPrices
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import trace_converter
+from receiver.convert.window import TimeWindow
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
@@ -50,10 +51,18 @@ from receiver.storage.pricing_store import (
     read_pricing_file,
     seed_prices,
 )
+from receiver.storage.retention import configured_retention_s, timescale_retention_s
 from receiver.storage.writer import DatabaseWriter
 from receiver.telemetry.admin import AdminServer
 from receiver.telemetry.logging import configure_logging, get_logger
 from receiver.telemetry.metrics import Metrics
+from receiver.telemetry.systemd import SystemdHeartbeat, SystemdNotifier
+
+
+def retention_days(config: Config) -> dict[str, int]:
+    """[maintenance] *_retention_days of the three signal tables, by signal."""
+    m = config.maintenance
+    return {"traces": m.traces_retention_days, "metrics": m.metrics_retention_days, "logs": m.logs_retention_days}
 
 
 def maintenance_settings(config: Config) -> MaintenanceSettings:
@@ -61,6 +70,7 @@ def maintenance_settings(config: Config) -> MaintenanceSettings:
     return MaintenanceSettings(
         interval_s=m.interval_s,
         partition_days_ahead=m.partition_days_ahead,
+        partition_hours=m.partition_hours,
         retention_days={
             "llm_traces": m.traces_retention_days,
             "llm_metrics": m.metrics_retention_days,
@@ -81,8 +91,11 @@ class FatalError(Exception):
 
 
 class Receiver:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, notifier: SystemdNotifier | None = None) -> None:
         self.config = config
+        # systemd (Type=notify): READY=1 once serving, STOPPING=1 on drain, STATUS=, watchdog pings.
+        self.notifier = notifier or SystemdNotifier()
+        self.heartbeat = SystemdHeartbeat(self.notifier, self.status_line, lambda: not self.ready and not self.draining)
         self.metrics = Metrics()
         self.log = get_logger("receiver")
         self.embedded: EmbeddedPostgres | None = None
@@ -100,11 +113,11 @@ class Receiver:
             ApiKeyAuthenticator(config.pipeline.retry_after_s) if config.auth.mode == "api_key" else None
         )
         self._keys_task: asyncio.Task[None] | None = None
-        self._convert_options = ConvertOptions(
-            max_attribute_bytes=config.limits.max_attribute_value_bytes,
-            price_book=PriceBook(),
-            native=config.convert.native,
-        )
+        # Retention per signal (seconds): the configured days until the database says otherwise (the
+        # timescale flavor's policies are read at bootstrap). Spans, points and records older, or further
+        # ahead than limits.max_future_skew_s, are rejected at the door.
+        self.retention_s = configured_retention_s(retention_days(config))
+        self._convert_options = self._make_options(PriceBook())
         p = config.pipeline
         self.queue = BoundedQueue(
             schema.SIGNAL_TABLES.values(), p.queue_max_rows, p.queue_max_bytes, p.max_share, writers=p.writers
@@ -139,6 +152,7 @@ class Receiver:
 
     async def start(self) -> None:
         cfg = self.config
+        self.heartbeat.start()
         dsn = cfg.database.url
         if not dsn:
             self.embedded = EmbeddedPostgres(cfg.database.embedded_dir)
@@ -198,10 +212,14 @@ class Receiver:
             ingest.materialize,
             self.pipeline.can_hand_over,
             self.metrics,
+            cfg.min_free_bytes,
         )
         self.pipeline.attach_spool(spool)
         self.spool = spool
+        self.breaker.urgent = spool.near_full  # probe the database sooner when clients are about to be refused
         self.metrics.spool_capacity.set(cfg.max_bytes)
+        self.metrics.spool_free_bytes.set_function(lambda: spool.free_bytes() or 0)
+        self.metrics.spool_disk_full.set_function(lambda: int(spool.disk_full))
         self.metrics.spool_bytes.set_function(lambda: spool.used_bytes)
         self.metrics.spool_backlog.set_function(spool.backlog_bytes)
         self.metrics.spool_segments.set_function(lambda: spool.segment_count)
@@ -248,6 +266,7 @@ class Receiver:
                         self.not_ready_reason = f"migrations not applied: {', '.join(missing)} (run `migrate`)"
                         raise ConnectionError(self.not_ready_reason)
                     self.flavor = await applied_flavor(conn)
+                    await self._load_retention(conn)
                     await self._load_prices(conn)
                     if self.authenticator is not None:
                         self.authenticator.replace_keys(await load_active_keys(conn))
@@ -258,6 +277,7 @@ class Receiver:
                 self.not_ready_reason = ""
                 if self.grpc is not None:
                     await self.grpc.set_serving(True)
+                self.notifier.ready(self.status_line())  # the front ends listen since start(): serving now
                 self.log.info("ready", flavor=self.flavor, prices=self._convert_options.price_book.describe())
                 if self.authenticator is not None:
                     self._keys_task = asyncio.create_task(self._refresh_keys(), name="api-key-refresh")
@@ -304,6 +324,39 @@ class Receiver:
         )
         await self.maintenance.start()
 
+    def _make_options(self, price_book: PriceBook) -> ConvertOptions:
+        skew = self.config.limits.max_future_skew_s
+        return ConvertOptions(
+            self.config.limits.max_attribute_value_bytes,
+            price_book,
+            native=self.config.convert.native,
+            windows={signal: TimeWindow(seconds, skew) for signal, seconds in self.retention_s.items()},
+        )
+
+    async def _load_retention(self, conn: asyncpg.Connection) -> None:
+        """The lower edge of each signal's accepted window: the retention the database enforces."""
+        retention = configured_retention_s(retention_days(self.config))
+        if self.flavor == "timescale":
+            policies = await timescale_retention_s(conn)
+            for signal, table in schema.SIGNAL_TABLES.items():
+                if signal not in policies:
+                    self.log.warning(
+                        "no TimescaleDB retention policy on the table; items older than the configured "
+                        "retention are rejected",
+                        table=table,
+                        key=f"maintenance.{signal}_retention_days",
+                        days=retention[signal] // 86400,
+                    )
+            retention.update(policies)
+        self.log.info(
+            "accepted time window: items older than their table's retention or further ahead than "
+            "limits.max_future_skew_s are rejected",
+            retention_days={signal: round(seconds / 86400, 2) for signal, seconds in retention.items()},
+            max_future_skew_s=self.config.limits.max_future_skew_s,
+        )
+        self.retention_s = retention
+        self._convert_options = self._make_options(self._convert_options.price_book)
+
     async def _load_prices(self, conn: asyncpg.Connection, fresh: bool = False) -> None:
         """Read the price file and the maintained source (off the event loop: importing genai-prices'
         data takes about a second), record both in model_pricing, and swap in the new PriceBook."""
@@ -313,25 +366,54 @@ class Receiver:
         if self.config.pricing.source == "genai-prices":
             maintained = await asyncio.to_thread(GenaiPrices, fresh)
         await seed_prices(conn, prices, maintained)
-        book = await load_price_book(conn, maintained)
-        self._convert_options = ConvertOptions(
-            self.config.limits.max_attribute_value_bytes, book, native=self.config.convert.native
-        )
+        self._convert_options = self._make_options(await load_price_book(conn, maintained))
 
     async def reload(self, config: Config) -> None:
-        """SIGHUP: log level and prices; other settings need a restart."""
+        """SIGHUP: log level, prices and (timescale) the retention policies; other settings need a restart."""
+        serving = self.ready and not self.draining  # READY=1 again only if it was sent before
+        if serving:
+            self.notifier.reloading()
         configure_logging(config.logging.level, config.logging.format)
         self.config = config
         try:
             async with self._admin_lock:
-                await self._load_prices(await self._admin_connection(), fresh=True)
+                conn = await self._admin_connection()
+                if self.flavor is not None:
+                    await self._load_retention(conn)
+                await self._load_prices(conn, fresh=True)
             self.log.info(
                 "reloaded", prices=self._convert_options.price_book.describe(), log_level=config.logging.level
             )
         except Exception as exc:
             self.log.error("reload failed; keeping the previous prices", error=describe(exc))
+        if serving:
+            self.notifier.ready(self.status_line())
 
     # -- health ----------------------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS= (`systemctl status`): what the receiver is doing, queue, breaker, spool."""
+        if self.draining:
+            phase = "draining"
+        elif self.ready:
+            phase = "ready"
+        else:
+            phase = f"starting: {self.not_ready_reason}" if self.not_ready_reason else "starting"
+        mib = 1024 * 1024
+        parts = [
+            phase,
+            f"queue {self.queue.rows}/{self.queue.max_rows} rows, {self.queue.nbytes / mib:.0f}/"
+            f"{self.queue.max_bytes / mib:.0f} MiB",
+            f"breaker {self.breaker.state.name.lower().replace('_', '-')}",
+        ]
+        if self.spool is not None:
+            parts.append(
+                f"spool {self.spool.used_bytes / mib:.0f}/{self.config.spool.max_bytes / mib:.0f} MiB, "
+                f"backlog {self.spool.backlog_bytes() / mib:.0f} MiB"
+            )
+        if self.maintenance is not None and self.maintenance.consecutive_failures:
+            parts.append(f"maintenance failed {self.maintenance.consecutive_failures}x in a row")
+        return "; ".join(parts)
 
     def readiness(self) -> tuple[bool, str]:
         if self.draining:
@@ -365,6 +447,8 @@ class Receiver:
             status = "unhealthy" if not self.ready and self.fatal else "degraded"
         if self.maintenance is not None and self.maintenance.consecutive_failures >= 3:
             status = "degraded"  # data keeps landing, but partitions / rollups / retention are falling behind
+        if self.spool is not None and self.spool.disk_full:
+            status = "degraded"  # clients are refused until the spool's disk has room again
         if self.fatal:
             status = "unhealthy"
         return {
@@ -401,6 +485,19 @@ class Receiver:
                 "segments": self.spool.segment_count if self.spool else 0,
                 "backlog_bytes": self.spool.backlog_bytes() if self.spool else 0,
                 "quarantined_bytes": self.spool.quarantined_bytes if self.spool else 0,
+                # As of the last write attempt: refusing for the disk (full, or below min_free_bytes).
+                "disk_full": self.spool.disk_full if self.spool else False,
+                "disk_full_reason": self.spool.disk_full_reason if self.spool else None,
+                "free_bytes": self.spool.free_bytes() if self.spool else None,
+                "min_free_bytes": cfg.spool.min_free_bytes,
+                "write_errors": self.spool.write_errors if self.spool else 0,
+                "near_full": self.spool.near_full() if self.spool else False,
+            },
+            # Items outside it are rejected (partial_success): older than their table's retention, or
+            # further ahead of the receive time than limits.max_future_skew_s.
+            "time_window": {
+                "retention_days": {signal: round(seconds / 86400, 2) for signal, seconds in self.retention_s.items()},
+                "max_future_skew_s": cfg.limits.max_future_skew_s,
             },
             "memory": {
                 "rss_bytes": self.memory.rss_bytes,
@@ -427,6 +524,7 @@ class Receiver:
     async def shutdown(self) -> None:
         started = time.monotonic()
         self.draining = True
+        self.notifier.stopping(self.status_line())
         self.log.info("shutting down: refusing new data, draining the queue", queued_rows=self.queue.rows)
         if self.grpc is not None:
             await self.grpc.set_serving(False)
@@ -459,4 +557,7 @@ class Receiver:
             except EmbeddedDatabaseError as exc:
                 self.log.error("embedded database did not stop cleanly", error=str(exc))
         lost = self.pipeline.sink.lost_rows if self.pipeline else 0
+        await self.heartbeat.stop()
+        self.notifier.notify(STATUS=f"stopped: {lost} rows lost")
+        self.notifier.close()
         self.log.info("stopped", seconds=round(time.monotonic() - started, 2), rows_lost=lost)

@@ -7,6 +7,7 @@ OpenLLMetry (Traceloop). The first name present wins; the tables below are the w
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -280,6 +281,24 @@ def as_text(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+KEY_MAX_BYTES = 512  # user and session ids are btree keys (a btree entry over ~2.7 KB fails its batch)
+
+
+def as_key(value: Any) -> str | None:
+    """An id that an index keys on: text, at most KEY_MAX_BYTES of UTF-8. A longer one (no real user or
+    session id is) keeps its start and gets a hash of the whole value, so two long ids stay distinct;
+    the value as sent is still in `attributes`."""
+    text = as_text(value)
+    if text is None or len(text) * 4 <= KEY_MAX_BYTES:
+        return text
+    raw = text.encode()
+    if len(raw) <= KEY_MAX_BYTES:
+        return text
+    digest = hashlib.md5(raw).hexdigest()[:16]  # not for security: two long ids stay apart
+    head = raw[: KEY_MAX_BYTES - len(digest) - 4].decode("utf-8", "ignore")
+    return f"{head}…#{digest}"
 
 
 def as_count(value: Any) -> int | None:
@@ -604,9 +623,9 @@ def extract_llm_fields(attrs: dict[str, Any], scope_name: str | None = None) -> 
     if _TOTAL_COST in best:
         fields.total_cost = _money(attrs, best, crowded, _TOTAL_COST)
     if _USER in best:
-        fields.user_id = as_text(attrs[best[_USER]])
+        fields.user_id = as_key(attrs[best[_USER]])
     if _SESSION in best:
-        fields.session_id = as_text(attrs[best[_SESSION]])
+        fields.session_id = as_key(attrs[best[_SESSION]])
     if _TAGS in best:
         fields.tags = as_text_list(attrs[best[_TAGS]])
     if _FINISH in best:

@@ -40,6 +40,7 @@ class MaintenanceSettings:
 
     interval_s: float = 30.0
     partition_days_ahead: int = 3
+    partition_hours: int = 6  # native partitions / TimescaleDB chunks of the signal tables (README: sizing)
     retention_days: dict[str, int] = field(
         default_factory=lambda: {
             "llm_traces": 90,
@@ -65,6 +66,7 @@ class PassReport:
     partitions: partitions.PartitionReport | None = None
     rollups: rollups.RollupReport | None = None
     timescale_jobs: list[dict[str, Any]] | None = None
+    timescale_rollup_lag_s: float | None = None
     errors: dict[str, str] = field(default_factory=dict)  # step -> what went wrong
 
     @property
@@ -110,6 +112,15 @@ FROM timescaledb_information.jobs j
 LEFT JOIN timescaledb_information.job_stats s USING (job_id)
 WHERE j.job_id >= 1000
 ORDER BY j.job_id
+"""
+
+# The timescale flavor's rollup lag: how long ago the 1-minute rollup's refresh policy last succeeded
+# (a refresh materializes everything ingested before it started; the coarser rollups are built from it).
+_TIMESCALE_ROLLUP_LAG = """
+SELECT extract(epoch FROM now() - s.last_successful_finish)::float8
+FROM timescaledb_information.jobs j
+JOIN timescaledb_information.job_stats s USING (job_id)
+WHERE j.proc_name = 'policy_refresh_continuous_aggregate' AND j.hypertable_name = 'llm_metrics_1min_store'
 """
 
 
@@ -213,7 +224,8 @@ class Maintenance:
         self, conn: asyncpg.Connection, report: PassReport, rebuild_rollups: bool, partitions_only: bool = False
     ) -> None:
         s = self.settings
-        today = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
+        now: datetime = await conn.fetchval("SELECT now()")
+        today = partitions.midnight(now)
         report.partitions = partitions.PartitionReport()
         for table in partitions.PARTITIONED_TABLES:
 
@@ -221,22 +233,23 @@ class Maintenance:
                 state = await partitions.maintain_table(
                     conn,
                     table,
-                    today=today,
+                    now=now,
                     days_ahead=s.partition_days_ahead,
                     retention_days=s.retention_days[table],
                     max_default_days=s.max_default_days_per_pass,
                     lock_timeout_ms=s.lock_timeout_ms,
                     report=report.partitions,  # type: ignore[arg-type]
+                    partition_hours=s.partition_hours,
                 )
-                ahead = sorted(d for d in state.days if d >= today)
-                contiguous = 0
-                while contiguous < len(ahead) and ahead[contiguous] == today + timedelta(days=contiguous):
-                    contiguous += 1
+                covered = state.covered_until(today)
+                starts = [lo for lo, _ in state.ranges.values()]
                 self.partition_state[table] = {
-                    "partitions": len(state.days),
-                    "oldest": min(state.days).isoformat() if state.days else None,
-                    "newest": max(state.days).isoformat() if state.days else None,
-                    "days_ahead": contiguous - 1,
+                    "partitions": len(state.ranges),
+                    "partition_hours": s.partition_hours,
+                    "oldest": min(starts).isoformat() if starts else None,
+                    "newest": max(starts).isoformat() if starts else None,
+                    # whole days covered after today (today itself is day 0), -1 if today is not
+                    "days_ahead": (covered - today) // timedelta(days=1) - 1,
                 }
 
             await self._step(report, f"partitions:{table}", one_table)
@@ -259,6 +272,22 @@ class Maintenance:
         await self._step(report, "rollups:retention", expire)
 
     async def _timescale_pass(self, conn: asyncpg.Connection, report: PassReport) -> None:
+        async def chunk_lengths() -> None:
+            """New chunks take the configured length (maintenance.partition_hours); existing ones keep theirs."""
+            wanted = partitions.chunk_intervals(self.settings.partition_hours)
+            rows = await conn.fetch(
+                "SELECT hypertable_name, time_interval FROM timescaledb_information.dimensions "
+                "WHERE dimension_number = 1 AND hypertable_name = ANY($1::text[])",
+                list(wanted),
+            )
+            for row in rows:
+                table, length = row["hypertable_name"], wanted[row["hypertable_name"]]
+                if row["time_interval"] != length:
+                    await conn.execute("SELECT set_chunk_time_interval($1::regclass, $2::interval)", table, length)
+                    self.log.info("chunk interval changed", table=table, chunk_hours=length / timedelta(hours=1))
+
+        await self._step(report, "timescaledb:chunk_interval", chunk_lengths)
+
         async def jobs() -> None:
             report.timescale_jobs = [dict(r) for r in await conn.fetch(_TIMESCALE_JOBS)]
             failing = [j for j in report.timescale_jobs if j["last_run_status"] == "Failed"]
@@ -267,6 +296,11 @@ class Maintenance:
                 raise RuntimeError(f"TimescaleDB jobs failing: {names} (see timescaledb_information.job_errors)")
 
         await self._step(report, "timescaledb:jobs", jobs)
+
+        async def rollup_lag() -> None:
+            report.timescale_rollup_lag_s = await conn.fetchval(_TIMESCALE_ROLLUP_LAG)
+
+        await self._step(report, "timescaledb:rollup_lag", rollup_lag)
 
     # -- visibility --------------------------------------------------------------------------------
 
@@ -288,6 +322,7 @@ class Maintenance:
             m.maintenance_last_success.set(report.started_at.timestamp())
         else:
             self.consecutive_failures += 1
+        m.maintenance_failing_passes.set(self.consecutive_failures)
         p = report.partitions
         if p is not None:
             for name in p.created:
@@ -326,6 +361,8 @@ class Maintenance:
                     lag_s=round(r.lag_s, 1) if r.lag_s is not None else None,
                     caught_up=r.caught_up,
                 )
+        if report.timescale_rollup_lag_s is not None:
+            m.rollup_lag.set(report.timescale_rollup_lag_s)
         if report.timescale_jobs is not None:
             m.timescale_jobs_failing.set(sum(1 for j in report.timescale_jobs if j["last_run_status"] == "Failed"))
 
@@ -359,4 +396,6 @@ class Maintenance:
                 }
                 for j in last.timescale_jobs
             ]
+            lag = last.timescale_rollup_lag_s
+            out["rollups"] = {"lag_s": round(lag, 1) if lag is not None else None}
         return out

@@ -131,6 +131,11 @@ class Metrics:
         self.maintenance_failures = Counter(
             "observatory_maintenance_failures", "failed maintenance steps (retried next pass)", ["step"], registry=r
         )
+        self.maintenance_failing_passes = Gauge(
+            "observatory_maintenance_consecutive_failed_passes",
+            "maintenance passes failed in a row (3 or more: /health says degraded)",
+            registry=r,
+        )
         self.maintenance_last_success = Gauge(
             "observatory_maintenance_last_success_timestamp_seconds",
             "when the last fully successful pass started",
@@ -177,7 +182,10 @@ class Metrics:
             "observatory_rollup_rows_expired", "rollup rows deleted for retention", ["rollup"], registry=r
         )
         self.rollup_lag = Gauge(
-            "observatory_rollup_lag_seconds", "age of the newest ingestion time fully in the rollups", registry=r
+            "observatory_rollup_lag_seconds",
+            "age of the newest ingestion time fully in the rollups (timescale: since the 1-minute rollup's "
+            "last successful refresh)",
+            registry=r,
         )
         self.timescale_jobs_failing = Gauge(
             "observatory_timescaledb_jobs_failing", "TimescaleDB policy jobs whose last run failed", registry=r
@@ -200,12 +208,44 @@ class Metrics:
         self.spool_replayed = Counter(
             "observatory_spool_replayed_records", "spool records read back and handed to the writers", registry=r
         )
+        self.spool_write_errors = Counter(
+            "observatory_spool_write_errors",
+            "spool appends refused, by reason: disk_full (no space), min_free_bytes (the write would leave "
+            "less than spool.min_free_bytes free), io_error",
+            ["reason"],
+            registry=r,
+        )
+        self.spool_free_bytes = Gauge(
+            "observatory_spool_free_bytes", "free bytes of the spool's file system (statvfs)", registry=r
+        )
+        self.spool_disk_full = Gauge(
+            "observatory_spool_disk_full",
+            "1 while the spool refuses for its disk (full, or below spool.min_free_bytes), else 0",
+            registry=r,
+        )
         self.spool_quarantined = Counter(
             "observatory_spool_quarantined_bytes", "corrupt or torn spool bytes moved to quarantine/", registry=r
         )
         self.memory_limit = Gauge("observatory_memory_limit_bytes", "limits.memory_limit_mib in bytes", registry=r)
         self.memory_rss = Gauge("observatory_memory_rss_bytes", "resident memory as last sampled", registry=r)
         self.memory_peak = Gauge("observatory_memory_peak_rss_bytes", "highest resident memory sampled", registry=r)
+
+        self._initialize_rare_series()
+
+    def _initialize_rare_series(self) -> None:
+        """Export the series of rare events at 0 from the start. A series born at its first event has no
+        earlier sample, so `increase()` and `rate()` miss that event: alerts on dead letters, spool
+        errors, internal errors and failed maintenance passes would stay silent the first time."""
+        for signal in ITEM_NOUNS:
+            for reason in ("quarantined", "dead_letter_full", "shutdown"):
+                self.send_failed[signal].labels(reason)
+            for transport in ("grpc", "http"):
+                for reason in ("internal", "spool_error", "spool_disk_full"):
+                    self.refused_requests.labels(transport, signal, reason)
+        for outcome in ("ok", "failed", "skipped"):
+            self.maintenance_passes.labels(outcome)
+        for state in ("open", "half_open", "closed"):
+            self.breaker_transitions.labels(state)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
