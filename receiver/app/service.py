@@ -20,24 +20,27 @@ from typing import Any
 import asyncpg
 
 from receiver import __version__, schema
-from receiver.app.config import Config
+from receiver.app.config import Config, ConfigError
 from receiver.convert.common import ConvertOptions
 from receiver.convert.price_source import GenaiPrices
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import trace_converter
 from receiver.convert.window import TimeWindow
+from receiver.endpoints import is_loopback
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
 from receiver.frontends.ingest import Ingest, IngestLimits
+from receiver.frontends.ratelimit import KeyRateLimiter
 from receiver.frontends.signals import SIGNALS
+from receiver.frontends.tls import TlsCredentials, TlsError
 from receiver.pipeline.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from receiver.pipeline.memory import MemoryGuard
 from receiver.pipeline.pipeline import Pipeline
 from receiver.pipeline.queue import BoundedQueue
 from receiver.pipeline.sink import CopySink, DeadLetterFile, RetryPolicy
 from receiver.pipeline.spool import Spool
-from receiver.storage.api_keys import load_active_keys, mark_used
+from receiver.storage.api_keys import ActiveKey, load_active_keys, mark_used
 from receiver.storage.database import Database, probe, redact
 from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from receiver.storage.errors import describe
@@ -48,6 +51,7 @@ from receiver.storage.pricing_store import (
     PricingSchemaError,
     default_pricing_file,
     load_price_book,
+    may_seed_prices,
     read_pricing_file,
     seed_prices,
 )
@@ -113,6 +117,11 @@ class Receiver:
             ApiKeyAuthenticator(config.pipeline.retry_after_s) if config.auth.mode == "api_key" else None
         )
         self._keys_task: asyncio.Task[None] | None = None
+        self._told_prices_read_only = False
+        try:  # checked before anything starts: a bad certificate is a configuration error (exit 2)
+            self.tls = TlsCredentials.load(config.otlp.tls) if config.otlp.tls.cert_file else None
+        except TlsError as exc:
+            raise ConfigError(exc.problems) from None
         # Retention per signal (seconds): the configured days until the database says otherwise (the
         # timescale flavor's policies are read at bootstrap). Spans, points and records older, or further
         # ahead than limits.max_future_skew_s, are rejected at the door.
@@ -143,6 +152,7 @@ class Receiver:
         self.metrics.memory_peak.set_function(lambda: self.memory.peak_rss_bytes)
         self.spool: Spool | None = None
         self.pipeline: Pipeline | None = None
+        self.ingest: Ingest | None = None
         self.grpc: GrpcFrontend | None = None
         self.http: HttpFrontend | None = None
         self.admin: AdminServer | None = None
@@ -179,14 +189,22 @@ class Receiver:
         )
         self.pipeline = Pipeline(self.queue, sink, self.breaker, cfg.pipeline.batch_max_rows, self.memory)
         limits = IngestLimits(cfg.otlp.max_request_bytes, cfg.pipeline.row_overhead_bytes, cfg.pipeline.retry_after_s)
-        ingest = Ingest(self.pipeline, self.metrics, limits, lambda: self._convert_options, self.authenticator)
+        ingest = Ingest(
+            self.pipeline,
+            self.metrics,
+            limits,
+            lambda: self._convert_options,
+            self.authenticator,
+            KeyRateLimiter(cfg.auth.rate_burst_s),
+        )
+        self.ingest = ingest
         if cfg.pipeline.durability == "spool":
             await self._open_spool(ingest)
         await self.pipeline.start()
 
         signals = list(SIGNALS.values())
-        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
-        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
+        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes, self.tls)
+        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes, self.tls)
         await self.grpc.start()
         await self.http.start()
         self.log.info(
@@ -195,11 +213,29 @@ class Receiver:
             grpc=f"{cfg.otlp.grpc_endpoint} (port {self.grpc.port})",
             http=f"{cfg.otlp.http_endpoint} (port {self.http.port})",
             admin=f"{cfg.admin.endpoint} (port {self.admin.port})",
+            tls=self.tls.describe() if self.tls is not None else "off",
+            tls_certificate_sha256=self.tls.material.fingerprint if self.tls is not None else None,
+            auth=cfg.auth.mode,
             database=redact(dsn),
             durability=cfg.pipeline.durability,
             trace_converter=trace_converter(cfg.convert.native),
         )
+        self._warn_if_open()
         self._bootstrap_task = asyncio.create_task(self._bootstrap(), name="database-bootstrap")
+
+    def _warn_if_open(self) -> None:
+        """One warning when other hosts can send data that nothing authenticates."""
+        if self.config.auth.mode != "none" or (self.tls is not None and self.tls.mutual):
+            return  # API keys or client certificates authenticate every sender
+        otlp = self.config.otlp
+        exposed = [e for e in (otlp.grpc_endpoint, otlp.http_endpoint) if not is_loopback(e)]
+        if exposed:
+            self.log.warning(
+                "OTLP served to other hosts without authentication",
+                endpoints=exposed,
+                detail="auth.mode = none: anyone who can reach these ports can write telemetry. Set "
+                "auth.mode = api_key (and otlp.tls.* for TLS), or listen on localhost only",
+            )
 
     async def _open_spool(self, ingest: Ingest) -> None:
         assert self.pipeline is not None
@@ -269,7 +305,7 @@ class Receiver:
                     await self._load_retention(conn)
                     await self._load_prices(conn)
                     if self.authenticator is not None:
-                        self.authenticator.replace_keys(await load_active_keys(conn))
+                        self._use_keys(await load_active_keys(conn))
                 await self._start_maintenance()  # its first pass creates today's partitions
                 if self.pipeline is not None:
                     self.pipeline.sink.storage_ready.set()  # writers start once the schema is complete
@@ -305,10 +341,19 @@ class Receiver:
                 async with self._admin_lock:
                     conn = await self._admin_connection()
                     await mark_used(conn, used)
-                    self.authenticator.replace_keys(await load_active_keys(conn))
+                    self._use_keys(await load_active_keys(conn))
                 self.authenticator.used.difference_update(used)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self.metrics.key_refreshes.labels("failed").inc()
                 self.log.warning("could not refresh API keys; keeping the last known set", error=describe(exc))
+
+    def _use_keys(self, keys: dict[bytes, ActiveKey]) -> None:
+        assert self.authenticator is not None
+        self.authenticator.replace_keys(keys)
+        if self.ingest is not None:  # forget the rate-limit state of keys gone
+            self.ingest.rate_limiter.retain(self.authenticator.active_ids())
+        self.metrics.keys_active.set(len(keys))
+        self.metrics.key_refreshes.labels("ok").inc()
 
     async def _start_maintenance(self) -> None:
         """Start the maintenance task once the schema is migrated (it needs the partitioned tables and
@@ -316,6 +361,8 @@ class Receiver:
         if not self.config.maintenance.enabled or self.draining or self.database is None:
             return
         database = self.database
+        if self.config.maintenance.database_url:  # native partitions need the tables' owner (README)
+            database = Database(self.config.maintenance.database_url, self.config.database.connect_timeout_s)
         self.maintenance = Maintenance(
             lambda: database.connect("maintenance"),
             self.flavor or "native",
@@ -358,23 +405,50 @@ class Receiver:
         self._convert_options = self._make_options(self._convert_options.price_book)
 
     async def _load_prices(self, conn: asyncpg.Connection, fresh: bool = False) -> None:
-        """Read the price file and the maintained source (off the event loop: importing genai-prices'
-        data takes about a second), record both in model_pricing, and swap in the new PriceBook."""
-        path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
-        prices = await asyncio.to_thread(read_pricing_file, path)
+        """Read the maintained source (off the event loop: importing genai-prices' data takes about a
+        second); when this role may write model_pricing, record the price file and that source in it;
+        then swap in the new PriceBook."""
         maintained = None
         if self.config.pricing.source == "genai-prices":
             maintained = await asyncio.to_thread(GenaiPrices, fresh)
-        await seed_prices(conn, prices, maintained)
+        if await may_seed_prices(conn):
+            path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
+            prices = await asyncio.to_thread(read_pricing_file, path)
+            await seed_prices(conn, prices, maintained)
+        elif not self._told_prices_read_only:
+            self._told_prices_read_only = True
+            self.log.info(
+                "model prices are read, not seeded: this role may not write model_pricing "
+                "(a writer role; `llm-observatory-receiver migrate`, run as the owner, seeds them)"
+            )
         self._convert_options = self._make_options(await load_price_book(conn, maintained))
 
+    def _reload_tls(self, config: Config) -> None:
+        if self.tls is None:
+            if config.otlp.tls.cert_file:
+                self.log.error("TLS not reloaded: turning TLS on needs a restart", key="otlp.tls.cert_file")
+            return
+        try:
+            changed = self.tls.reload(config.otlp.tls)
+        except TlsError as exc:
+            self.log.error("TLS certificates not reloaded; keeping the previous ones", problems=exc.problems)
+            return
+        self.log.info(
+            "TLS certificates reloaded",
+            changed=changed,
+            tls=self.tls.describe(),
+            tls_certificate_sha256=self.tls.material.fingerprint,
+        )
+
     async def reload(self, config: Config) -> None:
-        """SIGHUP: log level, prices and (timescale) the retention policies; other settings need a restart."""
+        """SIGHUP: log level, prices, TLS certificates and (timescale) the retention policies; other settings
+        need a restart."""
         serving = self.ready and not self.draining  # READY=1 again only if it was sent before
         if serving:
             self.notifier.reloading()
         configure_logging(config.logging.level, config.logging.format)
         self.config = config
+        self._reload_tls(config)
         try:
             async with self._admin_lock:
                 conn = await self._admin_connection()
