@@ -126,7 +126,8 @@ ORDER BY job_id, finish_time DESC
 # (a refresh materializes everything ingested before it started; the coarser rollups are built from it).
 # A policy that has not run yet reports -infinity: that is "no lag known" (NULL), not an error.
 _TIMESCALE_ROLLUP_LAG = """
-SELECT extract(epoch FROM now() - max(s.last_successful_finish) FILTER (WHERE isfinite(s.last_successful_finish)))::float8
+SELECT extract(epoch FROM now() - max(s.last_successful_finish)
+                          FILTER (WHERE isfinite(s.last_successful_finish)))::float8
 FROM timescaledb_information.jobs j
 JOIN timescaledb_information.job_stats s USING (job_id)
 WHERE j.proc_name = 'policy_refresh_continuous_aggregate' AND j.hypertable_name = 'llm_metrics_1min_store'
