@@ -21,7 +21,7 @@ SOAK_DURATION ?= 1800
 SOAK_RATE     ?= 10000
 SOAK_ARGS     ?=
 
-.PHONY: run test install postgres ops-tools lint bench soak clean proto fuzz sanitize
+.PHONY: run test install postgres ops-tools lint bench soak clean proto fidelity-envs fidelity fuzz sanitize
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c receiver/convert/_otlpjson.c
@@ -47,7 +47,15 @@ run: install postgres
 	OBSERVATORY__LOGGING__FORMAT=$${OBSERVATORY__LOGGING__FORMAT:-console} \
 	  $(BIN)/llm-observatory-receiver run --config $(CONFIG)
 
-test: install postgres ops-tools
+# The instrumentation libraries the fidelity tests drive, one venv per set of versions (var/fidelity/).
+fidelity-envs: install
+	@scripts/fidelity-envs
+
+# The fidelity tests alone (part of `make test`); var/fidelity/summary.txt has calls right / total per library.
+fidelity: install postgres fidelity-envs
+	$(BIN)/pytest -q tests/test_fidelity.py
+
+test: install postgres ops-tools fidelity-envs
 	$(BIN)/ruff check receiver tests benchmarks loadgen
 	$(BIN)/pytest -q
 

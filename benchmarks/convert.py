@@ -32,6 +32,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from llm_observatory_loadgen.bodies import otlp_json
 from receiver.convert.budget import DecodeBudget, DecodeLimits
 from receiver.convert.common import ConvertOptions
+from receiver.convert.price_source import GenaiPrices
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces import convert_traces
 from receiver.convert.traces_bytes import NATIVE_STATUS, convert_traces_bytes, native_available
@@ -172,9 +173,12 @@ def as_json(body: bytes) -> bytes:
 
 
 def options(window: bool = True) -> ConvertOptions:
-    """As the receiver converts: its prices and, unless `window` is false, the accepted time window of the
-    default configuration (90-day retention, 600 s future skew) around a receive time of now."""
-    book = PriceBook(read_pricing_file(default_pricing_file()))
+    """As the receiver converts: its default prices (the bundled price file in front of genai-prices;
+    matching runs once per (provider, model, day) and is cached, as in the receiver: the first round pays
+    for it) and, unless `window` is false, the accepted time window of the default configuration (90-day
+    retention, 600 s future skew) around a receive time of now."""
+    maintained = GenaiPrices()
+    book = PriceBook(read_pricing_file(default_pricing_file()), maintained, maintained.name)
     if not window:
         return ConvertOptions(price_book=book)
     received = time.time_ns()

@@ -188,6 +188,48 @@ def test_clean_text_caps_utf8_bytes_without_splitting_a_character():
     assert clean_text("short", 8, stats) == "short"
 
 
+@pytest.mark.parametrize(
+    ("attributes", "provider"),
+    [
+        ({"gen_ai.provider.name": "openai", "server.address": "acme.openai.azure.com"}, "azure.ai.openai"),
+        ({"gen_ai.system": "openai", "server.address": "x.cognitiveservices.azure.com"}, "azure.ai.openai"),
+        ({"gen_ai.system": "openai", "gen_ai.openai.api_base": "https://a.openai.azure.com/v1"}, "azure.ai.openai"),
+        ({"gen_ai.system": "OpenAI", "gen_ai.openai.api_version": "2024-10-21"}, "azure.ai.openai"),  # OpenLLMetry
+        ({"llm.provider": "azure", "llm.system": "openai"}, "azure.ai.openai"),  # OpenInference
+        ({"gen_ai.provider.name": "openai", "server.address": "api.openai.com"}, "openai"),
+        ({"gen_ai.provider.name": "openai", "server.address": "openai.azure.com.example.org"}, "openai"),
+        ({"gen_ai.provider.name": "anthropic", "server.address": "acme.openai.azure.com"}, "anthropic"),
+    ],
+)
+def test_the_openai_sdk_pointed_at_azure_is_azure_openai(attributes, provider):
+    assert extract_llm_fields(attributes).provider == provider
+
+
+def test_a_preferred_name_with_a_bad_value_falls_back_to_the_next_name():
+    fields = extract_llm_fields({"gen_ai.usage.input_tokens": "n/a", "llm.token_count.prompt": 5, "user.id": ""})
+    assert fields.input_tokens == 5 and fields.user_id is None
+
+
+@pytest.mark.parametrize(
+    ("scope", "attributes", "expected"),
+    [
+        # Bedrock's inputTokens leave the cache out (OpenLLMetry and OpenLIT report them as they are)
+        ("opentelemetry.instrumentation.bedrock", {"gen_ai.usage.input_tokens": 1500}, (2500, 200)),
+        ("openlit.instrumentation.bedrock", {"gen_ai.usage.input_tokens": 1500}, (2500, 200)),
+        ("other", {"gen_ai.usage.input_tokens": 2500}, (2500, 200)),  # the GenAI meaning: cache included
+        # Gemini's candidatesTokenCount leaves the thoughts out (OpenLIT reports it as it is)
+        ("openlit.instrumentation.google_ai_studio", {"gen_ai.usage.reasoning_tokens": 100}, (2500, 300)),
+        ("other", {"gen_ai.usage.reasoning_tokens": 100}, (2500, 200)),
+    ],
+)
+def test_token_counts_have_one_meaning_whatever_the_instrumentation(scope, attributes, expected):
+    usage = {"gen_ai.usage.input_tokens": 2500, "gen_ai.usage.output_tokens": 200}
+    usage |= {"gen_ai.usage.cache_read.input_tokens": 700, "gen_ai.usage.cache_creation.input_tokens": 300}
+    fields = extract_llm_fields({**usage, **attributes}, scope)
+    assert (fields.input_tokens, fields.output_tokens) == expected
+    assert fields.total_tokens == sum(expected)
+
+
 def test_user_and_session_ids_are_bounded_index_keys():
     """user_id and session_id are btree keys (migration 009): an entry over ~2.7 KB would fail its whole
     COPY batch, so a longer id keeps its start plus a hash of the whole value, and two long ids that

@@ -148,7 +148,7 @@ def test_provider_and_model_from_point_then_resource():
     assert [(r["provider"], r["model"], r["service_name"]) for r in rows] == [
         ("openai", "gpt-4o", "svc"),
         ("anthropic", "claude-x", "svc"),
-        ("azure", "m", "svc"),
+        ("azure.ai.openai", "m", "svc"),  # one provider name per vendor
     ]
 
 

@@ -290,7 +290,7 @@ async def test_summary_negative_buckets_absent_optionals_and_non_finite_values(r
     assert summary["quantiles"] == [0.0, 0.5, 0.99, 1.0]
     assert summary["quantile_values"] == [1.5, 80.0, 950.25, 1200.0]
     assert (summary["ts"] - summary["start_ts"]).total_seconds() == 60
-    assert (summary["provider"], summary["model"]) == ("vertex_ai", "gemini-2.0")
+    assert (summary["provider"], summary["model"]) == ("gcp.vertex_ai", "gemini-2.0")  # one name per vendor
     assert summary["temporality"] is None and summary["min"] is None
 
     exp = rows["temperature.delta/"]

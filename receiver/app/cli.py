@@ -1,4 +1,5 @@
-"""`llm-observatory-receiver run | migrate | db verify | db maintain | config check`.
+"""`llm-observatory-receiver run | migrate | db verify | db maintain | keys … | pricing lookup | pricing list |
+config check`.
 
 Exit codes: 0 success, 1 runtime failure (the message says what to do), 2 invalid configuration or
 usage (one line per problem, naming the key).
@@ -106,6 +107,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     configure_logging(config.logging.level, config.logging.format)
 
     async def action(conn: Any) -> int:
+        from receiver.convert.price_source import GenaiPrices
         from receiver.storage.pricing_store import default_pricing_file, read_pricing_file, seed_prices
 
         report = await migrate(conn, config.database.flavor)
@@ -115,8 +117,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         # Receivers that run as a writer role (migration 011) read prices but may not write them.
         path = Path(config.pricing.file) if config.pricing.file else default_pricing_file()
         prices = read_pricing_file(path)
-        await seed_prices(conn, prices)
+        maintained = GenaiPrices() if config.pricing.source == "genai-prices" else None
+        await seed_prices(conn, prices, maintained)
         print(f"seeded {len(prices)} model prices from {path}")
+        if maintained is not None:
+            print(f"recorded the prices of genai-prices {maintained.version} in model_pricing")
         return EXIT_OK
 
     try:
@@ -365,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = with_config(keys_sub.add_parser("revoke", help="revoke a key by id"))
     revoke.add_argument("id", help="key id from `keys list`")
     revoke.set_defaults(func=cmd_keys_revoke)
+    from receiver.app import pricing_cli
+
+    pricing_cli.add_parser(sub, with_config, _load)
     config_cmd = sub.add_parser("config", help="configuration commands")
     config_sub = config_cmd.add_subparsers(dest="config_command", required=True)
     with_config(config_sub.add_parser("check", help="validate and print the effective configuration")).set_defaults(

@@ -230,7 +230,12 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class PricingConfig:
-    file: str = _setting("", "model price file (TOML); empty = the bundled config/pricing.toml")
+    source: str = _setting(
+        "genai-prices",
+        "maintained prices behind the local ones: genai-prices (the installed package), or file (local only)",
+        choices=("genai-prices", "file"),
+    )
+    file: str = _setting("", "local prices (TOML) that override or add to the source; empty = config/pricing.toml")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from receiver import __version__, schema
 from receiver.app.config import Config, ConfigError
 from receiver.convert.budget import MIB, DecodeLimits
 from receiver.convert.common import ConvertOptions
+from receiver.convert.price_source import GenaiPrices
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import trace_converter
 from receiver.convert.window import TimeWindow
@@ -50,6 +51,7 @@ from receiver.storage.maintenance import Maintenance, MaintenanceSettings
 from receiver.storage.migrate import MigrationError, applied_flavor, migrate, pending
 from receiver.storage.pricing_store import (
     PricingFileError,
+    PricingSchemaError,
     default_pricing_file,
     load_price_book,
     may_seed_prices,
@@ -337,11 +339,11 @@ class Receiver:
                 if self.grpc is not None:
                     await self.grpc.set_serving(True)
                 self.notifier.ready(self.status_line())  # the front ends listen since start(): serving now
-                self.log.info("ready", flavor=self.flavor, prices=len(self._convert_options.price_book))
+                self.log.info("ready", flavor=self.flavor, prices=self._convert_options.price_book.describe())
                 if self.authenticator is not None:
                     self._keys_task = asyncio.create_task(self._refresh_keys(), name="api-key-refresh")
                 return
-            except (MigrationError, PricingFileError) as exc:
+            except (MigrationError, PricingFileError, PricingSchemaError) as exc:
                 self.fatal = FatalError(str(exc))
                 self.log.error("cannot continue", error=str(exc))
                 self._stopped.set()
@@ -427,19 +429,24 @@ class Receiver:
         self.retention_s = retention
         self._convert_options = self._make_options(self._convert_options.price_book)
 
-    async def _load_prices(self, conn: asyncpg.Connection) -> None:
-        """Seed model_pricing from the price file (when this role may write it), then read it."""
+    async def _load_prices(self, conn: asyncpg.Connection, fresh: bool = False) -> None:
+        """Read the maintained source (off the event loop: importing genai-prices' data takes about a
+        second); when this role may write model_pricing, record the price file and that source in it;
+        then swap in the new PriceBook."""
+        maintained = None
+        if self.config.pricing.source == "genai-prices":
+            maintained = await asyncio.to_thread(GenaiPrices, fresh)
         if await may_seed_prices(conn):
             path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
             prices = await asyncio.to_thread(read_pricing_file, path)
-            await seed_prices(conn, prices)
+            await seed_prices(conn, prices, maintained)
         elif not self._told_prices_read_only:
             self._told_prices_read_only = True
             self.log.info(
                 "model prices are read, not seeded: this role may not write model_pricing "
                 "(a writer role; `llm-observatory-receiver migrate`, run as the owner, seeds them)"
             )
-        self._convert_options = self._make_options(await load_price_book(conn))
+        self._convert_options = self._make_options(await load_price_book(conn, maintained))
 
     def _reload_tls(self, config: Config) -> None:
         if self.tls is None:
@@ -472,8 +479,10 @@ class Receiver:
                 conn = await self._admin_connection()
                 if self.flavor is not None:
                     await self._load_retention(conn)
-                await self._load_prices(conn)
-            self.log.info("reloaded", prices=len(self._convert_options.price_book), log_level=config.logging.level)
+                await self._load_prices(conn, fresh=True)
+            self.log.info(
+                "reloaded", prices=self._convert_options.price_book.describe(), log_level=config.logging.level
+            )
         except Exception as exc:
             self.log.error("reload failed; keeping the previous prices", error=describe(exc))
         if serving:

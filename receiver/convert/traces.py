@@ -136,17 +136,22 @@ def span_row(
     """One `llm_traces` row: the span's own columns, and the LLM columns read from `attrs` (cleaned
     attribute values; only ROW_ATTRIBUTE_KEYS are read). Both converters build rows here; the argument
     order after `context` is the order the native decoder returns a span in."""
-    llm = extract_llm_fields(attrs) if attrs else _NO_LLM_FIELDS
+    llm = extract_llm_fields(attrs, context.scope_name) if attrs else _NO_LLM_FIELDS
     provider = llm.provider
     model = llm.model
     input_cost, output_cost, total_cost = llm.input_cost, llm.output_cost, llm.total_cost
     cost_source = None
+    used_tokens = bool(llm.input_tokens or llm.output_tokens)
     if input_cost is not None or output_cost is not None or total_cost is not None:
-        cost_source = "span"
         if total_cost is None:
             total_cost = (input_cost or 0) + (output_cost or 0)
-    elif model is not None and (llm.input_tokens is not None or llm.output_tokens is not None):
-        price = context.price_book.lookup(provider, model, ts.date())
+        if total_cost or not used_tokens:
+            cost_source = "span"
+        else:  # a zero cost for a call that used tokens: the instrumentation could not price it
+            input_cost = output_cost = total_cost = None
+    if cost_source is None and used_tokens:
+        cost_source = "unpriced"
+        price = context.price_book.lookup(provider, model, ts) if model is not None else None
         if price is not None:
             cost = compute_cost(
                 price,
@@ -154,6 +159,7 @@ def span_row(
                 llm.output_tokens,
                 llm.cache_read_tokens,
                 llm.cache_creation_tokens,
+                llm.reasoning_tokens,
             )
             if cost is not None:
                 input_cost, output_cost, total_cost = cost.input, cost.output, cost.total
