@@ -24,7 +24,7 @@ SOAK_ARGS     ?=
 .PHONY: run test install postgres ops-tools lint bench soak clean proto fidelity-envs fidelity fuzz sanitize
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
-$(STAMP): pyproject.toml receiver/convert/_fastotlp.c
+$(STAMP): pyproject.toml receiver/convert/_fastotlp.c receiver/convert/_otlpjson.c
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)

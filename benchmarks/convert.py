@@ -4,8 +4,12 @@ Three requests: loadgen's workload (the one `make bench` sends: chat, embeddings
 traces, current and legacy GenAI names, 5% large prompts), a uniform GenAI batch (~20 attributes per
 span, a 1 KB prompt on every span) and a batch of small non-LLM spans (5 attributes).
 
-Two paths: the pure-Python reference (upb decode, then convert_traces; decode is timed separately) and
-the native converter (convert_traces_bytes: decode and convert in one C pass, then the rows in Python).
+Paths: the pure-Python reference (upb decode, then convert_traces; decode is timed separately), the
+native converter (convert_traces_bytes: decode and convert in one C pass, then the rows in Python), and
+the same requests as OTLP/JSON through `decode_request` as the HTTP front end decodes them: `json` (the
+C encoder to protobuf bytes, then the native converter) and `json-format` (json_format per span, the
+path before issue 13), each with its ratio to `native`. Times are CPU time of the benchmark's thread
+(the machine may be shared), not wall clock.
 `--bounded` runs them as the front ends do since issue 9 (`decode_request` under a budget: the wire
 scan, the charges), so the difference is what bounding a request costs.
 `python -m benchmarks.instructions` counts instructions per span for the same runs under callgrind,
@@ -25,6 +29,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from llm_observatory_loadgen.bodies import otlp_json
 from receiver.convert.budget import DecodeBudget, DecodeLimits
 from receiver.convert.common import ConvertOptions
 from receiver.convert.price_source import GenaiPrices
@@ -151,6 +156,8 @@ def loadgen_bodies(spans: int, large_share: float = 0.05, large_bytes: int = 163
 
 
 REQUESTS = ("loadgen", "genai", "small")
+PATHS = ("pure", "native", "json", "json-format")
+JSON_FORMAT_TRACES = dataclasses.replace(TRACES, json_wire=False)  # OTLP/JSON as before issue 13
 
 
 def bodies_of(kind: str, spans: int, prompt_bytes: int) -> list[bytes]:
@@ -158,6 +165,11 @@ def bodies_of(kind: str, spans: int, prompt_bytes: int) -> list[bytes]:
         return loadgen_bodies(spans)
     message = genai_request(spans, prompt_bytes) if kind == "genai" else small_request(spans)
     return [message.SerializeToString()]
+
+
+def as_json(body: bytes) -> bytes:
+    """The same request as OTLP/JSON (hex ids, enums as numbers, int64 as strings), as loadgen sends it."""
+    return otlp_json(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
 
 
 def options(window: bool = True) -> ConvertOptions:
@@ -180,26 +192,31 @@ def options(window: bool = True) -> ConvertOptions:
 def run(
     path: str, bodies: list[bytes], spans: int, rounds: int, opts: ConvertOptions, bounded: bool = False
 ) -> tuple[float, float]:
-    """(decode seconds, convert seconds) over `rounds` conversions of `bodies` (in turn) on `path`."""
+    """(decode seconds, convert seconds) of CPU over `rounds` conversions of `bodies` (in turn) on `path`."""
+    clock = time.thread_time
     decode_s = convert_s = 0.0
+    json = path.startswith("json")
+    if json:
+        bodies = [as_json(body) for body in bodies]
+    spec = JSON_FORMAT_TRACES if path == "json-format" else TRACES
     for i in range(rounds):
         body = bodies[i % len(bodies)]
-        if bounded:
-            t1 = time.perf_counter()
-            budget = DecodeBudget(DecodeLimits())
-            converted = decode_request(TRACES, body, False, dataclasses.replace(opts, budget=budget)).converted
-            t2 = time.perf_counter()
+        if bounded or json:
+            t1 = clock()
+            budget = DecodeBudget(DecodeLimits()) if bounded else None
+            converted = decode_request(spec, body, json, dataclasses.replace(opts, budget=budget)).converted
+            t2 = clock()
         elif path == "pure":
-            t0 = time.perf_counter()
+            t0 = clock()
             request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
-            t1 = time.perf_counter()
+            t1 = clock()
             converted = convert_traces(request, opts)
-            t2 = time.perf_counter()
+            t2 = clock()
             decode_s += t1 - t0
         else:
-            t1 = time.perf_counter()
+            t1 = clock()
             converted = convert_traces_bytes(body, opts)
-            t2 = time.perf_counter()
+            t2 = clock()
         convert_s += t2 - t1
         assert len(converted.rows) == spans
     return decode_s, convert_s
@@ -211,7 +228,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--prompt-bytes", type=int, default=1024)
     parser.add_argument("--request", choices=[*REQUESTS, "all"], default="all")
-    parser.add_argument("--path", choices=["pure", "native", "both"], default="both")
+    parser.add_argument(
+        "--path", action="append", choices=[*PATHS, "both", "all"], help="repeatable; default pure and native"
+    )
     parser.add_argument("--quiet", action="store_true", help="print nothing (for instruction counting)")
     parser.add_argument("--bounded", action="store_true", help="as the front ends decode: scan + budget")
     parser.add_argument(
@@ -221,7 +240,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.no_gc:
         gc.disable()
-    paths = ["pure", "native"] if args.path == "both" else [args.path]
+    chosen = args.path or ["both"]
+    paths = [p for p in PATHS if p in chosen or "all" in chosen or ("both" in chosen and p in ("pure", "native"))]
     if "native" in paths and not native_available():
         raise SystemExit(f"native converter unavailable: {NATIVE_STATUS}")
     opts = options(window=not args.no_window)
@@ -232,8 +252,9 @@ def main() -> None:
             print(f"{kind} request: {args.spans} spans, {size:,} bytes ({size // args.spans:,} B/span)")
         totals = {}
         for path in paths:
+            native = path != "pure"
             decode_s, convert_s = run(
-                path, bodies, args.spans, args.rounds, dataclasses.replace(opts, native=path == "native"), args.bounded
+                path, bodies, args.spans, args.rounds, dataclasses.replace(opts, native=native), args.bounded
             )
             n = args.spans * args.rounds
             totals[path] = (decode_s + convert_s) / n
@@ -243,10 +264,10 @@ def main() -> None:
                 else:
                     what = f"decode+convert {convert_s / n * 1e6:6.2f}"
                 rate = 1 / totals[path]
-                print(f"  {path:6}: {what} = {totals[path] * 1e6:6.2f} µs/span = {rate:,.0f} spans/s on one core")
-        if len(totals) == 2 and not args.quiet:
-            print(f"  native is {totals['pure'] / totals['native']:.1f}x faster")
-
+                ratio = f" ({totals[path] / totals['native']:.2f}x native)" if path.startswith("json") else ""
+                print(f"  {path:11}: {what} = {totals[path] * 1e6:6.2f} µs/span CPU{ratio}, {rate:,.0f} spans/s")
+        if "pure" in totals and "native" in totals and not args.quiet:
+            print(f"  native is {totals['pure'] / totals['native']:.1f}x faster than pure")
 
 if __name__ == "__main__":
     main()

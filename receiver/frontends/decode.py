@@ -14,20 +14,28 @@ JSON is parsed envelope by envelope and item by item rather than in one `ParseDi
 from __future__ import annotations
 
 import base64
+import gc
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from google.protobuf.json_format import ParseDict, ParseError
 from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 from receiver.convert.budget import DecodeBudget
 from receiver.convert.common import Converted, ConvertOptions, WireFormatError
 from receiver.convert.pgvalues import untrack_rows
 from receiver.convert.scan import RequestScanner, charge_json, charge_protobuf, json_items_charge
 from receiver.convert.traces_bytes import native_available
+
+try:
+    from receiver.convert import _otlpjson
+except ImportError:  # built without a C compiler: OTLP/JSON traces take json_format
+    _otlpjson = None
 
 if TYPE_CHECKING:
     from receiver.frontends.signals import SignalSpec
@@ -192,17 +200,9 @@ def count_json(document: dict[str, Any], envelope: JsonEnvelope) -> tuple[int, i
     return items, containers
 
 
-def parse_json(
-    message_type: type[Message],
-    envelope: JsonEnvelope,
-    body: bytes,
-    max_errors: int = 5,
-    budget: DecodeBudget | None = None,
-) -> JsonParse:
-    """OTLP/JSON body -> request message holding every item that parsed; the rest are rejected.
-
-    With a budget: the body's objects and arrays are charged before orjson parses it, and its items and
-    containers before they are parsed one by one."""
+def load_json(envelope: JsonEnvelope, body: bytes, budget: DecodeBudget | None) -> dict[str, Any]:
+    """Parse an OTLP/JSON body with orjson; with a budget, its objects and arrays are charged before it
+    is parsed, and its items and containers after (before anything is made of them)."""
     if budget is not None:
         charge_json(budget, bytes(body))
     try:
@@ -214,6 +214,21 @@ def parse_json(
     if budget is not None:
         items, containers = count_json(document, envelope)
         budget.charge(items=items, containers=containers, nbytes=json_items_charge(items, containers))
+    return document
+
+
+def parse_json(
+    message_type: type[Message],
+    envelope: JsonEnvelope,
+    body: bytes,
+    max_errors: int = 5,
+    budget: DecodeBudget | None = None,
+) -> JsonParse:
+    """OTLP/JSON body -> request message holding every item that parsed; the rest are rejected.
+
+    With a budget: the body's objects and arrays are charged before orjson parses it, and its items and
+    containers before they are parsed one by one."""
+    document = load_json(envelope, body, budget)
     request = message_type()
     rejected = 0
     errors: list[str] = []
@@ -331,6 +346,111 @@ def _parse_item_with_points(
     return rejected, errors
 
 
+# -- OTLP/JSON traces straight to protobuf bytes -------------------------------------------------
+
+
+@dataclass(slots=True)
+class JsonWire:
+    protobuf: bytes  # the request holding every span that parsed, as protobuf
+    rejected: int
+    errors: list[str]
+
+
+_TAGS = {field: bytes(((field << 3) | 2,)) for field in (1, 2)}
+_SMALL_LENGTHS = tuple(bytes((n,)) for n in range(128))
+
+
+def _framed(parts: list[bytes], field: int, payload: bytes) -> None:
+    """Append `payload` to `parts` as length-delimited field `field` (a message in a repeated field)."""
+    n = len(payload)
+    if n < 128:
+        parts += (_TAGS[field], _SMALL_LENGTHS[n], payload)
+        return
+    length = bytearray()
+    while n >= 0x80:
+        length.append((n & 0x7F) | 0x80)
+        n >>= 7
+    length.append(n)
+    parts += (_TAGS[field], bytes(length), payload)
+
+
+def _header_by_json_format(message_type: type[Message], header: dict[str, Any], where: str) -> bytes:
+    """A ResourceSpans / ScopeSpans header the C encoder left to json_format (the reference parse)."""
+    message = message_type()
+    try:
+        ParseDict(header, message, ignore_unknown_fields=True)
+    except (ParseError, ValueError, TypeError) as exc:
+        raise MalformedRequest(f"{where}: {exc}") from None
+    return message.SerializeToString()
+
+
+def _span_by_json_format(item: Any, envelope: JsonEnvelope) -> bytes:
+    """A span the C encoder left to json_format: parsed exactly as parse_json parses an item."""
+    if not isinstance(item, dict):
+        raise ValueError("must be a JSON object")
+    _fix_ids(item, envelope)
+    message = trace_pb2.Span()
+    ParseDict(item, message, ignore_unknown_fields=True)
+    return message.SerializeToString()
+
+
+def encode_json_traces(document: dict[str, Any], envelope: JsonEnvelope, max_errors: int = 5) -> JsonWire:
+    """An OTLP/JSON trace document (orjson's dicts) -> ExportTraceServiceRequest bytes, span by span.
+
+    The C encoder (receiver.convert._otlpjson) writes each span, resource and scope header it is sure
+    of; what it leaves (None: an unusual form or a bad value) is parsed by json_format as parse_json
+    does. So a span is accepted or refused, with the same message, exactly as parse_json would, and
+    the bytes hold what its message would hold (the converter then reads them like a protobuf
+    request: the same rows)."""
+    assert _otlpjson is not None
+    encode_span = _otlpjson.span
+    resource_entries = document.get(envelope.resource_list) or []
+    if not isinstance(resource_entries, list):
+        raise MalformedRequest(f"{envelope.resource_list} must be a list")
+    request: list[bytes] = []
+    rejected = 0
+    errors: list[str] = []
+    index = 0
+    for resource_entry in resource_entries:
+        if not isinstance(resource_entry, dict):
+            raise MalformedRequest(f"each {envelope.resource_list} entry must be an object")
+        scope_entries = resource_entry.get(envelope.scope_list) or []
+        header = _otlpjson.resource_spans_header(resource_entry)
+        if header is None:
+            fields = {k: v for k, v in resource_entry.items() if k != envelope.scope_list}
+            header = _header_by_json_format(trace_pb2.ResourceSpans, fields, f"{envelope.resource_list}[].resource")
+        if not isinstance(scope_entries, list):
+            raise MalformedRequest(f"{envelope.scope_list} must be a list")
+        resource = [header]
+        for scope_entry in scope_entries:
+            if not isinstance(scope_entry, dict):
+                raise MalformedRequest(f"each {envelope.scope_list} entry must be an object")
+            items = scope_entry.get(envelope.item_list) or []
+            scope_header = _otlpjson.scope_spans_header(scope_entry)
+            if scope_header is None:
+                fields = {k: v for k, v in scope_entry.items() if k != envelope.item_list}
+                scope_header = _header_by_json_format(trace_pb2.ScopeSpans, fields, f"{envelope.scope_list}[].scope")
+            if not isinstance(items, list):
+                raise MalformedRequest(f"{envelope.item_list} must be a list")
+            scope = [scope_header]
+            for item in items:
+                encoded = encode_span(item) if isinstance(item, dict) else None
+                if encoded is None:
+                    try:
+                        encoded = _span_by_json_format(item, envelope)
+                    except (ParseError, ValueError, TypeError) as exc:
+                        rejected += 1
+                        if len(errors) < max_errors:
+                            errors.append(f"{envelope.item_noun} {index}: {exc}")
+                        index += 1
+                        continue
+                _framed(scope, 2, encoded)
+                index += 1
+            _framed(resource, 2, b"".join(scope))
+        _framed(request, 1, b"".join(resource))
+    return JsonWire(b"".join(request), rejected, errors)
+
+
 # -- one request, bounded ------------------------------------------------------------------------
 
 
@@ -369,6 +489,8 @@ def decode_request(spec: SignalSpec, body: bytes, json: bool, options: ConvertOp
     budget = options.budget
     if budget is not None:
         budget.set_body(len(body))
+    if json and spec.json_wire and _otlpjson is not None and spec.convert_bytes is not None:
+        return _decode_json_wire(spec, body, options)
     if json:
         parsed = parse_json(spec.request_type, spec.envelope, body, budget=budget)
         converted: Converted | None = None
@@ -397,3 +519,49 @@ def decode_request(spec: SignalSpec, body: bytes, json: bool, options: ConvertOp
     converted = spec.convert(request, options)
     untrack_rows(converted.rows, 0)  # rows of atoms: no full GC pass needs to walk them (pgvalues)
     return Decoded(converted, body, None)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a JSON document is decoded (if it was on).
+
+    Why: orjson makes tens of thousands of dicts and lists per request, and every 700 new containers
+    start a collection that walks them again: half the CPU of decoding a 512-span request. They hold no
+    cycles (nor do the bytes and rows made of them), so there is nothing for a collection to find. The
+    switch is process-wide: another thread's cycles wait for the end of this decode (tens of ms), and
+    two decodes overlapping at worst re-enable it early, which costs only the time saved."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _decode_json_wire(spec: SignalSpec, body: bytes, options: ConvertOptions) -> Decoded:
+    """OTLP/JSON traces: orjson, the C encoder to protobuf bytes, then the protobuf converter."""
+    assert spec.convert_bytes is not None
+    budget = options.budget
+    with collector_paused():
+        document = load_json(spec.envelope, body, budget)
+        wire = encode_json_traces(document, spec.envelope)
+        del document
+    if budget is not None:
+        budget.charge(nbytes=len(wire.protobuf))
+    try:
+        converted = spec.convert_bytes(wire.protobuf, options)
+    except WireFormatError:
+        # Only a limit upb's parser has and json_format lacks (nesting deeper than 100 messages, left to
+        # json_format by the C encoder) gets here: the reference path, as before (already charged).
+        parsed = parse_json(spec.request_type, spec.envelope, body)
+        converted = spec.convert(parsed.message, options)
+        converted.rejected += parsed.rejected
+        converted.errors[:0] = parsed.errors
+        untrack_rows(converted.rows, 0)
+        return Decoded(converted, None, parsed.message)
+    converted.rejected += wire.rejected
+    converted.errors[:0] = wire.errors  # parse errors first, as the items came
+    untrack_rows(converted.rows, 0)
+    return Decoded(converted, wire.protobuf, None)

@@ -35,6 +35,9 @@ class SignalSpec:
     # Decode and convert protobuf bytes in one step (traces: the native converter), or None: parse
     # with upb, then `convert`. Raises WireFormatError for bytes that are not a valid request.
     convert_bytes: Callable[[bytes, ConvertOptions], Converted] | None = None
+    # OTLP/JSON bodies are written straight to protobuf bytes for `convert_bytes` by the C encoder
+    # (receiver.convert._otlpjson, traces only), not parsed into messages with json_format.
+    json_wire: bool = False
 
 
 TRACES = SignalSpec(
@@ -57,6 +60,7 @@ TRACES = SignalSpec(
     http_path="/v1/traces",
     grpc_method="/opentelemetry.proto.collector.trace.v1.TraceService/Export",
     convert_bytes=convert_traces_bytes,
+    json_wire=True,
 )
 
 # The item of OTLP/JSON parsing is the Metric, but rejections count data points, the unit of

@@ -106,6 +106,12 @@ def assert_same(body: bytes, options: ConvertOptions = OPTIONS) -> Converted | N
             f"native {'refused' if actual is None else 'accepted'} them: {body[:200]!r}"
         )
         return None
+    assert_same_converted(actual, expected)
+    return actual
+
+
+def assert_same_converted(actual: Converted, expected: Converted) -> None:
+    """The same rows (every column, same types), rejections, messages and statistics."""
     assert (actual.rejected, actual.too_old, actual.too_new, actual.errors) == (
         expected.rejected,
         expected.too_old,
@@ -123,6 +129,5 @@ def assert_same(body: bytes, options: ConvertOptions = OPTIONS) -> Converted | N
             else:
                 assert type(x) is type(y), f"{where}: {type(x)} != {type(y)}"
                 assert repr(x) == repr(y), f"{where}: {x!r} != {y!r}"
-    return actual
 
 
