@@ -1,9 +1,9 @@
 """The receiver as a set of components started in data-flow order and stopped in reverse.
 
-start:    embedded database (if no URL) -> admin endpoint -> writers -> front ends, then in the
+start:    embedded database (if no URL) -> admin endpoint -> writers -> front ends (OTLP, read API), then in the
           background: connect, migrate, seed prices; ready once that is done; then the maintenance
           task (partitions, rollups, retention) starts, since it needs the migrated schema.
-shutdown: readiness 503 -> front ends stop accepting -> maintenance stops (its pass finishes) -> queue
+shutdown: readiness 503 -> front ends (OTLP, read API) stop accepting -> maintenance stops (its pass finishes) -> queue
           drained to the database within pipeline.shutdown_timeout_s -> connections closed -> embedded
           database stopped.
 """
@@ -36,6 +36,7 @@ from receiver.pipeline.pipeline import Pipeline
 from receiver.pipeline.queue import BoundedQueue
 from receiver.pipeline.sink import CopySink, DeadLetterFile, RetryPolicy
 from receiver.pipeline.spool import Spool
+from receiver.query.server import QueryServer
 from receiver.storage.api_keys import load_active_keys, mark_used
 from receiver.storage.database import Database, probe, redact
 from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
@@ -140,6 +141,7 @@ class Receiver:
         self.grpc: GrpcFrontend | None = None
         self.http: HttpFrontend | None = None
         self.admin: AdminServer | None = None
+        self.query: QueryServer | None = None
         self.maintenance: Maintenance | None = None
 
     # -- start -----------------------------------------------------------------------------------
@@ -182,12 +184,18 @@ class Receiver:
         self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
         await self.grpc.start()
         await self.http.start()
+        if cfg.query.endpoint:
+            self.query = QueryServer(
+                cfg.query, self.metrics, self.authenticator, self.readiness, cfg.database.connect_timeout_s
+            )
+            await self.query.start(dsn)
         self.log.info(
             "receiver listening",
             version=__version__,
             grpc=f"{cfg.otlp.grpc_endpoint} (port {self.grpc.port})",
             http=f"{cfg.otlp.http_endpoint} (port {self.http.port})",
             admin=f"{cfg.admin.endpoint} (port {self.admin.port})",
+            query=f"{cfg.query.endpoint} (port {self.query.port})" if self.query else "off",
             database=redact(dsn),
             durability=cfg.pipeline.durability,
             trace_converter=trace_converter(cfg.convert.native),
@@ -489,6 +497,8 @@ class Receiver:
             await self.http.stop()
         if self.grpc is not None:
             await self.grpc.stop(grace_s=2.0)
+        if self.query is not None:
+            await self.query.stop()
         if self._keys_task is not None:
             self._keys_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -43,6 +43,11 @@ class ApiKeyAuthenticator:
 
     def check(self, headers: Mapping[str, str]) -> Refused | None:
         """None when the request may proceed, else the refusal to answer with."""
+        found = self.identify(headers, None)
+        return found if isinstance(found, Refused) else None
+
+    def identify(self, headers: Mapping[str, str], scope: str | None) -> ActiveKey | Refused:
+        """The key that sent the request, if it may act in `scope` (None: any); else the refusal."""
         key = presented_key(headers)
         if key is None:
             return Refused(
@@ -62,5 +67,11 @@ class ApiKeyAuthenticator:
             return Refused(Refusal.UNAUTHENTICATED, "unknown or revoked API key", cause="auth_invalid")
         if active.expires_at is not None and active.expires_at <= datetime.now(UTC):
             return Refused(Refusal.UNAUTHENTICATED, "API key expired", cause="auth_expired")
+        if scope is not None and scope not in active.scopes:
+            return Refused(
+                Refusal.FORBIDDEN,
+                f"API key {active.prefix}… has scopes {', '.join(sorted(active.scopes))}; this needs {scope!r}",
+                cause="auth_forbidden",
+            )
         self.used.add(active.id)
-        return None
+        return active

@@ -25,6 +25,7 @@ class Refusal(enum.Enum):
     MALFORMED = "malformed"  # not retryable: not an OTLP message
     UNSUPPORTED_MEDIA = "unsupported_media"  # not retryable: content type / encoding
     UNAUTHENTICATED = "unauthenticated"  # not retryable without a valid key
+    FORBIDDEN = "forbidden"  # not retryable: the key lacks the scope (ingest, read)
     INTERNAL = "internal"  # a defect in the receiver; logged with its traceback
 
 

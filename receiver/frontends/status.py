@@ -27,6 +27,7 @@ GRPC_CODES: dict[Refusal, grpc.StatusCode] = {
     Refusal.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
     Refusal.UNSUPPORTED_MEDIA: grpc.StatusCode.INVALID_ARGUMENT,
     Refusal.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    Refusal.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
     Refusal.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
@@ -37,6 +38,7 @@ HTTP_STATUSES: dict[Refusal, int] = {
     Refusal.MALFORMED: 400,
     Refusal.UNSUPPORTED_MEDIA: 415,
     Refusal.UNAUTHENTICATED: 401,
+    Refusal.FORBIDDEN: 403,
     Refusal.INTERNAL: 500,
 }
 

@@ -15,6 +15,8 @@ import asyncpg
 KEY_PREFIX = "lobs_"  # recognisable in logs and secret scanners
 _DISPLAY_PREFIX = 12  # characters kept to tell keys apart in `keys list`
 
+INGEST, READ = "ingest", "read"  # OTLP export needs ingest; the read API (query.endpoint) needs read
+
 
 def hash_key(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
@@ -76,18 +78,27 @@ async def revoke_key(conn: asyncpg.Connection, key_id: UUID) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ActiveKey:
+    """What a usable key may do: the project its data belongs to, its scopes."""
+
     id: UUID
     project_id: UUID
     expires_at: datetime | None
+    prefix: str = ""  # the first characters of the key (as in `keys list`), for messages and logs
+    scopes: frozenset[str] = frozenset({INGEST})
 
 
 async def load_active_keys(conn: asyncpg.Connection) -> dict[bytes, ActiveKey]:
     """Hash -> key, for every key not revoked and not expired (expiry is re-checked per request)."""
     rows = await conn.fetch(
-        """SELECT id, project_id, key_hash, expires_at FROM api_keys
+        """SELECT id, project_id, key_hash, key_prefix, scopes, expires_at FROM api_keys
            WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"""
     )
-    return {bytes(r["key_hash"]): ActiveKey(r["id"], r["project_id"], r["expires_at"]) for r in rows}
+    return {
+        bytes(r["key_hash"]): ActiveKey(
+            r["id"], r["project_id"], r["expires_at"], r["key_prefix"], frozenset(r["scopes"])
+        )
+        for r in rows
+    }
 
 
 async def mark_used(conn: asyncpg.Connection, key_ids: list[UUID]) -> None:

@@ -31,6 +31,7 @@ class ReceiverProcess:
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.admin_port = free_port()
+        self.query_port = free_port()
         self.settings = settings
         self.proc: asyncio.subprocess.Process | None = None
         self.log_path = workdir / "receiver.log"
@@ -49,6 +50,10 @@ class ReceiverProcess:
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
+    @property
+    def query_url(self) -> str:
+        return f"http://127.0.0.1:{self.query_port}"
+
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVATORY__", "DB_"))}
         env.pop("DATABASE_URL", None)
@@ -59,6 +64,7 @@ class ReceiverProcess:
                 "OBSERVATORY__OTLP__GRPC_ENDPOINT": self.grpc_target,
                 "OBSERVATORY__OTLP__HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
                 "OBSERVATORY__ADMIN__ENDPOINT": f"127.0.0.1:{self.admin_port}",
+                "OBSERVATORY__QUERY__ENDPOINT": f"127.0.0.1:{self.query_port}",
                 "OBSERVATORY__PIPELINE__FLUSH_INTERVAL_MS": "50",
                 "OBSERVATORY__SPOOL__DIR": str(self.workdir / "spool"),
                 "OBSERVATORY__DEAD_LETTER__DIR": str(self.workdir / "dead-letter"),
