@@ -13,12 +13,15 @@ BENCH_PROTOCOL  ?= grpc
 BENCH_EXPORTERS ?= 4
 BENCH_BATCH     ?= 512
 BENCH_ARGS      ?=
+# make bench-query: the read API over QUERY_ROWS spans loaded by COPY (QUERY_ARGS: --flavor, --keep DIR, ...).
+QUERY_ROWS ?= 5000000
+QUERY_ARGS ?=
 # make soak: a long run at a fixed rate with per-30-s samples and a first-vs-last-window verdict.
 SOAK_DURATION ?= 1800
 SOAK_RATE     ?= 10000
 SOAK_ARGS     ?=
 
-.PHONY: run test install postgres lint bench soak clean proto
+.PHONY: run test install postgres lint bench bench-query soak clean proto
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c
@@ -45,6 +48,9 @@ test: install postgres
 bench: install postgres
 	$(BIN)/python -m benchmarks.bench --duration $(BENCH_DURATION) --protocol $(BENCH_PROTOCOL) \
 	  --exporters $(BENCH_EXPORTERS) --batch-spans $(BENCH_BATCH) $(BENCH_ARGS)
+
+bench-query: install postgres
+	$(BIN)/python -m benchmarks.query --rows $(QUERY_ROWS) $(QUERY_ARGS)
 
 soak: install postgres
 	$(BIN)/python -m benchmarks.soak --duration $(SOAK_DURATION) --rate $(SOAK_RATE) $(SOAK_ARGS)

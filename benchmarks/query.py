@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import shutil
 import signal
@@ -31,18 +32,15 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
-from benchmarks.growth import RowSource
+from benchmarks.growth import SpansAndLogs
 from llm_observatory_loadgen.bodies import build_pool
 from llm_observatory_loadgen.genai_metrics import MetricsBuilder
 from llm_observatory_loadgen.ids import RunId
 from llm_observatory_loadgen.workload import WorkloadSpec
 from receiver import schema
-from receiver.convert.logs import convert_logs
 from receiver.convert.metrics import convert_metrics
-from receiver.convert.traces_bytes import convert_traces_bytes
 from receiver.storage import rollups
 from receiver.storage.embedded import EmbeddedPostgres, timescaledb_installed
 from receiver.storage.migrate import load_migrations, migrate
@@ -61,27 +59,6 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no-logs-trace-idx": ("DROP INDEX IF EXISTS llm_logs_trace_id_idx",),
     "no-metrics-name-idx": ("DROP INDEX IF EXISTS llm_metrics_name_ts_idx",),
 }
-
-
-class LogAndTraceSource(RowSource):
-    """RowSource's spans plus the log records of the same traces (rendered from the same body number
-    at the same simulated time, so their trace and span ids match)."""
-
-    def __init__(self, start: datetime, rate: float, seed: int = 1) -> None:
-        super().__init__(start, rate, seed)
-        self.pool = build_pool(WorkloadSpec(with_logs=True), RunId.new(), "protobuf", 16, seed)
-
-    def batch_with_logs(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        entry = self.pool.entries[self.k % len(self.pool.entries)]
-        self.k += 1
-        now_ns = self.start_ns + int(self.produced / self.rate * 1e9)
-        spans = convert_traces_bytes(entry.traces.render(self.k, now_ns), self.options).rows
-        logs: list[tuple[Any, ...]] = []
-        if entry.logs is not None:
-            request = logs_service_pb2.ExportLogsServiceRequest.FromString(entry.logs.render(self.k, now_ns))
-            logs = convert_logs(request, self.options).rows
-        self.produced += len(spans)
-        return spans, logs
 
 
 async def _create_partitions(conn: asyncpg.Connection, start: datetime, end: datetime) -> None:
@@ -108,14 +85,14 @@ async def load(dsn: str, flavor: str, args: argparse.Namespace, report: Any) -> 
     try:
         if flavor == "native":
             await _create_partitions(conn, start, end)
-        source = LogAndTraceSource(start, rate)
+        source = SpansAndLogs(start, rate)
         started = time.perf_counter()
         spans_in = logs_in = 0
         pending_spans: list[tuple[Any, ...]] = []
         pending_logs: list[tuple[Any, ...]] = []
         while spans_in < rows:
             while len(pending_spans) < BATCH:
-                spans, logs = source.batch_with_logs()
+                spans, logs = source.both()
                 pending_spans.extend(spans)
                 pending_logs.extend(logs)
             batch, pending_spans = pending_spans[: min(BATCH, rows - spans_in)], pending_spans[BATCH:]
@@ -275,28 +252,58 @@ async def paging(session: aiohttp.ClientSession, base: str, s: Sample, pages: in
                 break
 
 
-async def run_mix(base: str, mix: list[tuple[str, str, str]], s: Sample) -> dict[tuple[str, str], list[float]]:
+def cpu_ns(pids: list[int]) -> int:
+    """CPU time used so far by every thread of these processes, in ns (/proc/PID/task/TID/schedstat:
+    nanosecond resolution, unlike the 10 ms ticks of /proc/PID/stat)."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+async def query_backends(dsn: str) -> list[int]:
+    """The PostgreSQL backends of the read API's pool (application_name ...:query)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE application_name LIKE '%:query'")
+    finally:
+        await conn.close()
+    return [r["pid"] for r in rows]
+
+
+async def run_mix(
+    base: str, mix: list[tuple[str, str, str]], s: Sample, receiver_pid: int, dsn: str
+) -> tuple[dict[tuple[str, str], list[float]], dict[tuple[str, str], list[float]]]:
+    """Wall time of each request and the CPU it cost (receiver + its database backends): the CPU
+    figure holds on a busy machine, where wall time mostly measures the neighbours."""
     times: dict[tuple[str, str], list[float]] = defaultdict(list)
+    cpu: dict[tuple[str, str], list[float]] = defaultdict(list)
     failures: dict[str, int] = defaultdict(int)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        for _endpoint, _kind, path in mix[:20]:  # warm-up: connections, plans, caches
+        for _endpoint, _kind, path in mix[:40]:  # warm-up: connections, plans, caches
             async with session.get(base + path) as response:
                 await response.read()
+        pids = [receiver_pid, *await query_backends(dsn)]
         for endpoint, kind, path in mix:
+            cpu0 = cpu_ns(pids)
             started = time.perf_counter()
             async with session.get(base + path) as response:
                 await response.read()
                 status = response.status
             elapsed = time.perf_counter() - started
+            used = (cpu_ns(pids) - cpu0) / 1e9
             if status != 200:
                 failures[f"{endpoint} {kind}: HTTP {status}"] += 1
                 continue
             times[(endpoint, kind)].append(elapsed)
+            cpu[(endpoint, kind)].append(used)
         await paging(session, base, s, 10, times)
     for what, count in failures.items():
         print(f"  FAILED {count}x {what}")
-    return times
+    return times, cpu
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -304,24 +311,31 @@ def _ms(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))] * 1000
 
 
-def print_table(times: dict[tuple[str, str], list[float]]) -> None:
+def print_table(times: dict[tuple[str, str], list[float]], cpu: dict[tuple[str, str], list[float]]) -> None:
     by_endpoint: dict[str, list[float]] = defaultdict(list)
-    for (endpoint, _), values in times.items():
+    cpu_by_endpoint: dict[str, list[float]] = defaultdict(list)
+    for (endpoint, kind), values in times.items():
         by_endpoint[endpoint].extend(values)
-    print("\n| endpoint | requests | p50 ms | p95 ms | max ms | p95 < 100 ms |")
-    print("|---|---|---|---|---|---|")
+        cpu_by_endpoint[endpoint].extend(cpu.get((endpoint, kind), []))
+    print("\n| endpoint | requests | p50 ms | p95 ms | max ms | p95 < 100 ms | CPU p50 ms | CPU p95 ms |")
+    print("|---|---|---|---|---|---|---|---|")
     for endpoint in ("trace", "spans", "session", "usage", "metrics", "models"):
         values = by_endpoint.get(endpoint, [])
         if values:
             p95 = _ms(values, 0.95)
+            used = cpu_by_endpoint[endpoint]
             print(
                 f"| {endpoint} | {len(values)} | {_ms(values, 0.5):.1f} | {p95:.1f} | {max(values) * 1000:.1f} "
-                f"| {'yes' if p95 < 100 else 'NO'} |"
+                f"| {'yes' if p95 < 100 else 'NO'} | {_ms(used, 0.5):.1f} | {_ms(used, 0.95):.1f} |"
             )
-    print("\n| endpoint | request | n | p50 ms | p95 ms |")
-    print("|---|---|---|---|---|")
+    print("\n| endpoint | request | n | p50 ms | p95 ms | CPU p50 ms | CPU p95 ms |")
+    print("|---|---|---|---|---|---|---|")
     for (endpoint, kind), values in sorted(times.items()):
-        print(f"| {endpoint} | {kind} | {len(values)} | {_ms(values, 0.5):.1f} | {_ms(values, 0.95):.1f} |")
+        used = cpu.get((endpoint, kind)) or [0.0]
+        print(
+            f"| {endpoint} | {kind} | {len(values)} | {_ms(values, 0.5):.1f} | {_ms(values, 0.95):.1f} "
+            f"| {_ms(used, 0.5):.1f} | {_ms(used, 0.95):.1f} |"
+        )
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -359,8 +373,9 @@ async def run(args: argparse.Namespace) -> None:
         await receiver.start()
         mix = query_mix(s, args.per_kind, args.seed)
         print(f"{len(mix)} requests, one at a time ({flavor}, variant {args.variant})", flush=True)
-        times = await run_mix(receiver.query_url + "/api/v1", mix, s)
-        print_table(times)
+        assert receiver.proc is not None
+        times, cpu = await run_mix(receiver.query_url + "/api/v1", mix, s, receiver.proc.pid, dsn)
+        print_table(times, cpu)
     finally:
         if receiver is not None:
             await receiver.stop()
