@@ -21,7 +21,7 @@ SOAK_DURATION ?= 1800
 SOAK_RATE     ?= 10000
 SOAK_ARGS     ?=
 
-.PHONY: run test install postgres lint bench bench-query soak clean proto
+.PHONY: run test install postgres ops-tools lint bench bench-query soak clean proto
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c
@@ -37,11 +37,17 @@ install: $(STAMP)
 postgres:
 	@scripts/ensure-postgres
 
+# promtool and prometheus (extracted from Debian's package into the venv: no service is started) and
+# systemd-analyze: the tests check the alert rules, a real Prometheus and the unit file with them.
+ops-tools: install
+	@scripts/ensure-prometheus $(VENV)/prometheus
+	@scripts/ensure-systemd-analyze
+
 run: install postgres
 	OBSERVATORY__LOGGING__FORMAT=$${OBSERVATORY__LOGGING__FORMAT:-console} \
 	  $(BIN)/llm-observatory-receiver run --config $(CONFIG)
 
-test: install postgres
+test: install postgres ops-tools
 	$(BIN)/ruff check receiver tests benchmarks loadgen
 	$(BIN)/pytest -q
 

@@ -38,8 +38,9 @@ def _load(path: str | None) -> Config:
 
 async def _serve(config: Config, config_path: str | None) -> int:
     from receiver.app.service import Receiver  # imported late: `config check` stays light
+    from receiver.telemetry.systemd import SystemdNotifier
 
-    receiver = Receiver(config)
+    receiver = Receiver(config, SystemdNotifier.from_environment())
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, receiver.request_stop)

@@ -55,6 +55,7 @@ from receiver.storage.writer import DatabaseWriter
 from receiver.telemetry.admin import AdminServer
 from receiver.telemetry.logging import configure_logging, get_logger
 from receiver.telemetry.metrics import Metrics
+from receiver.telemetry.systemd import SystemdHeartbeat, SystemdNotifier
 
 
 def retention_days(config: Config) -> dict[str, int]:
@@ -89,8 +90,11 @@ class FatalError(Exception):
 
 
 class Receiver:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, notifier: SystemdNotifier | None = None) -> None:
         self.config = config
+        # systemd (Type=notify): READY=1 once serving, STOPPING=1 on drain, STATUS=, watchdog pings.
+        self.notifier = notifier or SystemdNotifier()
+        self.heartbeat = SystemdHeartbeat(self.notifier, self.status_line, lambda: not self.ready and not self.draining)
         self.metrics = Metrics()
         self.log = get_logger("receiver")
         self.embedded: EmbeddedPostgres | None = None
@@ -148,6 +152,7 @@ class Receiver:
 
     async def start(self) -> None:
         cfg = self.config
+        self.heartbeat.start()
         dsn = cfg.database.url
         if not dsn:
             self.embedded = EmbeddedPostgres(cfg.database.embedded_dir)
@@ -278,6 +283,7 @@ class Receiver:
                 self.not_ready_reason = ""
                 if self.grpc is not None:
                     await self.grpc.set_serving(True)
+                self.notifier.ready(self.status_line())  # the front ends listen since start(): serving now
                 self.log.info("ready", flavor=self.flavor, prices=len(self._convert_options.price_book))
                 if self.authenticator is not None:
                     self._keys_task = asyncio.create_task(self._refresh_keys(), name="api-key-refresh")
@@ -365,6 +371,9 @@ class Receiver:
 
     async def reload(self, config: Config) -> None:
         """SIGHUP: log level, prices and (timescale) the retention policies; other settings need a restart."""
+        serving = self.ready and not self.draining  # READY=1 again only if it was sent before
+        if serving:
+            self.notifier.reloading()
         configure_logging(config.logging.level, config.logging.format)
         self.config = config
         try:
@@ -376,8 +385,34 @@ class Receiver:
             self.log.info("reloaded", prices=len(self._convert_options.price_book), log_level=config.logging.level)
         except Exception as exc:
             self.log.error("reload failed; keeping the previous prices", error=describe(exc))
+        if serving:
+            self.notifier.ready(self.status_line())
 
     # -- health ----------------------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS= (`systemctl status`): what the receiver is doing, queue, breaker, spool."""
+        if self.draining:
+            phase = "draining"
+        elif self.ready:
+            phase = "ready"
+        else:
+            phase = f"starting: {self.not_ready_reason}" if self.not_ready_reason else "starting"
+        mib = 1024 * 1024
+        parts = [
+            phase,
+            f"queue {self.queue.rows}/{self.queue.max_rows} rows, {self.queue.nbytes / mib:.0f}/"
+            f"{self.queue.max_bytes / mib:.0f} MiB",
+            f"breaker {self.breaker.state.name.lower().replace('_', '-')}",
+        ]
+        if self.spool is not None:
+            parts.append(
+                f"spool {self.spool.used_bytes / mib:.0f}/{self.config.spool.max_bytes / mib:.0f} MiB, "
+                f"backlog {self.spool.backlog_bytes() / mib:.0f} MiB"
+            )
+        if self.maintenance is not None and self.maintenance.consecutive_failures:
+            parts.append(f"maintenance failed {self.maintenance.consecutive_failures}x in a row")
+        return "; ".join(parts)
 
     def readiness(self) -> tuple[bool, str]:
         if self.draining:
@@ -488,6 +523,7 @@ class Receiver:
     async def shutdown(self) -> None:
         started = time.monotonic()
         self.draining = True
+        self.notifier.stopping(self.status_line())
         self.log.info("shutting down: refusing new data, draining the queue", queued_rows=self.queue.rows)
         if self.grpc is not None:
             await self.grpc.set_serving(False)
@@ -522,4 +558,7 @@ class Receiver:
             except EmbeddedDatabaseError as exc:
                 self.log.error("embedded database did not stop cleanly", error=str(exc))
         lost = self.pipeline.sink.lost_rows if self.pipeline else 0
+        await self.heartbeat.stop()
+        self.notifier.notify(STATUS=f"stopped: {lost} rows lost")
+        self.notifier.close()
         self.log.info("stopped", seconds=round(time.monotonic() - started, 2), rows_lost=lost)

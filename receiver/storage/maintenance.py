@@ -66,6 +66,7 @@ class PassReport:
     partitions: partitions.PartitionReport | None = None
     rollups: rollups.RollupReport | None = None
     timescale_jobs: list[dict[str, Any]] | None = None
+    timescale_rollup_lag_s: float | None = None
     errors: dict[str, str] = field(default_factory=dict)  # step -> what went wrong
 
     @property
@@ -111,6 +112,15 @@ FROM timescaledb_information.jobs j
 LEFT JOIN timescaledb_information.job_stats s USING (job_id)
 WHERE j.job_id >= 1000
 ORDER BY j.job_id
+"""
+
+# The timescale flavor's rollup lag: how long ago the 1-minute rollup's refresh policy last succeeded
+# (a refresh materializes everything ingested before it started; the coarser rollups are built from it).
+_TIMESCALE_ROLLUP_LAG = """
+SELECT extract(epoch FROM now() - s.last_successful_finish)::float8
+FROM timescaledb_information.jobs j
+JOIN timescaledb_information.job_stats s USING (job_id)
+WHERE j.proc_name = 'policy_refresh_continuous_aggregate' AND j.hypertable_name = 'llm_metrics_1min_store'
 """
 
 
@@ -287,6 +297,11 @@ class Maintenance:
 
         await self._step(report, "timescaledb:jobs", jobs)
 
+        async def rollup_lag() -> None:
+            report.timescale_rollup_lag_s = await conn.fetchval(_TIMESCALE_ROLLUP_LAG)
+
+        await self._step(report, "timescaledb:rollup_lag", rollup_lag)
+
     # -- visibility --------------------------------------------------------------------------------
 
     def _record(self, report: PassReport) -> None:
@@ -307,6 +322,7 @@ class Maintenance:
             m.maintenance_last_success.set(report.started_at.timestamp())
         else:
             self.consecutive_failures += 1
+        m.maintenance_failing_passes.set(self.consecutive_failures)
         p = report.partitions
         if p is not None:
             for name in p.created:
@@ -345,6 +361,8 @@ class Maintenance:
                     lag_s=round(r.lag_s, 1) if r.lag_s is not None else None,
                     caught_up=r.caught_up,
                 )
+        if report.timescale_rollup_lag_s is not None:
+            m.rollup_lag.set(report.timescale_rollup_lag_s)
         if report.timescale_jobs is not None:
             m.timescale_jobs_failing.set(sum(1 for j in report.timescale_jobs if j["last_run_status"] == "Failed"))
 
@@ -378,4 +396,6 @@ class Maintenance:
                 }
                 for j in last.timescale_jobs
             ]
+            lag = last.timescale_rollup_lag_s
+            out["rollups"] = {"lag_s": round(lag, 1) if lag is not None else None}
         return out

@@ -132,6 +132,11 @@ class Metrics:
         self.maintenance_failures = Counter(
             "observatory_maintenance_failures", "failed maintenance steps (retried next pass)", ["step"], registry=r
         )
+        self.maintenance_failing_passes = Gauge(
+            "observatory_maintenance_consecutive_failed_passes",
+            "maintenance passes failed in a row (3 or more: /health says degraded)",
+            registry=r,
+        )
         self.maintenance_last_success = Gauge(
             "observatory_maintenance_last_success_timestamp_seconds",
             "when the last fully successful pass started",
@@ -178,7 +183,10 @@ class Metrics:
             "observatory_rollup_rows_expired", "rollup rows deleted for retention", ["rollup"], registry=r
         )
         self.rollup_lag = Gauge(
-            "observatory_rollup_lag_seconds", "age of the newest ingestion time fully in the rollups", registry=r
+            "observatory_rollup_lag_seconds",
+            "age of the newest ingestion time fully in the rollups (timescale: since the 1-minute rollup's "
+            "last successful refresh)",
+            registry=r,
         )
         self.timescale_jobs_failing = Gauge(
             "observatory_timescaledb_jobs_failing", "TimescaleDB policy jobs whose last run failed", registry=r
@@ -243,6 +251,23 @@ class Metrics:
             ["endpoint", "status"],
             registry=r,
         )
+
+        self._initialize_rare_series()
+
+    def _initialize_rare_series(self) -> None:
+        """Export the series of rare events at 0 from the start. A series born at its first event has no
+        earlier sample, so `increase()` and `rate()` miss that event: alerts on dead letters, spool
+        errors, internal errors and failed maintenance passes would stay silent the first time."""
+        for signal in ITEM_NOUNS:
+            for reason in ("quarantined", "dead_letter_full", "shutdown"):
+                self.send_failed[signal].labels(reason)
+            for transport in ("grpc", "http"):
+                for reason in ("internal", "spool_error", "spool_disk_full"):
+                    self.refused_requests.labels(transport, signal, reason)
+        for outcome in ("ok", "failed", "skipped"):
+            self.maintenance_passes.labels(outcome)
+        for state in ("open", "half_open", "closed"):
+            self.breaker_transitions.labels(state)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -33,6 +33,7 @@ class ReceiverProcess:
         self.admin_port = free_port()
         self.query_port = free_port()
         self.settings = settings
+        self.extra_env: dict[str, str] = {}  # set before start(): e.g. systemd's NOTIFY_SOCKET
         self.proc: asyncio.subprocess.Process | None = None
         self.log_path = workdir / "receiver.log"
         self._log_start = 0
@@ -55,7 +56,8 @@ class ReceiverProcess:
         return f"http://127.0.0.1:{self.query_port}"
 
     def environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVATORY__", "DB_"))}
+        inherited = ("OBSERVATORY__", "DB_", "NOTIFY_SOCKET", "WATCHDOG_")  # the test's own, never the runner's
+        env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
         env.pop("DATABASE_URL", None)
         if self.dsn:
             env["DATABASE_URL"] = self.dsn
@@ -73,6 +75,7 @@ class ReceiverProcess:
         for key, value in self.settings.items():
             section, name = key.split("__", 1)
             env[f"OBSERVATORY__{section.upper()}__{name.upper()}"] = str(value)
+        env.update(self.extra_env)
         return env
 
     async def start(self, wait_ready: bool = True) -> None:
