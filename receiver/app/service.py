@@ -194,6 +194,13 @@ class Receiver:
                 cfg.query, self.metrics, self.authenticator, self.readiness, cfg.database.connect_timeout_s
             )
             await self.query.start(dsn)
+            host = cfg.query.endpoint.rpartition(":")[0].strip("[]")
+            if cfg.auth.mode == "none" and not (host == "localhost" or host == "::1" or host.startswith("127.")):
+                self.log.warning(
+                    "the read API answers anyone who can reach it, with every project's data: set "
+                    "auth.mode = api_key (keys with the read scope) or keep query.endpoint on loopback",
+                    endpoint=cfg.query.endpoint,
+                )
         self.log.info(
             "receiver listening",
             version=__version__,
