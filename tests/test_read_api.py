@@ -170,6 +170,13 @@ async def test_trace_by_id_is_what_was_sent(receiver, module_database):
     # Log records: under the span whose id they carry, or at the trace level.
     assert [(r["body"], r["event_name"]) for r in llm["logs"]] == [("model said hi", "gen_ai.choice")]
     assert [r["body"] for r in trace["logs"]] == [{"summary": "done", "turns": 3}]
+    # A time window narrows the search (fewer partitions); outside it the trace is not found.
+    start = micros(by_name["invoke_agent planner"].start_time)
+    around = f"from={iso(start - timedelta(minutes=5))}&to={iso(start + timedelta(minutes=5))}"
+    status, windowed, _ = await get(receiver, f"/traces/{trace_id.hex()}?{around}")
+    assert status == 200 and windowed["spans"] == trace["spans"]
+    earlier = f"from={iso(start - timedelta(hours=2))}&to={iso(start - timedelta(hours=1))}"
+    assert (await get(receiver, f"/traces/{trace_id.hex()}?{earlier}"))[0] == 404
 
 
 async def test_session_lists_its_traces_with_totals(receiver, module_database):

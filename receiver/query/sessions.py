@@ -9,6 +9,7 @@ of the session; `truncated` says when there are more. Pure.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,19 +29,34 @@ PARAMS = (
         max_length=4096,
     ),
     Param("limit", "integer", "traces at most (the session's first)", default=200, minimum=1, maximum=MAX_LIMIT),
+    Param("from", "time", "optional: only spans at or after this time (fewer partitions / chunks to search)"),
+    Param("to", "time", "optional: only spans before this time"),
 )
 
 
-def build(session_id: str, project: uuid.UUID | str | None, limit: int) -> tuple[str, list[Any]]:
+def build(
+    session_id: str,
+    project: uuid.UUID | str | None,
+    limit: int,
+    window: tuple[datetime | None, datetime | None] = (None, None),
+) -> tuple[str, list[Any]]:
     args = SqlArgs()
-    session = args.add(as_key(session_id))
-    tenant = project_condition(args, project, "s.project_id")
-    tenant_t = project_condition(args, project, "t.project_id")
+    conditions: dict[str, list[str]] = {"s": [f"s.session_id = {args.add(as_key(session_id))}"], "t": []}
+    start, end = window
+    for alias, where in conditions.items():
+        tenant = project_condition(args, project, f"{alias}.project_id")
+        if tenant:
+            where.append(tenant)
+        if start is not None:
+            where.append(f"{alias}.ts >= {args.add(start)}::timestamptz")
+        if end is not None:
+            where.append(f"{alias}.ts < {args.add(end)}::timestamptz")
+    joined = "".join(f" AND {c}" for c in conditions["t"])
     sql = f"""
     WITH session_traces AS (
         SELECT s.trace_id, min(s.ts) AS first_ts
         FROM llm_traces s
-        WHERE s.session_id = {session}{f" AND {tenant}" if tenant else ""}
+        WHERE {" AND ".join(conditions["s"])}
         GROUP BY s.trace_id
         ORDER BY first_ts, s.trace_id
         LIMIT {args.add(limit + 1)}
@@ -60,7 +76,7 @@ def build(session_id: str, project: uuid.UUID | str | None, limit: int) -> tuple
            (array_agg(t.service_name ORDER BY t.ts))[1] AS service,
            array_agg(DISTINCT t.user_id) FILTER (WHERE t.user_id IS NOT NULL) AS users
     FROM session_traces st
-    JOIN llm_traces t ON t.trace_id = st.trace_id{f" AND {tenant_t}" if tenant_t else ""}
+    JOIN llm_traces t ON t.trace_id = st.trace_id{joined}
     GROUP BY t.trace_id, st.first_ts
     ORDER BY st.first_ts, t.trace_id
     """

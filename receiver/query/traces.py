@@ -10,6 +10,7 @@ rows — whatever does not fit is left out and `truncated` says so. Pure: builds
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,15 +19,39 @@ from receiver.query.shape import LOG_COLUMNS, SPAN_FULL_COLUMNS, hex_id, log_rec
 
 ENDPOINT = "trace"
 
-PARAMS = (Param("trace_id", "trace_id", "the trace id: 32 hex digits (or the uuid form)", location="path"),)
+PARAMS = (
+    Param("trace_id", "trace_id", "the trace id: 32 hex digits (or the uuid form)", location="path"),
+    Param(
+        "from",
+        "time",
+        "optional: only spans (and log records) at or after this time. A trace id says nothing of its time, "
+        "so without a window every partition / chunk of the retention is searched; a client that knows when "
+        "the trace happened (from a span list) passes a window around it",
+    ),
+    Param("to", "time", "optional: only spans (and log records) before this time"),
+)
 
 
-def spans_sql(trace_id: uuid.UUID, project: uuid.UUID | str | None, max_spans: int) -> tuple[str, list[Any]]:
+def _window(args: SqlArgs, where: list[str], window: tuple[datetime | None, datetime | None]) -> None:
+    start, end = window
+    if start is not None:
+        where.append(f"ts >= {args.add(start)}::timestamptz")
+    if end is not None:
+        where.append(f"ts < {args.add(end)}::timestamptz")
+
+
+def spans_sql(
+    trace_id: uuid.UUID,
+    project: uuid.UUID | str | None,
+    max_spans: int,
+    window: tuple[datetime | None, datetime | None] = (None, None),
+) -> tuple[str, list[Any]]:
     args = SqlArgs()
     where = [f"trace_id = {args.add(trace_id)}::uuid"]
     tenant = project_condition(args, project)
     if tenant:
         where.append(tenant)
+    _window(args, where, window)
     sql = (
         f"SELECT {select_list(SPAN_FULL_COLUMNS)} FROM llm_traces WHERE {' AND '.join(where)} "
         f"ORDER BY ts, span_id LIMIT {args.add(max_spans + 1)}"
@@ -34,12 +59,18 @@ def spans_sql(trace_id: uuid.UUID, project: uuid.UUID | str | None, max_spans: i
     return sql, args.values
 
 
-def logs_sql(trace_id: uuid.UUID, project: uuid.UUID | str | None, max_logs: int) -> tuple[str, list[Any]]:
+def logs_sql(
+    trace_id: uuid.UUID,
+    project: uuid.UUID | str | None,
+    max_logs: int,
+    window: tuple[datetime | None, datetime | None] = (None, None),
+) -> tuple[str, list[Any]]:
     args = SqlArgs()
     where = [f"trace_id = {args.add(trace_id)}::uuid"]
     tenant = project_condition(args, project)
     if tenant:
         where.append(tenant)
+    _window(args, where, window)
     sql = (
         f"SELECT {select_list(LOG_COLUMNS)} FROM llm_logs WHERE {' AND '.join(where)} "
         f"ORDER BY ts, record_id LIMIT {args.add(max_logs + 1)}"
