@@ -195,9 +195,7 @@ def parse_trace_id(name: str, raw: str) -> uuid.UUID:
             raise ValueError
     except ValueError:
         raise BadParameter(name, f"expected 32 hex digits (an OTLP trace id), got {raw!r}") from None
-    if value.int == 0:
-        raise BadParameter(name, "the all-zero trace id is not a valid trace id")
-    return value
+    return value  # the all-zero id is invalid in OTLP: no span has it, so it is simply not found
 
 
 def _trace_id(param: Param, raw: str) -> uuid.UUID:

@@ -28,7 +28,7 @@ from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.outcomes import Refusal, Refused
 from receiver.query import models, openapi, points, sessions, spans, traces, usage
 from receiver.query.cursor import CursorCodec
-from receiver.query.errors import Forbidden, NotFound, QueryError, Unauthorized, Unavailable
+from receiver.query.errors import BadParameter, Forbidden, NotFound, QueryError, Unauthorized, Unavailable
 from receiver.query.params import check_window, parse_path, parse_query
 from receiver.query.shape import LOG_COLUMNS, SPAN_FULL_COLUMNS, approximate_bytes
 from receiver.storage.api_keys import READ
@@ -81,6 +81,8 @@ class QueryServer:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self._openapi = orjson.dumps(openapi.document())
+        self._has_projects = False  # llm_traces.project_id exists (migration 010); checked on first need
+        self._projects_checked = float("-inf")
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -102,7 +104,11 @@ class QueryServer:
 
     async def start(self, dsn: str) -> None:
         self._dsn = dsn
-        self._runner, self.port = await serve_http(self._app(), self.config.endpoint, "the read API", "query.endpoint")
+        # Request lines up to 64 KiB: filters carry ids of up to 4 KiB, percent-encoded; past aiohttp's
+        # default 8 KiB a long one would be refused by the HTTP parser as text, not as a 400 naming it.
+        self._runner, self.port = await serve_http(
+            self._app(), self.config.endpoint, "the read API", "query.endpoint", max_line_size=65536
+        )
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -188,14 +194,34 @@ class QueryServer:
             raise Unauthorized(found.message)
         raise Unavailable(found.message, retry_after_s=found.retry_after_s)
 
-    @staticmethod
-    def _project(requested: uuid.UUID | str | None, tenant: uuid.UUID | None) -> uuid.UUID | str | None:
+    async def _project(self, requested: uuid.UUID | str | None, tenant: uuid.UUID | None) -> uuid.UUID | str | None:
         """The one project filter every query carries: the key's project, or the `project` parameter."""
-        if tenant is None or requested is None or requested == tenant:
-            return tenant if tenant is not None else requested
-        raise Forbidden(
-            f"this API key reads project {tenant} only: leave out `project` or pass that id", parameter="project"
-        )
+        if tenant is not None and requested is not None and requested != tenant:
+            raise Forbidden(
+                f"this API key reads project {tenant} only: leave out `project` or pass that id", parameter="project"
+            )
+        project = tenant if tenant is not None else requested
+        if project is not None:
+            await self._require_projects(keyed=tenant is not None, parameter="project")
+        return project
+
+    async def _require_projects(self, keyed: bool, parameter: str) -> None:
+        """Rows carry their project from migration 010 on. On a database without it, keyed reads are
+        refused (never answered across projects) and `project` is a 400."""
+        now = time.monotonic()
+        if not self._has_projects and now >= self._projects_checked + 10.0:
+            async with self._connection() as conn:
+                self._has_projects = await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'llm_traces'::regclass "
+                    "AND attname = 'project_id' AND NOT attisdropped)"
+                )
+            self._projects_checked = now
+        if self._has_projects:
+            return
+        problem = "this database's rows carry no project (llm_traces.project_id, migration 010): run `migrate`"
+        if keyed:
+            raise Unavailable(f"cannot limit the answer to the key's project: {problem}")
+        raise BadParameter(parameter, problem)
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -269,7 +295,7 @@ class QueryServer:
         check_window(values)
         window = (values["from"], values["to"])
         trace_id = parse_path(traces.PARAMS, request.match_info)["trace_id"]
-        project = self._project(None, tenant)
+        project = await self._project(None, tenant)
         budget = self.config.max_response_bytes
         limit = self.config.max_trace_spans
         truncated = False
@@ -301,7 +327,7 @@ class QueryServer:
     async def _spans(self, request: web.Request, tenant: uuid.UUID | None) -> dict[str, Any]:
         values = parse_query(spans.PARAMS, request.query)
         check_window(values)
-        query = spans.SpanQuery(values, self._project(values["project"], tenant))
+        query = spans.SpanQuery(values, await self._project(values["project"], tenant))
         after = self.cursors.decode(query.digest(), values["cursor"]) if values["cursor"] else None
         sql, args = spans.build(query, after)
         items, following = spans.page(query, await self._fetch(request, sql, args))
@@ -315,7 +341,8 @@ class QueryServer:
         check_window(values)
         session_id = parse_path(sessions.PARAMS, request.match_info)["session_id"]
         window = (values["from"], values["to"])
-        sql, args = sessions.build(session_id, self._project(None, tenant), values["limit"], window)
+        project = await self._project(None, tenant)
+        sql, args = sessions.build(session_id, project, values["limit"], window)
         rows = await self._fetch(request, sql, args)
         if not rows:
             raise NotFound(f"no session {session_id!r}" + (" in this key's project" if tenant else ""))
@@ -323,14 +350,17 @@ class QueryServer:
 
     async def _usage(self, request: web.Request, tenant: uuid.UUID | None) -> dict[str, Any]:
         values = parse_query(usage.PARAMS, request.query)
-        query = usage.resolve(values, self._project(values["project"], tenant), datetime.now(UTC))
+        project = await self._project(values["project"], tenant)
+        if "project" in (values["group_by"] or ()):
+            await self._require_projects(keyed=False, parameter="group_by")
+        query = usage.resolve(values, project, datetime.now(UTC))
         sql, args = usage.build(query, self.config.max_usage_rows)
         return usage.assemble(query, await self._fetch(request, sql, args), self.config.max_usage_rows)
 
     async def _points(self, request: web.Request, tenant: uuid.UUID | None) -> dict[str, Any]:
         values = parse_query(points.PARAMS, request.query)
         check_window(values)
-        query = points.PointQuery(values, self._project(values["project"], tenant))
+        query = points.PointQuery(values, await self._project(values["project"], tenant))
         after = self.cursors.decode(query.digest(), values["cursor"]) if values["cursor"] else None
         sql, args = points.build(query, after, datetime.now(UTC))
         items, following = points.page(query, await self._fetch(request, sql, args))
