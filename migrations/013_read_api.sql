@@ -8,11 +8,7 @@
 -- per record deduplicated across a trace's records; records without a trace id cost nothing.
 CREATE INDEX llm_logs_trace_id_idx ON llm_logs (trace_id) WHERE trace_id IS NOT NULL;
 
--- GET /metrics?name=...: the points of one metric in a window. An insert lands at the end of its
--- metric's range (one hot page per metric name), whatever the table's size. Names are free text and a
--- btree entry over ~2.7 KB fails its whole COPY batch: names over 1 KB (OTLP names are <= 255
--- characters) are left out of the index (queries say `octet_length(metric_name) <= 1024` to use it).
-CREATE INDEX llm_metrics_name_ts_idx ON llm_metrics (metric_name, ts) WHERE octet_length(metric_name) <= 1024;
+-- (GET /metrics: see 013_read_api.native.sql.)
 
 -- GET /usage?user_id=...: one user's rows of the per-user rollup, instead of every user's rows in the
 -- window. User ids are stored with at most 512 bytes since migration 009; older longer ones are left

@@ -48,7 +48,6 @@ INDEXES: dict[str, tuple[str, ...]] = {
         "llm_traces_trace_id_idx",
     ),
     "llm_logs": ("llm_logs_trace_id_idx",),
-    "llm_metrics": ("llm_metrics_name_ts_idx",),
     "users": ("users_email_key",),
     "projects": ("projects_owner_id_idx", "projects_slug_key"),
     "api_keys": ("api_keys_key_hash_key", "api_keys_project_id_idx", "api_keys_user_id_idx"),
@@ -58,6 +57,7 @@ NATIVE_INDEXES: dict[str, tuple[str, ...]] = {
     **{r.store: (f"{r.store}_bucket_idx",) for r in ROLLUPS},
 }
 NATIVE_INDEXES["cost_analysis_hourly_store"] += ("cost_analysis_hourly_store_user_bucket_idx",)
+NATIVE_INDEXES["llm_metrics"] = ("llm_metrics_name_ts_idx",)
 FOREIGN_KEYS = (
     ("api_keys", "project_id", "projects"),
     ("api_keys", "user_id", "users"),
