@@ -19,8 +19,10 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
 COPY config/receiver.toml /etc/llm-observatory/receiver.toml
 USER observatory
 WORKDIR /var/lib/llm-observatory
-# Containers listen on every interface (the defaults are localhost: set here explicitly); the spool and
-# the dead-letter file live in the volume (mount one for pipeline.durability = "spool").
+# Containers listen on every interface (the default config listens on localhost only; inside a
+# container that would be unreachable). Set OBSERVATORY__AUTH__MODE=api_key and OBSERVATORY__OTLP__TLS__*
+# before exposing the ports beyond a trusted network. The spool and the dead-letter file live in the
+# volume (mount one for pipeline.durability = "spool").
 ENV OBSERVATORY__OTLP__GRPC_ENDPOINT=0.0.0.0:4317 \
     OBSERVATORY__OTLP__HTTP_ENDPOINT=0.0.0.0:4318 \
     OBSERVATORY__ADMIN__ENDPOINT=0.0.0.0:9090 \

@@ -141,3 +141,39 @@ END
 $$;
 COMMENT ON FUNCTION latency_quantiles(bigint[], double precision, double precision, bigint, double precision[]) IS
     'latency_quantile for several q at once, reading only the buckets in [min, max]; clamped into [min, max]';
+
+-- The read API runs on `run`'s own database login: with a writer login (migration 011) it reads the
+-- rollups as well. grant_writer_privileges gains SELECT on the four rollup views (a view is read with its
+-- owner's rights: the stores need no grant) and is re-applied to observatory_writer where it exists.
+CREATE OR REPLACE FUNCTION grant_writer_privileges(writer name) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', current_database(), writer);
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), writer);
+    EXECUTE format('GRANT SELECT, INSERT ON llm_traces, llm_metrics, llm_logs TO %I', writer);
+    EXECUTE format('GRANT INSERT ON dead_letters TO %I', writer);
+    EXECUTE format('GRANT USAGE ON SEQUENCE dead_letters_id_seq TO %I', writer);
+    EXECUTE format('GRANT SELECT ON model_pricing, projects, schema_migrations TO %I', writer);
+    EXECUTE format(
+        'GRANT SELECT (id, project_id, key_hash, key_prefix, scopes, rate_items_per_s, expires_at, revoked_at) '
+        'ON api_keys TO %I', writer);
+    EXECUTE format('GRANT UPDATE (last_used_at) ON api_keys TO %I', writer);
+    IF to_regclass('rollup_watermarks') IS NOT NULL THEN
+        EXECUTE format('GRANT SELECT ON rollup_watermarks TO %I', writer);
+    END IF;
+    EXECUTE format(
+        'GRANT SELECT ON llm_metrics_1min, llm_metrics_1hour, llm_metrics_1day, cost_analysis_hourly TO %I', writer);
+END
+$$;
+COMMENT ON FUNCTION grant_writer_privileges(name) IS
+    'grants a role what `run` needs (migrations 011, 013: the read API reads the rollup views); '
+    're-run it after adding a table the writers use';
+REVOKE EXECUTE ON FUNCTION grant_writer_privileges(name) FROM PUBLIC;
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'observatory_writer') THEN
+        PERFORM grant_writer_privileges('observatory_writer');
+    END IF;
+END
+$$;

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import ssl
 from typing import Any
 
 
@@ -15,15 +18,39 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-async def serve_http(app: Any, endpoint: str, what: str, setting: str, **runner_options: Any) -> tuple[Any, int]:
-    """Start an aiohttp app on `endpoint`; returns (runner, bound port). A bind failure becomes a
-    StartupError naming the setting (and its environment variable) to change."""
+def is_loopback(endpoint: str) -> bool:
+    """Does `endpoint` listen on this machine's loopback interface only? Names are resolved: a name
+    that does not resolve, or resolves to any other address, counts as reachable from other hosts."""
+    host, _port = split_endpoint(endpoint)
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if host.lower() == "localhost":
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%", 1)[0]).is_loopback for info in infos)
+
+
+async def serve_http(
+    app: Any,
+    endpoint: str,
+    what: str,
+    setting: str,
+    ssl_context: ssl.SSLContext | None = None,
+    **runner_options: Any,
+) -> tuple[Any, int]:
+    """Start an aiohttp app on `endpoint` (TLS with `ssl_context`); returns (runner, bound port). A bind
+    failure becomes a StartupError naming the setting (and its environment variable) to change."""
     from aiohttp import web
 
     host, port = split_endpoint(endpoint)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_options)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as exc:

@@ -750,3 +750,15 @@ async def test_json_texts_mean_the_same_to_postgresql_jsonb(database):
             assert await conn.fetchval("SELECT $1::jsonb::text = $2::jsonb::text", got, want), column
     finally:
         await conn.close()
+
+
+def test_both_paths_stamp_every_row_with_the_requests_project():
+    import uuid
+    from dataclasses import replace
+
+    project = uuid.uuid4()
+    body = request(resource_spans(scope_spans(span_fields(b"a"), span_fields(b"b")), scope_spans(span_fields(b"c"))))
+    converted = assert_same(body, replace(OPTIONS, project_id=project))
+    assert converted is not None and [r[-1] for r in converted.rows] == [project] * 3
+    assert row_of(native(one_span(), OPTIONS))["project_id"] is None  # auth off: no project
+    assert row_of(reference(one_span(), OPTIONS))["project_id"] is None

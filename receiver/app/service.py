@@ -20,16 +20,19 @@ from typing import Any
 import asyncpg
 
 from receiver import __version__, schema
-from receiver.app.config import Config
+from receiver.app.config import Config, ConfigError
 from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import trace_converter
 from receiver.convert.window import TimeWindow
+from receiver.endpoints import is_loopback
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
 from receiver.frontends.ingest import Ingest, IngestLimits
+from receiver.frontends.ratelimit import KeyRateLimiter
 from receiver.frontends.signals import SIGNALS
+from receiver.frontends.tls import TlsCredentials, TlsError
 from receiver.pipeline.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from receiver.pipeline.memory import MemoryGuard
 from receiver.pipeline.pipeline import Pipeline
@@ -37,7 +40,7 @@ from receiver.pipeline.queue import BoundedQueue
 from receiver.pipeline.sink import CopySink, DeadLetterFile, RetryPolicy
 from receiver.pipeline.spool import Spool
 from receiver.query.server import QueryServer
-from receiver.storage.api_keys import load_active_keys, mark_used
+from receiver.storage.api_keys import ActiveKey, load_active_keys, mark_used
 from receiver.storage.database import Database, probe, redact
 from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from receiver.storage.errors import describe
@@ -47,6 +50,7 @@ from receiver.storage.pricing_store import (
     PricingFileError,
     default_pricing_file,
     load_price_book,
+    may_seed_prices,
     read_pricing_file,
     seed_prices,
 )
@@ -112,6 +116,11 @@ class Receiver:
             ApiKeyAuthenticator(config.pipeline.retry_after_s) if config.auth.mode == "api_key" else None
         )
         self._keys_task: asyncio.Task[None] | None = None
+        self._told_prices_read_only = False
+        try:  # checked before anything starts: a bad certificate is a configuration error (exit 2)
+            self.tls = TlsCredentials.load(config.otlp.tls) if config.otlp.tls.cert_file else None
+        except TlsError as exc:
+            raise ConfigError(exc.problems) from None
         # Retention per signal (seconds): the configured days until the database says otherwise (the
         # timescale flavor's policies are read at bootstrap). Spans, points and records older, or further
         # ahead than limits.max_future_skew_s, are rejected at the door.
@@ -142,6 +151,7 @@ class Receiver:
         self.metrics.memory_peak.set_function(lambda: self.memory.peak_rss_bytes)
         self.spool: Spool | None = None
         self.pipeline: Pipeline | None = None
+        self.ingest: Ingest | None = None
         self.grpc: GrpcFrontend | None = None
         self.http: HttpFrontend | None = None
         self.admin: AdminServer | None = None
@@ -179,14 +189,22 @@ class Receiver:
         )
         self.pipeline = Pipeline(self.queue, sink, self.breaker, cfg.pipeline.batch_max_rows, self.memory)
         limits = IngestLimits(cfg.otlp.max_request_bytes, cfg.pipeline.row_overhead_bytes, cfg.pipeline.retry_after_s)
-        ingest = Ingest(self.pipeline, self.metrics, limits, lambda: self._convert_options, self.authenticator)
+        ingest = Ingest(
+            self.pipeline,
+            self.metrics,
+            limits,
+            lambda: self._convert_options,
+            self.authenticator,
+            KeyRateLimiter(cfg.auth.rate_burst_s),
+        )
+        self.ingest = ingest
         if cfg.pipeline.durability == "spool":
             await self._open_spool(ingest)
         await self.pipeline.start()
 
         signals = list(SIGNALS.values())
-        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
-        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
+        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes, self.tls)
+        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes, self.tls)
         await self.grpc.start()
         await self.http.start()
         if cfg.query.endpoint:
@@ -194,13 +212,6 @@ class Receiver:
                 cfg.query, self.metrics, self.authenticator, self.readiness, cfg.database.connect_timeout_s
             )
             await self.query.start(dsn)
-            host = cfg.query.endpoint.rpartition(":")[0].strip("[]")
-            if cfg.auth.mode == "none" and not (host == "localhost" or host == "::1" or host.startswith("127.")):
-                self.log.warning(
-                    "the read API answers anyone who can reach it, with every project's data: set "
-                    "auth.mode = api_key (keys with the read scope) or keep query.endpoint on loopback",
-                    endpoint=cfg.query.endpoint,
-                )
         self.log.info(
             "receiver listening",
             version=__version__,
@@ -208,11 +219,40 @@ class Receiver:
             http=f"{cfg.otlp.http_endpoint} (port {self.http.port})",
             admin=f"{cfg.admin.endpoint} (port {self.admin.port})",
             query=f"{cfg.query.endpoint} (port {self.query.port})" if self.query else "off",
+            tls=self.tls.describe() if self.tls is not None else "off",
+            tls_certificate_sha256=self.tls.material.fingerprint if self.tls is not None else None,
+            auth=cfg.auth.mode,
             database=redact(dsn),
             durability=cfg.pipeline.durability,
             trace_converter=trace_converter(cfg.convert.native),
         )
+        self._warn_if_open()
         self._bootstrap_task = asyncio.create_task(self._bootstrap(), name="database-bootstrap")
+
+    def _warn_if_open(self) -> None:
+        """One warning when other hosts can send data that nothing authenticates, one when they can read
+        every project's data."""
+        if self.config.auth.mode != "none":
+            return  # API keys authenticate every sender and reader
+        query = self.config.query.endpoint
+        if query and not is_loopback(query):
+            self.log.warning(
+                "read API served to other hosts without authentication",
+                endpoint=query,
+                detail="auth.mode = none: anyone who can reach this port can read every project's data. Set "
+                "auth.mode = api_key (keys with the read scope), or keep query.endpoint on localhost",
+            )
+        if self.tls is not None and self.tls.mutual:
+            return  # client certificates authenticate every sender
+        otlp = self.config.otlp
+        exposed = [e for e in (otlp.grpc_endpoint, otlp.http_endpoint) if not is_loopback(e)]
+        if exposed:
+            self.log.warning(
+                "OTLP served to other hosts without authentication",
+                endpoints=exposed,
+                detail="auth.mode = none: anyone who can reach these ports can write telemetry. Set "
+                "auth.mode = api_key (and otlp.tls.* for TLS), or listen on localhost only",
+            )
 
     async def _open_spool(self, ingest: Ingest) -> None:
         assert self.pipeline is not None
@@ -282,7 +322,7 @@ class Receiver:
                     await self._load_retention(conn)
                     await self._load_prices(conn)
                     if self.authenticator is not None:
-                        self.authenticator.replace_keys(await load_active_keys(conn))
+                        self._use_keys(await load_active_keys(conn))
                 await self._start_maintenance()  # its first pass creates today's partitions
                 if self.pipeline is not None:
                     self.pipeline.sink.storage_ready.set()  # writers start once the schema is complete
@@ -318,10 +358,19 @@ class Receiver:
                 async with self._admin_lock:
                     conn = await self._admin_connection()
                     await mark_used(conn, used)
-                    self.authenticator.replace_keys(await load_active_keys(conn))
+                    self._use_keys(await load_active_keys(conn))
                 self.authenticator.used.difference_update(used)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self.metrics.key_refreshes.labels("failed").inc()
                 self.log.warning("could not refresh API keys; keeping the last known set", error=describe(exc))
+
+    def _use_keys(self, keys: dict[bytes, ActiveKey]) -> None:
+        assert self.authenticator is not None
+        self.authenticator.replace_keys(keys)
+        if self.ingest is not None:  # forget the rate-limit state of keys gone
+            self.ingest.rate_limiter.retain(self.authenticator.active_ids())
+        self.metrics.keys_active.set(len(keys))
+        self.metrics.key_refreshes.labels("ok").inc()
 
     async def _start_maintenance(self) -> None:
         """Start the maintenance task once the schema is migrated (it needs the partitioned tables and
@@ -329,6 +378,8 @@ class Receiver:
         if not self.config.maintenance.enabled or self.draining or self.database is None:
             return
         database = self.database
+        if self.config.maintenance.database_url:  # native partitions need the tables' owner (README)
+            database = Database(self.config.maintenance.database_url, self.config.database.connect_timeout_s)
         self.maintenance = Maintenance(
             lambda: database.connect("maintenance"),
             self.flavor or "native",
@@ -371,18 +422,45 @@ class Receiver:
         self._convert_options = self._make_options(self._convert_options.price_book)
 
     async def _load_prices(self, conn: asyncpg.Connection) -> None:
-        path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
-        prices = await asyncio.to_thread(read_pricing_file, path)
-        await seed_prices(conn, prices)
+        """Seed model_pricing from the price file (when this role may write it), then read it."""
+        if await may_seed_prices(conn):
+            path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
+            prices = await asyncio.to_thread(read_pricing_file, path)
+            await seed_prices(conn, prices)
+        elif not self._told_prices_read_only:
+            self._told_prices_read_only = True
+            self.log.info(
+                "model prices are read, not seeded: this role may not write model_pricing "
+                "(a writer role; `llm-observatory-receiver migrate`, run as the owner, seeds them)"
+            )
         self._convert_options = self._make_options(await load_price_book(conn))
 
+    def _reload_tls(self, config: Config) -> None:
+        if self.tls is None:
+            if config.otlp.tls.cert_file:
+                self.log.error("TLS not reloaded: turning TLS on needs a restart", key="otlp.tls.cert_file")
+            return
+        try:
+            changed = self.tls.reload(config.otlp.tls)
+        except TlsError as exc:
+            self.log.error("TLS certificates not reloaded; keeping the previous ones", problems=exc.problems)
+            return
+        self.log.info(
+            "TLS certificates reloaded",
+            changed=changed,
+            tls=self.tls.describe(),
+            tls_certificate_sha256=self.tls.material.fingerprint,
+        )
+
     async def reload(self, config: Config) -> None:
-        """SIGHUP: log level, prices and (timescale) the retention policies; other settings need a restart."""
+        """SIGHUP: log level, prices, TLS certificates and (timescale) the retention policies; other settings
+        need a restart."""
         serving = self.ready and not self.draining  # READY=1 again only if it was sent before
         if serving:
             self.notifier.reloading()
         configure_logging(config.logging.level, config.logging.format)
         self.config = config
+        self._reload_tls(config)
         try:
             async with self._admin_lock:
                 conn = await self._admin_connection()

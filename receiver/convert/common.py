@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from receiver.convert.attributes import ConversionStats
 from receiver.convert.pricing import PriceBook
@@ -25,6 +26,9 @@ class ConvertOptions:
     # Convert protobuf trace requests with the C extension when it is built (config `convert.native`);
     # False = the pure-Python converter, the reference the native one is tested against.
     native: bool = True
+    # The tenant: the project of the API key that sent the request, stamped on every row (project_id);
+    # None with auth.mode = none. Per request, like received_unix_nanos.
+    project_id: UUID | None = None
     # The accepted time window of each signal's items ("traces", "metrics", "logs"; see
     # receiver.convert.window), relative to received_unix_nanos. A signal without one accepts any time.
     windows: Mapping[str, TimeWindow] = field(default_factory=dict)

@@ -44,12 +44,13 @@ def convert_logs(request: Any, options: ConvertOptions) -> Converted:
     stats = out.stats
     append = out.rows.append
     received_ns = options.received_unix_nanos
+    project_id = options.project_id
     window = options.window(SIGNAL)
     earliest, latest = window.bounds(received_ns)
     index = 0
     for resource_logs in request.resource_logs:
         resource_json, service_name, resource_provider, resource_model, resource_hash = resource_header(
-            identity.LOGS_DOMAIN, resource_logs.resource, resource_logs.schema_url, limit, stats
+            identity.LOGS_DOMAIN, resource_logs.resource, resource_logs.schema_url, limit, stats, project_id
         )
         for scope_logs in resource_logs.scope_logs:
             scope_name, scope_version, scope_hash = scope_header(
@@ -113,6 +114,7 @@ def convert_logs(request: Any, options: ConvertOptions) -> Converted:
                         scope_version,
                         json_text(attrs),
                         resource_json,
+                        project_id,
                     )
                 )
     return out

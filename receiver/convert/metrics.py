@@ -122,6 +122,7 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
     limit = options.max_attribute_bytes
     stats = out.stats
     append = out.rows.append
+    project_id = options.project_id
     window = options.window(SIGNAL)
     received = options.received_unix_nanos
     earliest, latest = window.bounds(received)
@@ -131,7 +132,7 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
     last_ts = last_start_ts = None
     for resource_metrics in request.resource_metrics:
         resource_json, service_name, resource_provider, resource_model, resource_hash = resource_header(
-            identity.METRICS_DOMAIN, resource_metrics.resource, resource_metrics.schema_url, limit, stats
+            identity.METRICS_DOMAIN, resource_metrics.resource, resource_metrics.schema_url, limit, stats, project_id
         )
         for scope_metrics in resource_metrics.scope_metrics:
             scope_name, scope_version, scope_hash = scope_header(
@@ -280,6 +281,7 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
                             scope_version,
                             json_text(attrs),
                             resource_json,
+                            project_id,
                         )
                     )
     return out

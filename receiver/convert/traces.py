@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from receiver.convert.attributes import ConversionStats, clean_text, key_values
 from receiver.convert.common import Converted, ConvertOptions
@@ -100,6 +101,7 @@ class RowContext:
     resource_json: str
     resource_environment: str | None
     price_book: PriceBook
+    project_id: UUID | None = None
 
 
 def resource_fields(resource_attrs: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -195,6 +197,7 @@ def span_row(
         context.resource_json,
         events_json,
         links_json,
+        context.project_id,
     )
 
 
@@ -221,6 +224,7 @@ def convert_traces(request: Any, options: ConvertOptions) -> Converted:
                 resource_json,
                 resource_environment,
                 options.price_book,
+                options.project_id,
             )
             for span in scope_spans.spans:
                 problem = span_problem(span)

@@ -193,11 +193,14 @@ def convert_traces_bytes(body: bytes, options: ConvertOptions) -> Converted:
         out.reject(f"{describe_span(index, name, trace_id)}: {problem}")
     out.rejected = rejected
     book = options.price_book
+    project_id = options.project_id
     append = out.rows.append
     for resource_json, resource_attrs, scopes in resources:
         service_name, resource_environment = resource_fields(resource_attrs)
         for scope_name, scope_version, spans in scopes:
-            context = RowContext(service_name, scope_name, scope_version, resource_json, resource_environment, book)
+            context = RowContext(
+                service_name, scope_name, scope_version, resource_json, resource_environment, book, project_id
+            )
             for span in spans:
                 append(span_row(context, *span))
     return out

@@ -13,9 +13,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from receiver.endpoints import StartupError
 from receiver.frontends.ingest import Ingest
-from receiver.frontends.outcomes import Accepted
+from receiver.frontends.outcomes import Accepted, Outcome, Refused
 from receiver.frontends.signals import SignalSpec
 from receiver.frontends.status import grpc_error, response_message
+from receiver.frontends.tls import TlsCredentials
 
 Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
 
@@ -27,8 +28,11 @@ def _export_handler(spec: SignalSpec, ingest: Ingest) -> Handler:
         metadata = {
             key.lower(): value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
         }
-        refused = ingest.authenticate(spec, metadata, "grpc")
-        outcome = refused or await ingest.handle(spec, request, json=False, gzip=False, transport="grpc")
+        key = ingest.authenticate(spec, metadata, "grpc")
+        if isinstance(key, Refused):
+            outcome: Outcome = key
+        else:
+            outcome = await ingest.handle(spec, request, json=False, gzip=False, transport="grpc", key=key)
         if isinstance(outcome, Accepted):
             return response_message(spec.response_type, spec.rejected_field, outcome).SerializeToString()
         error = grpc_error(outcome)
@@ -39,8 +43,16 @@ def _export_handler(spec: SignalSpec, ingest: Ingest) -> Handler:
 
 
 class GrpcFrontend:
-    def __init__(self, endpoint: str, ingest: Ingest, signals: Iterable[SignalSpec], max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        ingest: Ingest,
+        signals: Iterable[SignalSpec],
+        max_request_bytes: int,
+        tls: TlsCredentials | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        self._tls = tls
         self._ingest = ingest
         self._signals = tuple(signals)
         self._max_request_bytes = max_request_bytes
@@ -67,7 +79,10 @@ class GrpcFrontend:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         try:
-            self.port = server.add_insecure_port(self.endpoint)
+            if self._tls is None:
+                self.port = server.add_insecure_port(self.endpoint)
+            else:
+                self.port = server.add_secure_port(self.endpoint, self._tls.grpc_credentials())
         except RuntimeError as exc:
             raise StartupError(
                 f"cannot listen for OTLP/gRPC on {self.endpoint} ({exc}); is another process using the port? "

@@ -15,6 +15,7 @@ from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted, Refusal, Refused
 from receiver.frontends.signals import SignalSpec
 from receiver.frontends.status import HttpReply, http_error, http_success, response_message
+from receiver.frontends.tls import TlsCredentials
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -55,9 +56,9 @@ def _export_route(
                 ),
                 json,
             )
-        refused = ingest.authenticate(spec, {k.lower(): v for k, v in request.headers.items()}, "http")
-        if refused is not None:
-            return _reply(http_error(refused, json), json)
+        key = ingest.authenticate(spec, {k.lower(): v for k, v in request.headers.items()}, "http")
+        if isinstance(key, Refused):
+            return _reply(http_error(key, json), json)
         declared = request.content_length
         if declared is not None and declared > max_request_bytes:
             refused = Refused(
@@ -72,7 +73,7 @@ def _export_route(
                 Refusal.TOO_LARGE, f"request body exceeds the {max_request_bytes}-byte limit (otlp.max_request_bytes)"
             )
             return _reply(http_error(refused, json), json)
-        outcome = await ingest.handle(spec, body, json=json, gzip=gzip, transport="http")
+        outcome = await ingest.handle(spec, body, json=json, gzip=gzip, transport="http", key=key)
         if isinstance(outcome, Accepted):
             response = response_message(spec.response_type, spec.rejected_field, outcome)
             return _reply(http_success(response, json), json)
@@ -82,8 +83,16 @@ def _export_route(
 
 
 class HttpFrontend:
-    def __init__(self, endpoint: str, ingest: Ingest, signals: Iterable[SignalSpec], max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        ingest: Ingest,
+        signals: Iterable[SignalSpec],
+        max_request_bytes: int,
+        tls: TlsCredentials | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        self._tls = tls
         self._ingest = ingest
         self._signals = tuple(signals)
         self._max_request_bytes = max_request_bytes
@@ -98,7 +107,12 @@ class HttpFrontend:
 
     async def start(self) -> None:
         self._runner, self.port = await serve_http(
-            self._app(), self.endpoint, "OTLP/HTTP", "otlp.http_endpoint", auto_decompress=False
+            self._app(),
+            self.endpoint,
+            "OTLP/HTTP",
+            "otlp.http_endpoint",
+            ssl_context=self._tls.ssl_context() if self._tls is not None else None,
+            auto_decompress=False,
         )
 
     async def stop(self) -> None:

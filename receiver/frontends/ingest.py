@@ -7,17 +7,19 @@ is too large or cannot fit the queue is refused before a single byte of it is de
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+from uuid import UUID
 
 from google.protobuf.message import Message
 
 from receiver._proto.spool_pb2 import SpoolRecord
 from receiver.convert.common import Converted, ConvertOptions, WireFormatError
 from receiver.convert.window import TimeWindow
-from receiver.frontends.auth import ApiKeyAuthenticator
+from receiver.frontends.auth import ApiKeyAuthenticator, presented_key
 from receiver.frontends.decode import (
     MalformedRequest,
     RequestTooLarge,
@@ -27,8 +29,10 @@ from receiver.frontends.decode import (
     parse_protobuf,
 )
 from receiver.frontends.outcomes import Accepted, Outcome, Refusal, Refused
+from receiver.frontends.ratelimit import KeyRateLimiter
 from receiver.frontends.signals import SIGNALS, SignalSpec
 from receiver.pipeline.pipeline import Admission, Pipeline
+from receiver.storage.api_keys import INGEST, ActiveKey, display_prefix
 from receiver.telemetry.logging import RateLimitedLog, get_logger
 from receiver.telemetry.metrics import Metrics
 
@@ -62,9 +66,11 @@ class Ingest:
         limits: IngestLimits,
         options: Callable[[], ConvertOptions],
         authenticator: ApiKeyAuthenticator | None = None,
+        rate_limiter: KeyRateLimiter | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._authenticator = authenticator
+        self.rate_limiter = rate_limiter or KeyRateLimiter(burst_s=2.0)
         self._metrics = metrics
         self._limits = limits
         self._options = options  # called per request: pricing can be reloaded (SIGHUP)
@@ -73,21 +79,26 @@ class Ingest:
         self._log = get_logger("ingest")
         self._limited = RateLimitedLog(self._log)
 
-    def authenticate(self, spec: SignalSpec, headers: Mapping[str, str], transport: str) -> Refused | None:
-        """Check the request's API key (auth.mode = api_key) before its body is even read."""
+    def authenticate(self, spec: SignalSpec, headers: Mapping[str, str], transport: str) -> ActiveKey | Refused | None:
+        """The request's API key (auth.mode = api_key), checked for the ingest scope before the body is
+        even read: the key, a refusal, or None when auth is off."""
         if self._authenticator is None:
             return None
-        refused = self._authenticator.check(headers)
-        if refused is not None:
-            self._metrics.auth_refused.labels(refused.label).inc()
-            self._count(spec, transport, refused)
-        return refused
+        found = self._authenticator.identify(headers, INGEST)
+        if isinstance(found, Refused):
+            self._metrics.auth_refused.labels(found.label).inc()
+            if found.reason is Refusal.FORBIDDEN:  # a known key without the scope
+                self._metrics.key_refused.labels(display_prefix(presented_key(headers) or ""), found.label).inc()
+            self._count(spec, transport, found)
+        return found
 
-    async def handle(self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str) -> Outcome:
+    async def handle(
+        self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str, key: ActiveKey | None = None
+    ) -> Outcome:
         received_unix_nanos = time.time_ns()
         try:
             outcome = await self._handle(
-                spec, body, json=json, gzip=gzip, transport=transport, received=received_unix_nanos
+                spec, body, json=json, gzip=gzip, transport=transport, received=received_unix_nanos, key=key
             )
         except Exception as exc:  # a defect must cost one request, never the process
             self._log.exception("request failed inside the receiver", signal=spec.name, transport=transport)
@@ -99,8 +110,33 @@ class Ingest:
         retry_after = max(self._limits.retry_after_s, self._pipeline.breaker.cooldown_remaining())
         return Refused(reason, message, items, retry_after_s=retry_after, cause=cause)
 
+    def _over_rate(self, key: ActiveKey | None) -> Refused | None:
+        """The key's rate limit, checked before decoding: refused while its token bucket is empty."""
+        if key is None or key.rate_items_per_s is None:
+            return None
+        wait = self.rate_limiter.admit(key.id, key.rate_items_per_s)
+        if wait is None:
+            return None
+        refused = Refused(
+            Refusal.RATE_LIMITED,
+            f"API key {key.prefix}… is over its rate limit of {key.rate_items_per_s:g} items/s; "
+            f"retry in {math.ceil(wait)} s",
+            retry_after_s=max(self._limits.retry_after_s, wait),
+            cause="rate_limited",
+        )
+        self._metrics.key_refused.labels(key.prefix, refused.label).inc()
+        return refused
+
     async def _handle(
-        self, spec: SignalSpec, body: bytes, *, json: bool, gzip: bool, transport: str, received: int
+        self,
+        spec: SignalSpec,
+        body: bytes,
+        *,
+        json: bool,
+        gzip: bool,
+        transport: str,
+        received: int,
+        key: ActiveKey | None = None,
     ) -> Outcome:
         limits = self._limits
         if self._pipeline.closed:
@@ -111,12 +147,17 @@ class Ingest:
                 f"request body of {len(body)} bytes exceeds the {limits.max_request_bytes}-byte limit "
                 "(otlp.max_request_bytes); send smaller batches",
             )
+        over_rate = self._over_rate(key)
+        if over_rate is not None:
+            return over_rate
         if not self._room_for(spec, body, json):
             return self._refuse_no_room()
         if self._pipeline.memory_exhausted():
             return self._refuse_busy(Refusal.OVERLOADED, MEMORY_MESSAGE, cause="memory")
-        # The receive time goes in through the options: conversion stays pure (logs without any time use it).
-        options = replace(self._options(), received_unix_nanos=received)
+        # The receive time and the tenant go in through the options: conversion stays pure (logs without
+        # any time use the receive time; every row carries the key's project).
+        project = key.project_id if key is not None else None
+        options = replace(self._options(), received_unix_nanos=received, project_id=project)
         try:
             if gzip:
                 body = gunzip_bounded(body, limits.max_request_bytes)
@@ -130,6 +171,9 @@ class Ingest:
 
         converted = decoded.converted
         self._learn_footprint(spec, json, len(body), len(converted.rows))
+        items = len(converted.rows) + converted.rejected
+        if key is not None and key.rate_items_per_s is not None:
+            self.rate_limiter.charge(key.id, key.rate_items_per_s, items)
         record = None
         if self._pipeline.durable:
             payload = decoded.protobuf if decoded.protobuf is not None else decoded.message.SerializeToString()
@@ -138,6 +182,7 @@ class Ingest:
                 signal=spec.name,
                 request=payload,
                 received_unix_nano=received,
+                project_id=project.bytes if project is not None else b"",
                 window_retention_s=window.retention_s or 0,
                 window_max_future_skew_s=window.max_future_skew_s or 0,
             )
@@ -158,6 +203,8 @@ class Ingest:
         nbytes = len(body) + len(rows) * limits.row_overhead_bytes
         admission = await self._pipeline.submit({spec.table: rows}, nbytes, record)
         if admission is not Admission.ACCEPTED:
+            if key is not None and key.rate_items_per_s is not None:  # not taken: the retry will pay
+                self.rate_limiter.refund(key.id, key.rate_items_per_s, items)
             self._metrics.enqueue_failed[spec.name].inc(len(rows))
             if admission is Admission.CLOSED:
                 return self._refuse_busy(Refusal.SHUTTING_DOWN, "receiver is shutting down; retry later", len(rows))
@@ -234,13 +281,14 @@ class Ingest:
         if spec is None:
             self._log.error("spool record of an unknown signal skipped", signal=record.signal)
             return None
-        # The receive time and window the request was acknowledged with: the same rows as the live path.
+        # The receive time, window and project the request was acknowledged with: the same rows as the live path.
         base = self._options()
         window = TimeWindow(record.window_retention_s or None, record.window_max_future_skew_s or None)
         options = replace(
             base,
             received_unix_nanos=record.received_unix_nano,
             windows={**base.windows, spec.name: window},
+            project_id=UUID(bytes=record.project_id) if len(record.project_id) == 16 else None,
         )
         try:
             converted = self._decode_and_convert(spec, record.request, False, options).converted
@@ -281,6 +329,6 @@ class Ingest:
                 signal=spec.name,
                 transport=transport,
                 reason=outcome.label,
-                detail=outcome.message,
+                detail=outcome.message,  # names the key's prefix when the key is the reason
             )
         self._metrics.requests.labels(transport, spec.name, label).inc()

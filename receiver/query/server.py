@@ -28,7 +28,7 @@ from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.outcomes import Refusal, Refused
 from receiver.query import models, openapi, points, sessions, spans, traces, usage
 from receiver.query.cursor import CursorCodec
-from receiver.query.errors import BadParameter, Forbidden, NotFound, QueryError, Unauthorized, Unavailable
+from receiver.query.errors import Forbidden, NotFound, QueryError, Unauthorized, Unavailable
 from receiver.query.params import check_window, parse_path, parse_query
 from receiver.query.shape import LOG_COLUMNS, SPAN_FULL_COLUMNS, approximate_bytes
 from receiver.storage.api_keys import READ
@@ -81,8 +81,6 @@ class QueryServer:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self._openapi = orjson.dumps(openapi.document())
-        self._has_projects = False  # llm_traces.project_id exists (migration 010); checked on first need
-        self._projects_checked = float("-inf")
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -200,28 +198,7 @@ class QueryServer:
             raise Forbidden(
                 f"this API key reads project {tenant} only: leave out `project` or pass that id", parameter="project"
             )
-        project = tenant if tenant is not None else requested
-        if project is not None:
-            await self._require_projects(keyed=tenant is not None, parameter="project")
-        return project
-
-    async def _require_projects(self, keyed: bool, parameter: str) -> None:
-        """Rows carry their project from migration 010 on. On a database without it, keyed reads are
-        refused (never answered across projects) and `project` is a 400."""
-        now = time.monotonic()
-        if not self._has_projects and now >= self._projects_checked + 10.0:
-            async with self._connection() as conn:
-                self._has_projects = await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'llm_traces'::regclass "
-                    "AND attname = 'project_id' AND NOT attisdropped)"
-                )
-            self._projects_checked = now
-        if self._has_projects:
-            return
-        problem = "this database's rows carry no project (llm_traces.project_id, migration 010): run `migrate`"
-        if keyed:
-            raise Unavailable(f"cannot limit the answer to the key's project: {problem}")
-        raise BadParameter(parameter, problem)
+        return tenant if tenant is not None else requested
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -350,10 +327,7 @@ class QueryServer:
 
     async def _usage(self, request: web.Request, tenant: uuid.UUID | None) -> dict[str, Any]:
         values = parse_query(usage.PARAMS, request.query)
-        project = await self._project(values["project"], tenant)
-        if "project" in (values["group_by"] or ()):
-            await self._require_projects(keyed=False, parameter="group_by")
-        query = usage.resolve(values, project, datetime.now(UTC))
+        query = usage.resolve(values, await self._project(values["project"], tenant), datetime.now(UTC))
         sql, args = usage.build(query, self.config.max_usage_rows)
         return usage.assemble(query, await self._fetch(request, sql, args), self.config.max_usage_rows)
 

@@ -117,7 +117,8 @@ ORDER BY j.job_id
 # The timescale flavor's rollup lag: how long ago the 1-minute rollup's refresh policy last succeeded
 # (a refresh materializes everything ingested before it started; the coarser rollups are built from it).
 _TIMESCALE_ROLLUP_LAG = """
-SELECT extract(epoch FROM now() - s.last_successful_finish)::float8
+SELECT CASE WHEN isfinite(s.last_successful_finish)  -- -infinity until the job first succeeds
+            THEN extract(epoch FROM now() - s.last_successful_finish)::float8 END
 FROM timescaledb_information.jobs j
 JOIN timescaledb_information.job_stats s USING (job_id)
 WHERE j.proc_name = 'policy_refresh_continuous_aggregate' AND j.hypertable_name = 'llm_metrics_1min_store'
@@ -217,6 +218,11 @@ class Maintenance:
     async def _step(self, report: PassReport, name: str, action: Callable[[], Awaitable[None]]) -> None:
         try:
             await action()
+        except asyncpg.InsufficientPrivilegeError as exc:
+            report.errors[name] = (
+                f"{describe(exc)}: this step needs the tables' owner; set maintenance.database_url to the owner's "
+                "URL (README, 'Least privilege in the database')"
+            )
         except (asyncpg.PostgresError, RuntimeError) as exc:
             report.errors[name] = describe(exc)
 

@@ -69,8 +69,23 @@ class Metrics:
         )
         self.auth_refused = Counter(
             "observatory_auth_refused_requests",
-            "requests refused by auth.mode = api_key (missing, invalid, expired key; keys not loaded yet)",
+            "requests refused by auth.mode = api_key (missing, invalid, expired key; missing scope; keys not loaded)",
             ["reason"],
+            registry=r,
+        )
+        self.key_refreshes = Counter(
+            "observatory_api_key_refreshes",
+            "re-reads of the active API keys (auth.refresh_interval_s) by outcome; a key revoked before a "
+            "successful one started is refused from its end on",
+            ["outcome"],
+            registry=r,
+        )
+        self.keys_active = Gauge("observatory_api_keys_active", "API keys usable now (loaded)", registry=r)
+        self.key_refused = Counter(
+            "observatory_key_refused_requests",
+            "requests of a known API key refused, by the key's prefix (keys list) and reason "
+            "(rate_limited, auth_forbidden)",
+            ["key_prefix", "reason"],
             registry=r,
         )
         self.queue_size = Gauge(
