@@ -16,12 +16,15 @@ BENCH_ARGS      ?=
 # make bench-query: the read API over QUERY_ROWS spans loaded by COPY (QUERY_ARGS: --flavor, --keep DIR, ...).
 QUERY_ROWS ?= 5000000
 QUERY_ARGS ?=
+# make fuzz: seconds per fuzz target (tests/fuzz: native, json, converters); make sanitize runs each this long too.
+FUZZ_SECONDS    ?= 60
+
 # make soak: a long run at a fixed rate with per-30-s samples and a first-vs-last-window verdict.
 SOAK_DURATION ?= 1800
 SOAK_RATE     ?= 10000
 SOAK_ARGS     ?=
 
-.PHONY: run test install postgres ops-tools lint bench bench-query soak clean proto
+.PHONY: run test install postgres ops-tools lint bench bench-query soak clean proto fuzz sanitize
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c
@@ -50,6 +53,14 @@ run: install postgres
 test: install postgres ops-tools
 	$(BIN)/ruff check receiver tests benchmarks loadgen
 	$(BIN)/pytest -q
+
+# Coverage-guided fuzzing (atheris); corpus and failing inputs under var/fuzz/. `make test` runs each target ~3 s.
+fuzz: install
+	scripts/fuzz $(FUZZ_SECONDS)
+
+# The native extension under AddressSanitizer + UndefinedBehaviorSanitizer: its tests and the fuzz targets.
+sanitize: install
+	scripts/sanitize $(FUZZ_SECONDS)
 
 bench: install postgres
 	$(BIN)/python -m benchmarks.bench --duration $(BENCH_DURATION) --protocol $(BENCH_PROTOCOL) \

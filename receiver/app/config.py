@@ -63,6 +63,9 @@ class OtlpConfig:
         min=1024,
         max=1024 * 1024 * 1024,
     )
+    decode_threads: int = _setting(
+        2, "threads that decode and convert request bodies, off the event loop", min=1, max=256
+    )
     tls: TlsConfig = field(default_factory=TlsConfig)
 
 
@@ -186,6 +189,24 @@ class LimitsConfig:
     )
     max_attribute_value_bytes: int = _setting(
         128 * 1024, "longer string/bytes attribute values are truncated (with a marker)", min=64, max=64 * 1024 * 1024
+    )
+    max_items_per_request: int = _setting(
+        100_000, "spans + data points + log records per request; more: 413 / RESOURCE_EXHAUSTED", min=1, max=1 << 40
+    )
+    max_containers_per_request: int = _setting(
+        200_000,
+        "resource/scope entries, events, links, metrics, exemplars per request; more: 413 / RESOURCE_EXHAUSTED",
+        min=1,
+        max=1 << 40,
+    )
+    max_request_memory_mib: int = _setting(
+        256, "memory one request may take while decoded (estimated, then charged); more: 413", min=1, max=1 << 20
+    )
+    max_decode_amplification: int = _setting(
+        128,
+        "decode memory a request may take per byte of its body, beyond 16 MiB; more: 413",
+        min=1,
+        max=1 << 20,
     )
     max_future_skew_s: int = _setting(
         600,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,12 +22,14 @@ import asyncpg
 
 from receiver import __version__, schema
 from receiver.app.config import Config, ConfigError
+from receiver.convert.budget import MIB, DecodeLimits
 from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import trace_converter
 from receiver.convert.window import TimeWindow
 from receiver.endpoints import is_loopback
 from receiver.frontends.auth import ApiKeyAuthenticator
+from receiver.frontends.decode_pool import DecodePool
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
 from receiver.frontends.ingest import Ingest, IngestLimits
@@ -58,6 +61,7 @@ from receiver.storage.retention import configured_retention_s, timescale_retenti
 from receiver.storage.writer import DatabaseWriter
 from receiver.telemetry.admin import AdminServer
 from receiver.telemetry.logging import configure_logging, get_logger
+from receiver.telemetry.looplag import LoopLagMonitor
 from receiver.telemetry.metrics import Metrics
 from receiver.telemetry.systemd import SystemdHeartbeat, SystemdNotifier
 
@@ -149,6 +153,10 @@ class Receiver:
         self.metrics.memory_limit.set(self.memory.limit_bytes)
         self.metrics.memory_rss.set_function(lambda: self.memory.rss_bytes)
         self.metrics.memory_peak.set_function(lambda: self.memory.peak_rss_bytes)
+        self.decode_pool = DecodePool(config.otlp.decode_threads)
+        self.metrics.decode_in_flight.set_function(lambda: self.decode_pool.waiting)
+        self.metrics.decode_reserved.set_function(lambda: self.memory.reserved_bytes)
+        self.loop_lag = LoopLagMonitor(self.metrics.loop_lag, self.metrics.loop_lag_max)
         self.spool: Spool | None = None
         self.pipeline: Pipeline | None = None
         self.ingest: Ingest | None = None
@@ -169,6 +177,7 @@ class Receiver:
             dsn = await asyncio.to_thread(self.embedded.start)
             self.log.info("embedded database running", data_dir=str(self.embedded.root), dsn=dsn, psql=f"psql '{dsn}'")
         self.database = Database(dsn, cfg.database.connect_timeout_s)
+        self.loop_lag.start()
 
         self.admin = AdminServer(cfg.admin.endpoint, self.metrics, self.health_report, self.readiness)
         await self.admin.start()
@@ -188,7 +197,17 @@ class Receiver:
             RetryPolicy(cfg.database.retry_initial_ms / 1000, cfg.database.retry_max_ms / 1000),
         )
         self.pipeline = Pipeline(self.queue, sink, self.breaker, cfg.pipeline.batch_max_rows, self.memory)
-        limits = IngestLimits(cfg.otlp.max_request_bytes, cfg.pipeline.row_overhead_bytes, cfg.pipeline.retry_after_s)
+        limits = IngestLimits(
+            cfg.otlp.max_request_bytes,
+            cfg.pipeline.row_overhead_bytes,
+            cfg.pipeline.retry_after_s,
+            DecodeLimits(
+                cfg.limits.max_items_per_request,
+                cfg.limits.max_containers_per_request,
+                cfg.limits.max_request_memory_mib * MIB,
+                cfg.limits.max_decode_amplification,
+            ),
+        )
         ingest = Ingest(
             self.pipeline,
             self.metrics,
@@ -196,6 +215,8 @@ class Receiver:
             lambda: self._convert_options,
             self.authenticator,
             KeyRateLimiter(cfg.auth.rate_burst_s),
+            self.decode_pool,
+            self.memory,
         )
         self.ingest = ingest
         if cfg.pipeline.durability == "spool":
@@ -228,6 +249,10 @@ class Receiver:
         )
         self._warn_if_open()
         self._bootstrap_task = asyncio.create_task(self._bootstrap(), name="database-bootstrap")
+        # What exists now (modules, descriptors, the components) lives as long as the process: keep it
+        # out of the garbage collector's full passes, each of which would walk it again (tens of ms,
+        # holding the GIL) while large requests are being decoded.
+        gc.freeze()
 
     def _warn_if_open(self) -> None:
         """One warning when other hosts can send data that nothing authenticates, one when they can read
@@ -632,11 +657,13 @@ class Receiver:
             await self.maintenance.shutdown()
         if self.pipeline is not None:
             await self.pipeline.stop(self.config.pipeline.shutdown_timeout_s)
+        await asyncio.to_thread(self.decode_pool.shutdown)  # front ends and spool replay are done with it
         if self._admin_conn is not None:
             with contextlib.suppress(Exception):
                 await self._admin_conn.close(timeout=2)
         if self.admin is not None:
             await self.admin.stop()
+        await self.loop_lag.stop()
         if self.embedded is not None and self.embedded.started_here:
             try:
                 await asyncio.to_thread(self.embedded.stop)

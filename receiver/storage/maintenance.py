@@ -114,11 +114,20 @@ WHERE j.job_id >= 1000
 ORDER BY j.job_id
 """
 
+# The last recorded error of each failing job, so the log line says why without a trip to psql.
+_TIMESCALE_JOB_LAST_ERRORS = """
+SELECT DISTINCT ON (job_id) job_id, err_message
+FROM timescaledb_information.job_errors
+WHERE job_id = ANY($1::int[])
+ORDER BY job_id, finish_time DESC
+"""
+
 # The timescale flavor's rollup lag: how long ago the 1-minute rollup's refresh policy last succeeded
 # (a refresh materializes everything ingested before it started; the coarser rollups are built from it).
+# A policy that has not run yet reports -infinity: that is "no lag known" (NULL), not an error.
 _TIMESCALE_ROLLUP_LAG = """
-SELECT CASE WHEN isfinite(s.last_successful_finish)  -- -infinity until the job first succeeds
-            THEN extract(epoch FROM now() - s.last_successful_finish)::float8 END
+SELECT extract(epoch FROM now() - max(s.last_successful_finish)
+                          FILTER (WHERE isfinite(s.last_successful_finish)))::float8
 FROM timescaledb_information.jobs j
 JOIN timescaledb_information.job_stats s USING (job_id)
 WHERE j.proc_name = 'policy_refresh_continuous_aggregate' AND j.hypertable_name = 'llm_metrics_1min_store'
@@ -298,7 +307,11 @@ class Maintenance:
             report.timescale_jobs = [dict(r) for r in await conn.fetch(_TIMESCALE_JOBS)]
             failing = [j for j in report.timescale_jobs if j["last_run_status"] == "Failed"]
             if failing:
-                names = ", ".join(f"{j['job_id']} {j['application_name']}" for j in failing)
+                ids = [j["job_id"] for j in failing]
+                last_errors = {r["job_id"]: r["err_message"] for r in await conn.fetch(_TIMESCALE_JOB_LAST_ERRORS, ids)}
+                names = ", ".join(
+                    f"{j['job_id']} {j['application_name']}: {last_errors.get(j['job_id'], '?')}" for j in failing
+                )
                 raise RuntimeError(f"TimescaleDB jobs failing: {names} (see timescaledb_information.job_errors)")
 
         await self._step(report, "timescaledb:jobs", jobs)

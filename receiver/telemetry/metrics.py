@@ -16,6 +16,7 @@ ITEM_NOUNS = {"traces": "spans", "metrics": "metric_points", "logs": "log_record
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000)
 _QUERY_ROW_BUCKETS = (0, 1, 10, 100, 1000, 10000, 100000)
+_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class Metrics:
@@ -241,6 +242,24 @@ class Metrics:
         )
         self.spool_quarantined = Counter(
             "observatory_spool_quarantined_bytes", "corrupt or torn spool bytes moved to quarantine/", registry=r
+        )
+        # Decoding (receiver.frontends.decode_pool, receiver.convert.budget) and the event loop it must not hold.
+        self.decode_in_flight = Gauge(
+            "observatory_decode_requests", "requests waiting for or being decoded in the decode pool", registry=r
+        )
+        self.decode_reserved = Gauge(
+            "observatory_decode_memory_reserved_bytes",
+            "decode memory reserved by the requests being decoded (counts toward limits.memory_limit_mib)",
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "observatory_event_loop_lag_seconds",
+            "how late the event loop woke a task that asked to wake every 50 ms (a stall shows here)",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag_max = Gauge(
+            "observatory_event_loop_lag_max_seconds", "largest event-loop lag of the last 60 s", registry=r
         )
         self.memory_limit = Gauge("observatory_memory_limit_bytes", "limits.memory_limit_mib in bytes", registry=r)
         self.memory_rss = Gauge("observatory_memory_rss_bytes", "resident memory as last sampled", registry=r)
