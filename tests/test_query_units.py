@@ -34,6 +34,10 @@ def test_query_strings_are_checked_against_the_declared_parameters():
         parse_query(spans.PARAMS, MultiDict([("limit", "1001")]))
     grouped = parse_query(usage.PARAMS, MultiDict([("group_by", "model, provider,model")]))
     assert grouped["group_by"] == ("model", "provider")
+    assert parse_query(usage.PARAMS, MultiDict([("group_by", "")]))["group_by"] == ()
+    for bad in ("model,,provider", "model,", "\tmodel", " "):  # what the document's pattern refuses
+        with pytest.raises(BadParameter, match=r"^group_by: "):
+            parse_query(usage.PARAMS, MultiDict([("group_by", bad)]))
 
 
 def test_a_cursor_works_only_for_its_own_query_and_secret():
