@@ -1,7 +1,7 @@
 # LLM Observatory receiver. Needs a PostgreSQL server: pass DATABASE_URL (the embedded database of
 # `make run` is for development and is not in this image).
 #   docker build -t llm-observatory-receiver .
-#   docker run -p 4317:4317 -p 4318:4318 -p 9090:9090 \
+#   docker run -p 4317:4317 -p 4318:4318 -p 9090:9090 -p 8080:8080 \
 #     -e DATABASE_URL=postgresql://observatory:secret@db:5432/observatory llm-observatory-receiver
 # The whole stack (TimescaleDB, receiver, Prometheus, Grafana): docker compose up --build (README).
 FROM python:3.11-slim AS build
@@ -26,10 +26,11 @@ WORKDIR /var/lib/llm-observatory
 ENV OBSERVATORY__OTLP__GRPC_ENDPOINT=0.0.0.0:4317 \
     OBSERVATORY__OTLP__HTTP_ENDPOINT=0.0.0.0:4318 \
     OBSERVATORY__ADMIN__ENDPOINT=0.0.0.0:9090 \
+    OBSERVATORY__QUERY__ENDPOINT=0.0.0.0:8080 \
     OBSERVATORY__SPOOL__DIR=/var/lib/llm-observatory/spool \
     OBSERVATORY__DEAD_LETTER__DIR=/var/lib/llm-observatory/dead-letter \
     OBSERVATORY__LOGGING__FORMAT=json
-EXPOSE 4317 4318 9090
+EXPOSE 4317 4318 9090 8080
 VOLUME ["/var/lib/llm-observatory"]
 # Alive = the event loop answers (a receiver waiting for its database is alive: it queues or spools);
 # readiness (database reachable and migrated) is GET /health/ready.

@@ -13,6 +13,9 @@ BENCH_PROTOCOL  ?= grpc
 BENCH_EXPORTERS ?= 4
 BENCH_BATCH     ?= 512
 BENCH_ARGS      ?=
+# make bench-query: the read API over QUERY_ROWS spans loaded by COPY (QUERY_ARGS: --flavor, --keep DIR, ...).
+QUERY_ROWS ?= 5000000
+QUERY_ARGS ?=
 # make fuzz: seconds per fuzz target (tests/fuzz: native, json, converters); make sanitize runs each this long too.
 FUZZ_SECONDS    ?= 60
 
@@ -21,7 +24,7 @@ SOAK_DURATION ?= 1800
 SOAK_RATE     ?= 10000
 SOAK_ARGS     ?=
 
-.PHONY: run test install postgres ops-tools lint bench soak clean proto fidelity-envs fidelity fuzz sanitize
+.PHONY: run test install postgres ops-tools lint bench bench-query soak clean proto fidelity-envs fidelity fuzz sanitize
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c receiver/convert/_otlpjson.c
@@ -70,6 +73,9 @@ sanitize: install
 bench: install postgres
 	$(BIN)/python -m benchmarks.bench --duration $(BENCH_DURATION) --protocol $(BENCH_PROTOCOL) \
 	  --exporters $(BENCH_EXPORTERS) --batch-spans $(BENCH_BATCH) $(BENCH_ARGS)
+
+bench-query: install postgres
+	$(BIN)/python -m benchmarks.query --rows $(QUERY_ROWS) $(QUERY_ARGS)
 
 soak: install postgres
 	$(BIN)/python -m benchmarks.soak --duration $(SOAK_DURATION) --rate $(SOAK_RATE) $(SOAK_ARGS)

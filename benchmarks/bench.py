@@ -149,6 +149,7 @@ class Receiver:
                 "OBSERVATORY__OTLP__GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
                 "OBSERVATORY__OTLP__HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
                 "OBSERVATORY__ADMIN__ENDPOINT": f"127.0.0.1:{self.admin_port}",
+                "OBSERVATORY__QUERY__ENDPOINT": "",  # the read API is not part of the ingest benchmark
                 "OBSERVATORY__SPOOL__DIR": str(workdir / "spool"),
                 "OBSERVATORY__DEAD_LETTER__DIR": str(workdir / "dead-letter"),
             }

@@ -16,8 +16,10 @@ every `--step` rows prints what that step cost:
 - WAL bytes and full-page images per row (pg_stat_wal), and the size of each index.
 
 It does this for each `--variant` (index set / primary-key order) in a fresh database of the chosen
-flavor, so the table compares them side by side. `tests/test_storage_growth.py` runs a small version
-of the buffer-access check in `make test`.
+flavor, so the table compares them side by side. `--table logs` / `--table metrics` measure llm_logs
+(loadgen's log records, correlated with its spans) or llm_metrics (the GenAI client histograms of 64
+application instances) the same way, for the indexes the read API added there (migration 013).
+`tests/test_storage_growth.py` runs a small version of the buffer-access check in `make test`.
 """
 
 from __future__ import annotations
@@ -34,12 +36,17 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 from llm_observatory_loadgen.bodies import build_pool
+from llm_observatory_loadgen.genai_metrics import MetricsBuilder
 from llm_observatory_loadgen.ids import RunId
 from llm_observatory_loadgen.workload import WorkloadSpec
 from receiver import schema
 from receiver.convert.common import ConvertOptions
+from receiver.convert.logs import convert_logs
+from receiver.convert.metrics import convert_metrics
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import convert_traces_bytes
 from receiver.storage.embedded import EmbeddedPostgres, timescaledb_installed
@@ -73,6 +80,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS llm_traces_session_ts_idx",
         "DROP INDEX IF EXISTS llm_traces_user_ts_idx",
     ),
+    # The read API's indexes (migration 013) left out: `--table logs` / `--table metrics` against current.
+    "no-logs-trace-idx": ("DROP INDEX IF EXISTS llm_logs_trace_id_idx",),
+    "no-metrics-name-idx": ("DROP INDEX IF EXISTS llm_metrics_name_ts_idx",),
 }
 # The primary key's name differs by flavor (the native table was made LIKE a template): find it.
 _DROP_PRIMARY_KEY = """
@@ -139,7 +149,69 @@ class RowSource:
         return rows
 
 
-async def _prepare(cluster: EmbeddedPostgres, name: str, flavor: str, sql: tuple[str, ...], day: datetime) -> str:
+class SpansAndLogs(RowSource):
+    """RowSource's spans with the log records loadgen correlates with them (half a record per span),
+    rendered from the same body number at the same simulated time, so their trace and span ids match."""
+
+    def __init__(self, start: datetime, rate: float, seed: int = 1) -> None:
+        super().__init__(start, rate, seed)
+        self.pool = build_pool(WorkloadSpec(with_logs=True), RunId.new(), "protobuf", 16, seed)
+
+    def both(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        entry = self.pool.entries[self.k % len(self.pool.entries)]
+        self.k += 1
+        now_ns = self.start_ns + int(self.produced / self.rate * 1e9)
+        spans = convert_traces_bytes(entry.traces.render(self.k, now_ns), self.options).rows
+        logs: list[tuple[Any, ...]] = []
+        if entry.logs is not None:
+            request = logs_service_pb2.ExportLogsServiceRequest.FromString(entry.logs.render(self.k, now_ns))
+            logs = convert_logs(request, self.options).rows
+        self.produced += len(spans)
+        return spans, logs
+
+
+class LogRowSource(SpansAndLogs):
+    """Only the log records (llm_logs rows), dated as their spans would be at `rate` spans per second."""
+
+    def batch(self) -> list[tuple[Any, ...]]:
+        entry = self.pool.entries[self.k % len(self.pool.entries)]
+        self.k += 1
+        now_ns = self.start_ns + int(self.produced / self.rate * 1e9)
+        self.produced += len(entry.span_keys)  # the spans are not converted: only their time matters
+        if entry.logs is None:
+            return []
+        request = logs_service_pb2.ExportLogsServiceRequest.FromString(entry.logs.render(self.k, now_ns))
+        return convert_logs(request, self.options).rows
+
+
+class MetricRowSource:
+    """llm_metrics rows: `instances` applications exporting loadgen's GenAI client histograms every
+    `interval_s` of simulated time (a few dozen points each)."""
+
+    def __init__(self, start: datetime, interval_s: float = 10.0, instances: int = 64, seed: int = 7) -> None:
+        series = build_pool(WorkloadSpec(), RunId.new(), "protobuf", 4, seed).series()
+        run = RunId.new()
+        self.builders = [MetricsBuilder(run, i, series, "protobuf", seed) for i in range(instances)]
+        self.options = ConvertOptions()
+        self.t_ns = int(start.timestamp() * 1e9)
+        self.step_ns = int(interval_s * 1e9)
+
+    def batch(self) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        for builder in self.builders:
+            body, _ = builder.build(self.t_ns, self.t_ns + self.step_ns)
+            request = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
+            rows.extend(convert_metrics(request, self.options).rows)
+        self.t_ns += self.step_ns
+        return rows
+
+
+TABLES = {"traces": schema.TRACES_TABLE, "logs": schema.LOGS_TABLE, "metrics": schema.METRICS_TABLE}
+
+
+async def _prepare(
+    cluster: EmbeddedPostgres, name: str, flavor: str, sql: tuple[str, ...], day: datetime, table: str = "llm_traces"
+) -> str:
     admin = await asyncpg.connect(cluster.admin_dsn())
     try:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -153,26 +225,28 @@ async def _prepare(cluster: EmbeddedPostgres, name: str, flavor: str, sql: tuple
         for statement in sql:
             await conn.execute(statement)
         if flavor == "native":
-            await create_day(conn, schema.TRACES_TABLE, day.date(), "llm_traces_default", 10_000)
+            await create_day(conn, table, day.date(), f"{table}_default", 10_000)
     finally:
         await conn.close()
     return dsn
 
 
-async def _partition_of(conn: asyncpg.Connection, flavor: str) -> str:
+async def _partition_of(conn: asyncpg.Connection, flavor: str, table: str = "llm_traces") -> str:
     """The table the rows land in: the day partition (native) or the newest chunk (timescale)."""
     if flavor == "native":
         return (
             await conn.fetchval(
                 "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = 'llm_traces'::regclass AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT' "
-                "ORDER BY pg_relation_size(c.oid) DESC LIMIT 1"
+                "WHERE i.inhparent = $1::regclass AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT' "
+                "ORDER BY pg_relation_size(c.oid) DESC LIMIT 1",
+                table,
             )
-            or "llm_traces"
+            or table
         )
     return await conn.fetchval(
         "SELECT format('%I.%I', chunk_schema, chunk_name) FROM timescaledb_information.chunks "
-        "WHERE hypertable_name = 'llm_traces' ORDER BY range_end DESC LIMIT 1"
+        "WHERE hypertable_name = $1 ORDER BY range_end DESC LIMIT 1",
+        table,
     )
 
 
@@ -198,10 +272,15 @@ async def index_page_visits(conn: asyncpg.Connection, table: str) -> dict[str, t
 
 def _short(index: str) -> str:
     """llm_traces_session_ts_idx -> session_ts_idx; a TimescaleDB chunk's copy likewise."""
-    return index.rsplit("llm_traces_", 1)[-1]
+    for table in TABLES.values():
+        if f"{table}_" in index:
+            return index.rsplit(f"{table}_", 1)[-1]
+    return index
 
 
-async def measure(dsn: str, flavor: str, source: RowSource, total: int, step: int, report) -> list[Step]:
+async def measure(
+    dsn: str, flavor: str, source: Any, total: int, step: int, report: Any, table_name: str = "llm_traces"
+) -> list[Step]:
     conn = await asyncpg.connect(dsn)
     await conn.execute("SET stats_fetch_consistency = none")
     steps: list[Step] = []
@@ -222,12 +301,12 @@ async def measure(dsn: str, flavor: str, source: RowSource, total: int, step: in
                 batch, pending = pending[:5000], pending[5000:]
                 async with conn.transaction():
                     await conn.copy_records_to_table(
-                        schema.TRACES_TABLE, records=batch, columns=list(schema.TRACES_COLUMNS)
+                        table_name, records=batch, columns=list(schema.TABLE_COLUMNS[table_name])
                     )
                 copied += len(batch)
                 rows_in += len(batch)
                 if table is None:
-                    table = await _partition_of(conn, flavor)
+                    table = await _partition_of(conn, flavor, table_name)
                     before = {name: (0, 0) for name in await index_page_visits(conn, table)}
             cpu = _cpu_seconds(backend) - cpu0
             wall = time.perf_counter() - wall0
@@ -278,18 +357,25 @@ async def run(args: argparse.Namespace) -> None:
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = day + timedelta(hours=1)
     results: dict[str, list[Step]] = {}
+    table = TABLES[args.table]
     try:
         for variant in args.variant:
             sql = variant_sql(variant)
-            dsn = await _prepare(cluster, "bench_growth", flavor, sql, day)
-            print(f"{variant} ({flavor}): {args.rows:,} rows in steps of {args.step:,}", flush=True)
-            source = RowSource(start, args.rate)
+            dsn = await _prepare(cluster, "bench_growth", flavor, sql, day, table)
+            print(f"{variant} ({flavor}): {args.rows:,} rows of {table} in steps of {args.step:,}", flush=True)
+            source: Any
+            if args.table == "logs":
+                source = LogRowSource(start, args.rate)
+            elif args.table == "metrics":
+                source = MetricRowSource(start)
+            else:
+                source = RowSource(start, args.rate)
             results[variant] = await measure(
-                dsn, flavor, source, args.rows, args.step, lambda s, v=variant: _print_step(v, s)
+                dsn, flavor, source, args.rows, args.step, lambda s, v=variant: _print_step(v, s), table
             )
     finally:
         cluster.destroy()
-    print(f"\nfirst step vs last step ({flavor} flavor, {args.rows:,} rows, steps of {args.step:,})\n")
+    print(f"\nfirst step vs last step ({flavor} flavor, {table}, {args.rows:,} rows, steps of {args.step:,})\n")
     print("| variant | backend µs/row first → last | growth | index blocks/row first → last | WAL B/row last |")
     print("|---|---|---|---|---|")
     for variant, steps in results.items():
@@ -309,6 +395,7 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=500_000)
     parser.add_argument("--rate", type=float, default=10_000, help="simulated spans per second (span times)")
     parser.add_argument("--flavor", choices=["native", "timescale"], default="native")
+    parser.add_argument("--table", choices=list(TABLES), default="traces", help="the table to grow")
     parser.add_argument(
         "--variant",
         action="append",

@@ -100,9 +100,19 @@ def test_receiver_environment_is_valid_and_ports_agree():
     assert any(k.startswith("OBSERVATORY__") for k in env)  # each one validated by load_config above
     # Containers must listen on every interface, whatever the configuration file's defaults.
     image = image_environment()
-    for key in ("OBSERVATORY__OTLP__GRPC_ENDPOINT", "OBSERVATORY__OTLP__HTTP_ENDPOINT", "OBSERVATORY__ADMIN__ENDPOINT"):
+    for key in (
+        "OBSERVATORY__OTLP__GRPC_ENDPOINT",
+        "OBSERVATORY__OTLP__HTTP_ENDPOINT",
+        "OBSERVATORY__ADMIN__ENDPOINT",
+        "OBSERVATORY__QUERY__ENDPOINT",
+    ):
         assert image[key].startswith("0.0.0.0:"), key
-    listening = {port(config.otlp.grpc_endpoint), port(config.otlp.http_endpoint), port(config.admin.endpoint)}
+    listening = {
+        port(config.otlp.grpc_endpoint),
+        port(config.otlp.http_endpoint),
+        port(config.admin.endpoint),
+        port(config.query.endpoint),
+    }
     published = {int(str(mapping).rpartition(":")[2]) for mapping in SERVICES["receiver"]["ports"]}
     assert published == listening
     exposed = {int(p) for instruction, args in dockerfile() if instruction == "EXPOSE" for p in args.split()}

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -72,6 +73,7 @@ async def test_the_receiver_runs_as_a_writer_login(roles, tmp_path):
     owner = await asyncpg.connect(roles.dsn(roles.owner))
     try:
         key = await create_key(owner, "Least Privilege")
+        reader = await create_key(owner, "Least Privilege", scopes=("read",))
         await owner.execute("ALTER TABLE llm_traces ADD CONSTRAINT no_poison CHECK (span_name <> 'poison')")
     finally:
         await owner.close()
@@ -116,6 +118,17 @@ async def test_the_receiver_runs_as_a_writer_login(roles, tmp_path):
         assert await db.fetchval("SELECT count(*) FROM model_pricing") > 0, "seeded by `migrate`"
     finally:
         await db.close()
+    # The read API runs on the same writer login: spans, rollups (migration 013's grant) and prices.
+    headers = {"Authorization": f"Bearer {reader.key}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for path, check in (
+            (f"/spans?service={service}", lambda body: len(body["spans"]) == 4),
+            (f"/usage?service={service}", lambda body: sum(r["requests"] for r in body["rows"]) == 3),
+            ("/models", lambda body: len(body["models"]) > 0),
+        ):
+            async with session.get(f"{proc.query_url}/api/v1{path}") as response:
+                body = await response.json()
+                assert response.status == 200 and check(body), (path, body)
     assert await proc.metric('observatory_maintenance_passes_total{outcome="ok"}') >= 1
     assert await proc.metric("observatory_maintenance_failures_total") == 0
     assert "model prices are read, not seeded" in proc.log_tail(200)

@@ -29,11 +29,20 @@ def _setting(
     max: float | None = None,
     choices: tuple[Any, ...] | None = None,
     endpoint: bool = False,
+    optional_endpoint: bool = False,
     path: bool = False,
 ) -> Any:
     return field(
         default=default,
-        metadata={"doc": doc, "min": min, "max": max, "choices": choices, "endpoint": endpoint, "path": path},
+        metadata={
+            "doc": doc,
+            "min": min,
+            "max": max,
+            "choices": choices,
+            "endpoint": endpoint or optional_endpoint,
+            "optional": optional_endpoint,
+            "path": path,
+        },
     )
 
 
@@ -229,6 +238,35 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class QueryConfig:
+    endpoint: str = _setting(
+        "127.0.0.1:8080", "listen address of the read API (/api/v1/...); empty = off", optional_endpoint=True
+    )
+    max_connections: int = _setting(
+        2, "database connections of the read API (counted in database.max_connections)", min=1, max=100
+    )
+    statement_timeout_ms: int = _setting(
+        5000, "longest a read API query may run; beyond it the answer is 503 + Retry-After", min=10, max=600_000
+    )
+    retry_after_s: float = _setting(
+        2.0, "Retry-After of the read API's 503s (query timeout, busy, database down)", min=0, max=3600
+    )
+    max_response_bytes: int = _setting(
+        16 * 1024 * 1024,
+        "largest read API answer; a trace beyond it is cut short (truncated: true)",
+        min=64 * 1024,
+        max=1 << 31,
+    )
+    max_trace_spans: int = _setting(
+        10_000, "spans of one trace returned at most (truncated: true)", min=1, max=1_000_000
+    )
+    max_usage_rows: int = _setting(10_000, "rows of one usage answer at most (truncated: true)", min=1, max=1_000_000)
+    cursor_secret: str = _setting(
+        "", "key that signs page cursors; empty = random per process (set one when several receivers serve reads)"
+    )
+
+
+@dataclass(frozen=True)
 class PricingConfig:
     source: str = _setting(
         "genai-prices",
@@ -257,6 +295,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     convert: ConvertConfig = field(default_factory=ConvertConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    query: QueryConfig = field(default_factory=QueryConfig)
     pricing: PricingConfig = field(default_factory=PricingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -341,7 +380,7 @@ def _coerce(key: str, raw: Any, kind: type, meta: Mapping[str, Any], from_env: b
         return None, f"{key}: {value!r} is above the maximum {hi}"
     if choices and value not in choices:
         return None, f"{key}: {value!r} is not one of {', '.join(map(str, choices))}"
-    if meta.get("endpoint"):
+    if meta.get("endpoint") and not (meta.get("optional") and value == ""):
         _host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             return None, f"{key}: {value!r} is not host:port (e.g. 0.0.0.0:4317)"
@@ -446,11 +485,13 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     if config.spool.segment_bytes > config.spool.max_bytes:
         problems.append("spool.segment_bytes: must not exceed spool.max_bytes")
     extra = 2 if config.maintenance.enabled else 1
-    if config.pipeline.writers + extra > config.database.max_connections:
+    reads = config.query.max_connections if config.query.endpoint else 0
+    if config.pipeline.writers + extra + reads > config.database.max_connections:
         problems.append(
             f"pipeline.writers: {config.pipeline.writers} writers need database.max_connections >= "
-            f"{config.pipeline.writers + extra} (one more for health checks"
-            + (", one for maintenance)" if config.maintenance.enabled else ")")
+            f"{config.pipeline.writers + extra + reads} (one more for health checks"
+            + (", one for maintenance" if config.maintenance.enabled else "")
+            + (f", query.max_connections = {reads} for the read API)" if reads else ")")
         )
     problems += _tls_problems(config.otlp.tls)
     if problems:

@@ -1,9 +1,9 @@
 """The receiver as a set of components started in data-flow order and stopped in reverse.
 
-start:    embedded database (if no URL) -> admin endpoint -> writers -> front ends, then in the
+start:    embedded database (if no URL) -> admin endpoint -> writers -> front ends (OTLP, read API), then in the
           background: connect, migrate, seed prices; ready once that is done; then the maintenance
           task (partitions, rollups, retention) starts, since it needs the migrated schema.
-shutdown: readiness 503 -> front ends stop accepting -> maintenance stops (its pass finishes) -> queue
+shutdown: readiness 503 -> front ends (OTLP, read API) stop accepting -> maintenance stops (its pass finishes) -> queue
           drained to the database within pipeline.shutdown_timeout_s -> connections closed -> embedded
           database stopped.
 """
@@ -43,6 +43,7 @@ from receiver.pipeline.pipeline import Pipeline
 from receiver.pipeline.queue import BoundedQueue
 from receiver.pipeline.sink import CopySink, DeadLetterFile, RetryPolicy
 from receiver.pipeline.spool import Spool
+from receiver.query.server import QueryServer
 from receiver.storage.api_keys import ActiveKey, load_active_keys, mark_used
 from receiver.storage.database import Database, probe, redact
 from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
@@ -164,6 +165,7 @@ class Receiver:
         self.grpc: GrpcFrontend | None = None
         self.http: HttpFrontend | None = None
         self.admin: AdminServer | None = None
+        self.query: QueryServer | None = None
         self.maintenance: Maintenance | None = None
 
     # -- start -----------------------------------------------------------------------------------
@@ -228,12 +230,18 @@ class Receiver:
         self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes, self.tls)
         await self.grpc.start()
         await self.http.start()
+        if cfg.query.endpoint:
+            self.query = QueryServer(
+                cfg.query, self.metrics, self.authenticator, self.readiness, cfg.database.connect_timeout_s
+            )
+            await self.query.start(dsn)
         self.log.info(
             "receiver listening",
             version=__version__,
             grpc=f"{cfg.otlp.grpc_endpoint} (port {self.grpc.port})",
             http=f"{cfg.otlp.http_endpoint} (port {self.http.port})",
             admin=f"{cfg.admin.endpoint} (port {self.admin.port})",
+            query=f"{cfg.query.endpoint} (port {self.query.port})" if self.query else "off",
             tls=self.tls.describe() if self.tls is not None else "off",
             tls_certificate_sha256=self.tls.material.fingerprint if self.tls is not None else None,
             auth=cfg.auth.mode,
@@ -249,9 +257,20 @@ class Receiver:
         gc.freeze()
 
     def _warn_if_open(self) -> None:
-        """One warning when other hosts can send data that nothing authenticates."""
-        if self.config.auth.mode != "none" or (self.tls is not None and self.tls.mutual):
-            return  # API keys or client certificates authenticate every sender
+        """One warning when other hosts can send data that nothing authenticates, one when they can read
+        every project's data."""
+        if self.config.auth.mode != "none":
+            return  # API keys authenticate every sender and reader
+        query = self.config.query.endpoint
+        if query and not is_loopback(query):
+            self.log.warning(
+                "read API served to other hosts without authentication",
+                endpoint=query,
+                detail="auth.mode = none: anyone who can reach this port can read every project's data. Set "
+                "auth.mode = api_key (keys with the read scope), or keep query.endpoint on localhost",
+            )
+        if self.tls is not None and self.tls.mutual:
+            return  # client certificates authenticate every sender
         otlp = self.config.otlp
         exposed = [e for e in (otlp.grpc_endpoint, otlp.http_endpoint) if not is_loopback(e)]
         if exposed:
@@ -633,6 +652,8 @@ class Receiver:
             await self.http.stop()
         if self.grpc is not None:
             await self.grpc.stop(grace_s=2.0)
+        if self.query is not None:
+            await self.query.stop()
         if self._keys_task is not None:
             self._keys_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -30,7 +30,15 @@ TABLES = (
     "api_keys",
     "schema_migrations",
 )
-FUNCTIONS = ("latency_histogram", "latency_histogram_merge", "latency_histogram_add", "latency_quantile")
+FUNCTIONS = (
+    "latency_histogram",
+    "latency_histogram_merge",
+    "latency_histogram_add",
+    "latency_quantile",
+    "latency_histogram_merge_within",
+    "latency_histogram_add_within",
+    "latency_quantiles",
+)
 INDEXES: dict[str, tuple[str, ...]] = {
     "llm_traces": (
         "llm_traces_ts_brin",
@@ -39,6 +47,7 @@ INDEXES: dict[str, tuple[str, ...]] = {
         "llm_traces_user_ts_idx",
         "llm_traces_trace_id_idx",
     ),
+    "llm_logs": ("llm_logs_trace_id_idx",),
     "users": ("users_email_key",),
     "projects": ("projects_owner_id_idx", "projects_slug_key"),
     "api_keys": ("api_keys_key_hash_key", "api_keys_project_id_idx", "api_keys_user_id_idx"),
@@ -47,8 +56,11 @@ NATIVE_INDEXES: dict[str, tuple[str, ...]] = {
     "llm_traces": ("llm_traces_ingested_at_brin",),
     **{r.store: (f"{r.store}_bucket_idx", f"{r.store}_project_bucket_idx") for r in ROLLUPS},
 }
-# TimescaleDB flavor: on the continuous aggregates' materialization hypertables (migration 010).
+NATIVE_INDEXES["cost_analysis_hourly_store"] += ("cost_analysis_hourly_store_user_bucket_idx",)  # 013
+NATIVE_INDEXES["llm_metrics"] = ("llm_metrics_name_ts_idx",)  # 013
+# TimescaleDB flavor: on the continuous aggregates' materialization hypertables (migrations 010, 013).
 TIMESCALE_INDEXES: dict[str, tuple[str, ...]] = {r.store: (f"{r.store}_project_bucket_idx",) for r in ROLLUPS}
+TIMESCALE_INDEXES["cost_analysis_hourly_store"] += ("cost_analysis_hourly_store_user_bucket_idx",)
 FOREIGN_KEYS = (
     ("api_keys", "project_id", "projects"),
     ("api_keys", "user_id", "users"),

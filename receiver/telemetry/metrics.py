@@ -15,6 +15,7 @@ ITEM_NOUNS = {"traces": "spans", "metrics": "metric_points", "logs": "log_record
 
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000)
+_QUERY_ROW_BUCKETS = (0, 1, 10, 100, 1000, 10000, 100000)
 _LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -263,6 +264,27 @@ class Metrics:
         self.memory_limit = Gauge("observatory_memory_limit_bytes", "limits.memory_limit_mib in bytes", registry=r)
         self.memory_rss = Gauge("observatory_memory_rss_bytes", "resident memory as last sampled", registry=r)
         self.memory_peak = Gauge("observatory_memory_peak_rss_bytes", "highest resident memory sampled", registry=r)
+        # The read API (query.endpoint), per endpoint: trace, spans, session, usage, metrics, models.
+        self.query_duration = Histogram(
+            "observatory_query_duration_seconds",
+            "time a read API request spent in the database and shaping its answer",
+            ["endpoint"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.query_rows = Histogram(
+            "observatory_query_rows",
+            "rows a read API request read from the database",
+            ["endpoint"],
+            buckets=_QUERY_ROW_BUCKETS,
+            registry=r,
+        )
+        self.query_requests = Counter(
+            "observatory_query_requests",
+            "read API requests by HTTP status (400 bad parameter, 401/403 key, 404, 503 timeout or busy, ...)",
+            ["endpoint", "status"],
+            registry=r,
+        )
 
         self._initialize_rare_series()
 

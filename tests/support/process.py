@@ -31,6 +31,7 @@ class ReceiverProcess:
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.admin_port = free_port()
+        self.query_port = free_port()
         self.settings = settings
         self.extra_env: dict[str, str] = {}  # set before start(): e.g. systemd's NOTIFY_SOCKET
         self.proc: asyncio.subprocess.Process | None = None
@@ -50,6 +51,10 @@ class ReceiverProcess:
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
+    @property
+    def query_url(self) -> str:
+        return f"http://127.0.0.1:{self.query_port}"
+
     def environment(self) -> dict[str, str]:
         inherited = ("OBSERVATORY__", "DB_", "NOTIFY_SOCKET", "WATCHDOG_")  # the test's own, never the runner's
         env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
@@ -61,6 +66,7 @@ class ReceiverProcess:
                 "OBSERVATORY__OTLP__GRPC_ENDPOINT": self.grpc_target,
                 "OBSERVATORY__OTLP__HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
                 "OBSERVATORY__ADMIN__ENDPOINT": f"127.0.0.1:{self.admin_port}",
+                "OBSERVATORY__QUERY__ENDPOINT": f"127.0.0.1:{self.query_port}",
                 "OBSERVATORY__PIPELINE__FLUSH_INTERVAL_MS": "50",
                 "OBSERVATORY__SPOOL__DIR": str(self.workdir / "spool"),
                 "OBSERVATORY__DEAD_LETTER__DIR": str(self.workdir / "dead-letter"),
