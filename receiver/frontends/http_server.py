@@ -34,6 +34,12 @@ def _reply(reply: HttpReply, json: bool) -> web.Response:
 def _export_route(
     spec: SignalSpec, ingest: Ingest, max_request_bytes: int
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    # The answer to almost every request (nothing rejected), per encoding: encoded once, not per request.
+    success = {
+        json: http_success(response_message(spec.response_type, spec.rejected_field, Accepted(0)), json)
+        for json in (False, True)
+    }
+
     async def export(request: web.Request) -> web.Response:
         media = (request.headers.get("Content-Type") or JSON).split(";", 1)[0].strip().lower()
         json = _CONTENT_TYPES.get(media)
@@ -55,9 +61,10 @@ def _export_route(
                 ),
                 json,
             )
-        refused = ingest.authenticate(spec, {k.lower(): v for k, v in request.headers.items()}, "http")
-        if refused is not None:
-            return _reply(http_error(refused, json), json)
+        if ingest.authenticating:  # the headers are copied only when a key is to be checked
+            refused = ingest.authenticate(spec, {k.lower(): v for k, v in request.headers.items()}, "http")
+            if refused is not None:
+                return _reply(http_error(refused, json), json)
         declared = request.content_length
         if declared is not None and declared > max_request_bytes:
             refused = Refused(
@@ -74,6 +81,8 @@ def _export_route(
             return _reply(http_error(refused, json), json)
         outcome = await ingest.handle(spec, body, json=json, gzip=gzip, transport="http")
         if isinstance(outcome, Accepted):
+            if not outcome.rejected and not outcome.message:
+                return _reply(success[json], json)
             response = response_message(spec.response_type, spec.rejected_field, outcome)
             return _reply(http_success(response, json), json)
         return _reply(http_error(outcome, json), json)

@@ -29,7 +29,7 @@ from receiver.frontends.outcomes import Accepted, Outcome, Refusal, Refused
 from receiver.frontends.signals import SIGNALS, SignalSpec
 from receiver.pipeline.pipeline import Admission, Pipeline
 from receiver.telemetry.logging import RateLimitedLog, get_logger
-from receiver.telemetry.metrics import Metrics
+from receiver.telemetry.metrics import Children, Metrics
 
 FOOTPRINT_WEIGHT = 0.2  # weight of the newest request in the rows-per-byte estimate
 MEMORY_MESSAGE = "receiver memory is above limits.memory_limit_mib; retry later"
@@ -67,6 +67,16 @@ class Ingest:
         self._rows_per_byte: dict[tuple[str, bool], float] = {}
         self._log = get_logger("ingest")
         self._limited = RateLimitedLog(self._log)
+        # Labelled children looked up once (the per-request path counts every request).
+        self._requests = Children(metrics.requests)
+        self._refused_requests = Children(metrics.refused_requests)
+        self._accepted = {signal: Children(counter) for signal, counter in metrics.accepted.items()}
+        self._refused = {signal: Children(counter) for signal, counter in metrics.refused.items()}
+
+    @property
+    def authenticating(self) -> bool:
+        """True with auth.mode = api_key: only then do the front ends collect the request headers."""
+        return self._authenticator is not None
 
     def authenticate(self, spec: SignalSpec, headers: Mapping[str, str], transport: str) -> Refused | None:
         """Check the request's API key (auth.mode = api_key) before its body is even read."""
@@ -139,7 +149,7 @@ class Ingest:
             shown = "; ".join(errors[:5])
             more = rejected - min(len(errors), 5)
             message = f"{rejected} {spec.item_noun}(s) rejected: {shown}" + (f"; and {more} more" if more > 0 else "")
-            self._metrics.refused[spec.name].labels(transport, "invalid").inc(rejected)
+            self._refused[spec.name](transport, "invalid").inc(rejected)
             self._limited.warning(
                 f"invalid:{spec.name}", "rejected invalid items", signal=spec.name, count=rejected, detail=message
             )
@@ -156,7 +166,7 @@ class Ingest:
             }[admission]
             return self._refuse_busy(Refusal.OVERLOADED, message, len(rows), cause=admission.value)
         if rows:
-            self._metrics.accepted[spec.name].labels(transport).inc(len(rows))
+            self._accepted[spec.name](transport).inc(len(rows))
         return Accepted(len(rows), rejected, message)
 
     def _decode_and_convert(self, spec: SignalSpec, body: bytes, json: bool, options: ConvertOptions) -> _Decoded:
@@ -234,9 +244,9 @@ class Ingest:
             label = "partial" if outcome.rejected else "success"
         else:
             label = "refused" if outcome.reason is not Refusal.INTERNAL else "failure"
-            self._metrics.refused_requests.labels(transport, spec.name, outcome.label).inc()
+            self._refused_requests(transport, spec.name, outcome.label).inc()
             if outcome.items:
-                self._metrics.refused[spec.name].labels(transport, outcome.label).inc(outcome.items)
+                self._refused[spec.name](transport, outcome.label).inc(outcome.items)
             self._limited.warning(
                 f"refused:{spec.name}:{outcome.label}",
                 "request refused",
@@ -245,4 +255,4 @@ class Ingest:
                 reason=outcome.label,
                 detail=outcome.message,
             )
-        self._metrics.requests.labels(transport, spec.name, label).inc()
+        self._requests(transport, spec.name, label).inc()

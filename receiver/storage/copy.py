@@ -49,8 +49,8 @@ async def copy_rows(
 ) -> CopyResult:
     """Store `rows` so that each distinct row exists exactly once, whatever was stored before."""
     try:
-        async with conn.transaction():
-            await conn.copy_records_to_table(table, records=rows, columns=list(columns))
+        # One statement is its own transaction: no BEGIN/COMMIT round trips around it.
+        await conn.copy_records_to_table(table, records=rows, columns=list(columns))
         return CopyResult(len(rows), 0, False)
     except asyncpg.UniqueViolationError:
         pass
