@@ -29,9 +29,11 @@ def _setting(
     max: float | None = None,
     choices: tuple[str, ...] | None = None,
     endpoint: bool = False,
+    auto: bool = False,
 ) -> Any:
     return field(
-        default=default, metadata={"doc": doc, "min": min, "max": max, "choices": choices, "endpoint": endpoint}
+        default=default,
+        metadata={"doc": doc, "min": min, "max": max, "choices": choices, "endpoint": endpoint, "auto": auto},
     )
 
 
@@ -45,6 +47,20 @@ class OtlpConfig:
         min=1024,
         max=1024 * 1024 * 1024,
     )
+    workers: int | str = _setting(
+        1,
+        "processes sharing the OTLP ports (SO_REUSEPORT); auto = one per CPU core; `run --workers N` overrides",
+        min=1,
+        max=256,
+        auto=True,
+    )
+
+
+def worker_count(value: int | str) -> int:
+    """otlp.workers as a number: `auto` is the number of CPU cores this process may run on."""
+    if value == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -210,6 +226,12 @@ def sections() -> dict[str, type]:
 
 def _coerce(key: str, raw: Any, kind: type, meta: Mapping[str, Any], from_env: bool) -> tuple[Any, str | None]:
     value = raw
+    if meta.get("auto"):  # an integer, or the word auto
+        if isinstance(raw, str) and raw.strip().lower() == "auto":
+            return "auto", None
+        if isinstance(raw, str) and not (from_env and raw.strip().isdigit()):
+            return None, f'{key}: expected an integer or "auto", got {raw!r}'
+        kind = int
     if kind is bool:
         if from_env and isinstance(raw, str):
             lowered = raw.strip().lower()
@@ -254,7 +276,7 @@ def _coerce(key: str, raw: Any, kind: type, meta: Mapping[str, Any], from_env: b
 
 def _kind(cls: type, name: str) -> type:
     annotation = {f.name: f.type for f in fields(cls)}[name]
-    return {"str": str, "int": int, "float": float, "bool": bool}[str(annotation)]
+    return {"str": str, "int": int, "float": float, "bool": bool, "int | str": int}[str(annotation)]
 
 
 def _legacy_env(env: Mapping[str, str]) -> dict[tuple[str, str], str]:

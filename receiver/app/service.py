@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,9 +80,19 @@ class FatalError(Exception):
     """The receiver cannot do its job until an operator acts; the message says what to do."""
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """This receiver is worker `index` of a supervisor (otlp.workers > 1): it shares the OTLP ports with
+    the other workers and serves its admin endpoint privately, for the supervisor to aggregate."""
+
+    index: int
+    admin_endpoint: str  # unix:PATH
+
+
 class Receiver:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, worker: WorkerRole | None = None) -> None:
         self.config = config
+        self.worker = worker
         self.metrics = Metrics()
         self.log = get_logger("receiver")
         self.embedded: EmbeddedPostgres | None = None
@@ -144,7 +156,8 @@ class Receiver:
             self.log.info("embedded database running", data_dir=str(self.embedded.root), dsn=dsn, psql=f"psql '{dsn}'")
         self.database = Database(dsn, cfg.database.connect_timeout_s)
 
-        self.admin = AdminServer(cfg.admin.endpoint, self.metrics, self.health_report, self.readiness)
+        admin_endpoint = self.worker.admin_endpoint if self.worker is not None else cfg.admin.endpoint
+        self.admin = AdminServer(admin_endpoint, self.metrics, self.health_report, self.readiness)
         await self.admin.start()
 
         db = self.database
@@ -169,8 +182,9 @@ class Receiver:
         await self.pipeline.start()
 
         signals = list(SIGNALS.values())
-        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
-        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes)
+        shared = self.worker is not None  # workers share the OTLP ports (SO_REUSEPORT)
+        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes, shared)
+        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes, shared)
         await self.grpc.start()
         await self.http.start()
         self.log.info(
@@ -178,7 +192,7 @@ class Receiver:
             version=__version__,
             grpc=f"{cfg.otlp.grpc_endpoint} (port {self.grpc.port})",
             http=f"{cfg.otlp.http_endpoint} (port {self.http.port})",
-            admin=f"{cfg.admin.endpoint} (port {self.admin.port})",
+            admin=admin_endpoint if shared else f"{cfg.admin.endpoint} (port {self.admin.port})",
             database=redact(dsn),
             durability=cfg.pipeline.durability,
             trace_converter=trace_converter(cfg.convert.native),
@@ -362,6 +376,7 @@ class Receiver:
             "status": status,
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
             "version": __version__,
+            "pid": os.getpid(),
             "ready": self.readiness()[0],
             "reason": self.readiness()[1] or None,
             "database": {"postgres": postgres},

@@ -46,8 +46,18 @@ def _export_handler(spec: SignalSpec, ingest: Ingest) -> Handler:
 
 
 class GrpcFrontend:
-    def __init__(self, endpoint: str, ingest: Ingest, signals: Iterable[SignalSpec], max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        ingest: Ingest,
+        signals: Iterable[SignalSpec],
+        max_request_bytes: int,
+        reuse_port: bool = False,
+    ) -> None:
         self.endpoint = endpoint
+        # SO_REUSEPORT only when worker processes share the port: otherwise a second receiver started
+        # by mistake on the same port must fail to bind, not silently take half the connections.
+        self._reuse_port = reuse_port
         self._ingest = ingest
         self._signals = tuple(signals)
         self._max_request_bytes = max_request_bytes
@@ -60,7 +70,7 @@ class GrpcFrontend:
             options=[
                 ("grpc.max_receive_message_length", self._max_request_bytes),
                 ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if self._reuse_port else 0),
             ]
         )
         by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}

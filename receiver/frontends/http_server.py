@@ -91,8 +91,16 @@ def _export_route(
 
 
 class HttpFrontend:
-    def __init__(self, endpoint: str, ingest: Ingest, signals: Iterable[SignalSpec], max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        ingest: Ingest,
+        signals: Iterable[SignalSpec],
+        max_request_bytes: int,
+        reuse_port: bool = False,
+    ) -> None:
         self.endpoint = endpoint
+        self._reuse_port = reuse_port  # SO_REUSEPORT: worker processes share the port
         self._ingest = ingest
         self._signals = tuple(signals)
         self._max_request_bytes = max_request_bytes
@@ -107,7 +115,12 @@ class HttpFrontend:
 
     async def start(self) -> None:
         self._runner, self.port = await serve_http(
-            self._app(), self.endpoint, "OTLP/HTTP", "otlp.http_endpoint", auto_decompress=False
+            self._app(),
+            self.endpoint,
+            "OTLP/HTTP",
+            "otlp.http_endpoint",
+            reuse_port=self._reuse_port,
+            auto_decompress=False,
         )
 
     async def stop(self) -> None:
