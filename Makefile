@@ -14,7 +14,7 @@ BENCH_EXPORTERS ?= 4
 BENCH_BATCH     ?= 512
 BENCH_ARGS      ?=
 
-.PHONY: run test install postgres lint bench clean proto
+.PHONY: run test install postgres haproxy lint bench clean proto
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c
@@ -30,11 +30,14 @@ install: $(STAMP)
 postgres:
 	@scripts/ensure-postgres
 
+haproxy:  # the load-balancer recipe's test (tests/test_haproxy.py) runs config/haproxy.cfg
+	@scripts/ensure-haproxy
+
 run: install postgres
 	OBSERVATORY__LOGGING__FORMAT=$${OBSERVATORY__LOGGING__FORMAT:-console} \
 	  $(BIN)/llm-observatory-receiver run --config $(CONFIG)
 
-test: install postgres
+test: install postgres haproxy
 	$(BIN)/ruff check receiver tests benchmarks loadgen
 	$(BIN)/pytest -q
 

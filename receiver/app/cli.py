@@ -131,6 +131,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         report = await migrate(conn, config.database.flavor)
         for label in report.applied:
             print(f"applied {label} ({report.flavor})")
+        for line in report.distributed:
+            print(f"citus: {line}")
         print(f"schema up to date ({report.flavor} flavor, {report.already + len(report.applied)} migrations)")
         return EXIT_OK
 

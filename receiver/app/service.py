@@ -255,6 +255,8 @@ class Receiver:
                         report = await migrate(conn, self.config.database.flavor)
                         if report.applied:
                             self.log.info("migrations applied", flavor=report.flavor, applied=report.applied)
+                        if report.distributed:
+                            self.log.info("citus: tables distributed", tables=report.distributed)
                     missing = await pending(conn)
                     if missing:
                         self.not_ready_reason = f"migrations not applied: {', '.join(missing)} (run `migrate`)"

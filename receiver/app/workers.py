@@ -172,6 +172,8 @@ class Supervisor:
             return False
         if report.applied:
             self.log.info("migrations applied", flavor=report.flavor, applied=report.applied)
+        if report.distributed:
+            self.log.info("citus: tables distributed", tables=report.distributed)
         return True
 
     async def _migrate_until_done(self) -> None:

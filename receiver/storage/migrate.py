@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 
 from receiver.resources import migrations_dir
+from receiver.storage import citus
 
 FLAVORS = ("native", "timescale")
 _FILE = re.compile(r"^(\d{3})_([a-z0-9_]+?)(?:\.(native|timescale))?\.sql$")
@@ -91,6 +92,7 @@ class MigrationReport:
     flavor: str
     applied: list[str]
     already: int
+    distributed: list[str] = field(default_factory=list)  # Citus: tables distributed by this run
 
 
 async def applied_flavor(conn: asyncpg.Connection) -> str | None:
@@ -149,7 +151,13 @@ async def migrate(
             except asyncpg.PostgresError as exc:
                 raise MigrationError(f"migration {label} ({flavor}) failed and was rolled back: {exc}") from exc
             applied.append(label)
-        return MigrationReport(flavor, applied, len(recorded))
+        distributed: list[str] = []
+        if flavor == "native":
+            try:
+                distributed = await citus.distribute(conn)
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"distributing the tables over the Citus cluster failed: {exc}") from exc
+        return MigrationReport(flavor, applied, len(recorded), distributed)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
 
