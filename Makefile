@@ -13,8 +13,12 @@ BENCH_PROTOCOL  ?= grpc
 BENCH_EXPORTERS ?= 4
 BENCH_BATCH     ?= 512
 BENCH_ARGS      ?=
+# make soak: a long run at a fixed rate with per-30-s samples and a first-vs-last-window verdict.
+SOAK_DURATION ?= 1800
+SOAK_RATE     ?= 10000
+SOAK_ARGS     ?=
 
-.PHONY: run test install postgres haproxy lint bench clean proto
+.PHONY: run test install postgres haproxy lint bench soak clean proto
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c
@@ -44,6 +48,9 @@ test: install postgres haproxy
 bench: install postgres
 	$(BIN)/python -m benchmarks.bench --duration $(BENCH_DURATION) --protocol $(BENCH_PROTOCOL) \
 	  --exporters $(BENCH_EXPORTERS) --batch-spans $(BENCH_BATCH) $(BENCH_ARGS)
+
+soak: install postgres
+	$(BIN)/python -m benchmarks.soak --duration $(SOAK_DURATION) --rate $(SOAK_RATE) $(SOAK_ARGS)
 
 lint: install
 	$(BIN)/ruff check receiver tests benchmarks loadgen

@@ -26,6 +26,7 @@ from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces import convert_traces
 from receiver.convert.traces_bytes import NATIVE_STATUS, convert_traces_bytes, native_available
+from receiver.convert.window import TimeWindow
 from receiver.storage.pricing_store import default_pricing_file, read_pricing_file
 
 
@@ -152,8 +153,18 @@ def bodies_of(kind: str, spans: int, prompt_bytes: int) -> list[bytes]:
     return [message.SerializeToString()]
 
 
-def options() -> ConvertOptions:
-    return ConvertOptions(price_book=PriceBook(read_pricing_file(default_pricing_file())))
+def options(window: bool = True) -> ConvertOptions:
+    """As the receiver converts: its prices and, unless `window` is false, the accepted time window of the
+    default configuration (90-day retention, 600 s future skew) around a receive time of now."""
+    book = PriceBook(read_pricing_file(default_pricing_file()))
+    if not window:
+        return ConvertOptions(price_book=book)
+    received = time.time_ns()
+    return ConvertOptions(
+        price_book=book,
+        received_unix_nanos=received,
+        windows={"traces": TimeWindow(retention_s=90 * 86400, max_future_skew_s=600)},
+    )
 
 
 def run(path: str, bodies: list[bytes], spans: int, rounds: int, opts: ConvertOptions) -> tuple[float, float]:
@@ -185,11 +196,12 @@ def main() -> None:
     parser.add_argument("--request", choices=[*REQUESTS, "all"], default="all")
     parser.add_argument("--path", choices=["pure", "native", "both"], default="both")
     parser.add_argument("--quiet", action="store_true", help="print nothing (for instruction counting)")
+    parser.add_argument("--no-window", action="store_true", help="convert without the accepted time window")
     args = parser.parse_args()
     paths = ["pure", "native"] if args.path == "both" else [args.path]
     if "native" in paths and not native_available():
         raise SystemExit(f"native converter unavailable: {NATIVE_STATUS}")
-    opts = options()
+    opts = options(window=not args.no_window)
     for kind in REQUESTS if args.request == "all" else [args.request]:
         bodies = bodies_of(kind, args.spans, args.prompt_bytes)
         size = sum(map(len, bodies)) // len(bodies)

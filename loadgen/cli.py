@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--large-bytes", type=_positive_int, default=16384, help="size of a large prompt+completion (16384)")
     w.add_argument("--error-rate", type=_share, default=0.02, help="LLM/tool spans that end in error (0.02)")
     w.add_argument("--log-ratio", type=_share, default=0.5, help="log records per span, with --signals logs (0.5)")
+    w.add_argument("--users", type=_positive_int, default=5000, help="user population, Zipf-distributed (5000)")
+    w.add_argument("--user-skew", type=_positive, default=1.0, help="Zipf exponent of users: larger = hotter (1.0)")
+    w.add_argument("--session-turns", type=_positive_int, default=6, help="traces per conversation (6)")
     w.add_argument("--pool", type=_positive_int, default=16, metavar="N", help="distinct pre-built bodies (16)")
     w.add_argument("--seed", type=int, default=None, help="reproduce a workload exactly")
 
@@ -149,6 +152,9 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         error_rate=args.error_rate,
         log_ratio=args.log_ratio,
         with_logs="logs" in signals,
+        users=args.users,
+        user_skew=args.user_skew,
+        session_turns=args.session_turns,
     )
     retry = RetryPolicy(
         enabled=not args.no_retry,

@@ -25,6 +25,11 @@ from dataclasses import dataclass
 
 SLOT = b"\xfe\xed\xfa\xce"  # protobuf: the 4 bytes of k, before patching
 SLOT_HEX = b'feedface"'  # OTLP/JSON: the last 8 hex digits of a traceId string (and its closing quote)
+# Text placeholders inside user and session ids (valid UTF-8, the same in protobuf and JSON; '~' never
+# occurs in the generated text). Each is replaced by as many hex digits as it has bytes, so lengths
+# and protobuf length prefixes stay as they are.
+SESSION_SLOT = b"~~sess~~"  # 8 hex digits: which conversation turn block this send belongs to
+USER_SLOT = b"~~u~"  # 4 hex digits: which rotation of the long tail of users
 _FE = 0xFE
 
 

@@ -181,7 +181,7 @@ class LoadRunner:
         index = i % len(entries)
         k = self.ledger.next(index)
         template = entries[index].traces
-        return k, template.render(k), template.items
+        return k, template.render(k, time.time_ns()), template.items
 
     def _offer_traces(self, i: int, due: float) -> None:
         """Open loop: request i falls due now; send it or drop it (in-flight bound)."""
@@ -211,7 +211,7 @@ class LoadRunner:
             st.dropped_requests += 1
             st.dropped_items += logs.items
             return
-        self._spawn("logs", exporter, logs.render(k), logs.items, due)
+        self._spawn("logs", exporter, logs.render(k, time.time_ns()), logs.items, due)
 
     def _offer_logs_dropped(self, i: int) -> None:
         if not self._logs_on:
@@ -264,7 +264,7 @@ class LoadRunner:
                 ls = self.stats.signals["logs"]
                 ls.offered_requests += 1
                 ls.offered_items += logs.items
-                sends.append(self._send("logs", exporter, logs.render(k), logs.items, due))
+                sends.append(self._send("logs", exporter, logs.render(k, time.time_ns()), logs.items, due))
             try:
                 await asyncio.gather(*sends)
             finally:

@@ -11,6 +11,20 @@ OpenInference (Arize) and OpenLLMetry (Traceloop) — the receiver must map them
 A share of LLM spans carry large prompts and completions (`large_share`, `large_bytes`), a share end
 in an error status with an exception event (`error_rate`), and every trace has user / session ids.
 
+Keys have the cardinalities of an LLM product, because the database's cost per row depends on them
+(an index over a key with few values behaves nothing like one over many):
+  users     Zipf-distributed (exponent `user_skew`, 1.0) over a population of `users` (5,000): the top
+            user makes ~11% of the traces, the top ten ~32%, and the long tail is thousands strong. The
+            `hot_users` head has fixed ids; tail ids carry a placeholder that rotates among
+            `USER_ROTATIONS` values with each pass over the pool, so the run sees thousands of
+            distinct users, not the few hundred a pool holds.
+  sessions  a conversation lasts `session_turns` traces (6: tens of spans), then a new one starts: the
+            session id carries a placeholder that advances every `session_turns` passes over the pool,
+            so session ids never stop being new, as in production.
+  services  4 applications x 16 instances; models weighted, a few of them hot (CHAT_MODELS).
+Span times follow the clock: bodies are built once, and each send shifts every timestamp in them by
+the time elapsed since (bodies.Template), so a long run spreads its spans over its whole duration.
+
 Requests hold whole traces (a trace never spans two requests: its id is patched per request) and
 exactly `batch_spans` spans: traces are added while the largest shape still fits, single-span traces
 fill the rest. Everything is drawn from a seeded `random.Random`, so a seed reproduces a pool exactly.
@@ -19,6 +33,8 @@ This runs before the clock starts; its speed matters little, its realism a lot.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +47,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from .ids import RunId, random_id_bytes
+from .ids import SESSION_SLOT, USER_SLOT, RunId, random_id_bytes
 
 SHAPES = ("chat", "embeddings", "tool", "agent")
 DEFAULT_MIX = {"chat": 45.0, "embeddings": 15.0, "tool": 15.0, "agent": 25.0}
@@ -108,6 +124,10 @@ class WorkloadSpec:
     error_rate: float = 0.02
     log_ratio: float = 0.5  # log records per span (when logs are sent)
     with_logs: bool = False
+    users: int = 5000  # user population (Zipf-distributed)
+    user_skew: float = 1.0  # Zipf exponent: larger = hotter head
+    hot_users: int = 20  # the head of the distribution keeps fixed ids; the tail rotates
+    session_turns: int = 6  # traces per conversation before its session id changes
 
 
 @dataclass(slots=True)
@@ -169,8 +189,8 @@ class _Trace:
         self.family = family
         self.middle = random_id_bytes(builder.rng, 8)
         self.trace_id = builder.run.template_trace_id(self.middle)
-        self.user = f"user-{int(builder.rng.paretovariate(1.2)) % 5000:04d}"
-        self.session = f"sess-{builder.rng.randrange(1 << 32):08x}"
+        self.user = builder.user_id()
+        self.session = f"sess-{builder.rng.randrange(1 << 32):08x}-{SESSION_SLOT.decode()}"
         self.spans: list[tuple[str, trace_pb2.Span]] = []  # (scope key, span)
         self.logs: list[logs_pb2.LogRecord] = []
 
@@ -265,11 +285,22 @@ class RequestBuilder:
             raise ValueError("the workload mix gives every trace shape a weight of 0")
         self._shape_weights = weights
         self._chat_weights = [m[3] for m in CHAT_MODELS]
+        if spec.users < 1:
+            raise ValueError("the user population must hold at least one user")
+        self._user_cumulative = list(itertools.accumulate((r + 1) ** -spec.user_skew for r in range(spec.users)))
         corpus_rng = random.Random(seed ^ 0x5EED)
         self.corpus = " ".join(corpus_rng.choice(_WORDS) for _ in range(60_000))  # ~400 KB of text
         self.stacktrace = "Traceback (most recent call last):\n" + "".join(
             f'  File "/app/llm/client.py", line {100 + i}, in call_{i}\n    return self._post(...)\n' for i in range(12)
         )
+
+    def user_id(self) -> str:
+        """A Zipf-distributed user: the head's ids are fixed, the tail's carry the rotation placeholder."""
+        total = self._user_cumulative[-1]
+        rank = min(bisect.bisect_left(self._user_cumulative, self.rng.random() * total), self.spec.users - 1)
+        if rank < self.spec.hot_users:
+            return f"user-{rank:05d}"
+        return f"user-{rank:05d}-{USER_SLOT.decode()}"
 
     # -- text -------------------------------------------------------------------------------------
 

@@ -7,6 +7,13 @@ run` in a subprocess, and clients are the OpenTelemetry SDK exporters or raw OTL
 
 from __future__ import annotations
 
+import os
+
+# Fault tests fork pg_ctl (to stop and start a database) from this process while its gRPC clients are
+# busy; gRPC's fork handlers then crash the forked child now and then (SIGSEGV before exec). Nothing here
+# needs gRPC across a fork, so they are turned off before grpc is first imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import shutil
 import signal
 import uuid

@@ -68,3 +68,24 @@ async def test_an_abandoned_probe_lets_the_next_caller_probe():
     breaker.abandon_probe()
     await asyncio.wait_for(breaker.allow(), 2)
     assert breaker.state is BreakerState.HALF_OPEN
+
+
+async def test_while_urgent_the_cooldown_is_never_longer_than_the_first():
+    """Spool near full: a long cool-down would keep refusing clients after the database is back."""
+    breaker, now, _ = make(failure_threshold=1, cooldown_s=2, max_cooldown_s=30)
+    urgent = [False]
+    breaker.urgent = lambda: urgent[0]
+    breaker.record_failure()
+    for at in (2.0, 6.0, 14.0, 30.0):  # failed probes: 4, 8, 16, then 30 s
+        now[0] = at
+        await breaker.allow()
+        breaker.record_failure()
+    assert breaker.cooldown_remaining() == 30
+    waiter = asyncio.ensure_future(breaker.allow())
+    now[0] = 32.0
+    await asyncio.sleep(0.15)
+    assert not waiter.done(), "not urgent: the full 30 s"
+    urgent[0] = True
+    assert breaker.cooldown_remaining() == 0
+    await asyncio.wait_for(waiter, 2)  # the probe goes now, 2 s after the breaker opened
+    assert breaker.state is BreakerState.HALF_OPEN

@@ -186,3 +186,18 @@ def test_clean_text_caps_utf8_bytes_without_splitting_a_character():
     assert text == "ab€€…[truncated 24 bytes]"
     assert stats.truncated_values == 1
     assert clean_text("short", 8, stats) == "short"
+
+
+def test_user_and_session_ids_are_bounded_index_keys():
+    """user_id and session_id are btree keys (migration 009): an entry over ~2.7 KB would fail its whole
+    COPY batch, so a longer id keeps its start plus a hash of the whole value, and two long ids that
+    share a start stay distinct. Normal ids are untouched."""
+    from receiver.convert.genai import KEY_MAX_BYTES, as_key
+
+    assert as_key("user-42") == "user-42"
+    assert as_key("é" * (KEY_MAX_BYTES // 2)) == "é" * (KEY_MAX_BYTES // 2)  # exactly the limit in bytes
+    first, second = as_key("u" * 5000 + "a"), as_key("u" * 5000 + "b")
+    assert first != second
+    for key in (first, second, as_key("€" * 3000)):
+        assert len(key.encode()) <= KEY_MAX_BYTES
+    assert first.startswith("u" * 100)

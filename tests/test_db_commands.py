@@ -46,18 +46,17 @@ async def test_db_verify_passes_on_a_maintained_schema_and_fails_on_damage(datab
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y%m%d")
     conn = await database.connect()
     try:
-        await conn.execute("DROP INDEX llm_traces_user_id_hash")
-        await conn.execute(f"DROP TABLE llm_metrics_p{tomorrow}")
+        await conn.execute("DROP INDEX llm_traces_user_ts_idx")
+        await conn.execute(f"DROP TABLE llm_metrics_p{tomorrow}_06")  # 6-hour partitions by default
         await conn.execute("ALTER TABLE api_keys DROP CONSTRAINT api_keys_project_id_fkey")
     finally:
         await conn.close()
     broken = run_cli(database.dsn, "db", "verify")
     assert broken.returncode == 1
     failures = "\n".join(fail_lines(broken.stdout))
-    assert "FAIL  indexes on llm_traces: missing llm_traces_user_id_hash" in failures
-    assert (
-        f"FAIL  partitions of llm_metrics: no partition for {tomorrow[:4]}-{tomorrow[4:6]}-{tomorrow[6:]}" in failures
-    )
+    assert "FAIL  indexes on llm_traces: missing llm_traces_user_ts_idx" in failures
+    day = f"{tomorrow[:4]}-{tomorrow[4:6]}-{tomorrow[6:]}"
+    assert f"FAIL  partitions of llm_metrics: no partition for {day} 06:00..{day} 12:00 UTC" in failures
     assert "FAIL  foreign key api_keys.project_id -> projects.id: missing" in failures
     assert len(fail_lines(broken.stdout)) == 3, broken.stdout
 

@@ -14,7 +14,7 @@ from receiver.storage.migrate import load_migrations, migrate
 from receiver.telemetry.metrics import Metrics
 from tests.support.spans import assert_rollups_match_raw, copy_spans, span_row, varied_rows
 
-SETTINGS = MaintenanceSettings(rollup_delay_s=0.0, lock_timeout_ms=5000)
+SETTINGS = MaintenanceSettings(rollup_delay_s=0.0, lock_timeout_ms=5000, partition_hours=24)  # whole days
 
 
 def midnight(days: int = 0) -> datetime:
@@ -270,7 +270,9 @@ async def test_large_values_are_lz4_compressed_in_old_new_and_default_partitions
             pytest.skip("this PostgreSQL is built without lz4: migration 008 keeps pglz")
         await migrate(conn, "native", [m for m in load_migrations() if m.version <= 7])
         assert (await maintenance.run_once()).ok  # partitions for today and ahead, made before 008
-        assert (await migrate(conn, "native")).applied == ["008_toast_lz4"]
+        assert (await migrate(conn, "native", [m for m in load_migrations() if m.version <= 8])).applied == [
+            "008_toast_lz4"
+        ]
         await partitions.create_day(conn, "llm_traces", midnight(-5).date(), "llm_traces_default", 1000)  # after
         prompt = "You are a helpful assistant. " * 700  # ~20 KB: compressed out of line
         index = schema.TRACES_COLUMNS.index("attributes")
@@ -290,4 +292,45 @@ async def test_large_values_are_lz4_compressed_in_old_new_and_default_partitions
         }
     finally:
         await maintenance.shutdown()
+        await conn.close()
+
+
+async def test_shorter_partitions_cover_today_ahead_and_late_rows_and_a_changed_length_keeps_old_ones(database):
+    """maintenance.partition_hours = 6: the day is tiled by 6-hour partitions ahead of the writes, a late
+    row gets its 6-hour slot, `db verify` accepts the layout; changing the length later keeps every
+    existing partition and only fills the time no partition covers."""
+    from receiver.storage.verify import verify
+
+    conn = await database.connect()
+    six = MaintenanceSettings(rollup_delay_s=0.0, lock_timeout_ms=5000, partition_days_ahead=1, partition_hours=6)
+    try:
+        await migrate(conn, "native")
+        await copy_spans(conn, [span_row(midnight(-2) + timedelta(hours=13))])  # late: lands in DEFAULT
+        report = await Maintenance(database.connect, "native", six, Metrics()).run_once()
+        assert report.ok, report.errors
+        state = await partitions.list_partitions(conn, "llm_traces")
+        ranges = sorted(state.ranges.values())
+        assert ranges[0] == (midnight(-2) + timedelta(hours=12), midnight(-2) + timedelta(hours=18))
+        assert ranges[1:] == [
+            (midnight() + timedelta(hours=6 * i), midnight() + timedelta(hours=6 * (i + 1))) for i in range(8)
+        ]
+        assert report.partitions.rows_moved == {
+            partitions.partition_name("llm_traces", ranges[0][0], timedelta(hours=6)): 1
+        }
+        assert partitions.partition_name("llm_traces", ranges[0][0], timedelta(hours=6)).endswith("_12")
+        checks = await verify(conn, partition_days_ahead=1, partition_hours=6)
+        assert all(c.ok for c in checks if c.name.startswith("partitions of")), [c for c in checks if not c.ok]
+        # Back to whole days with 3 days ahead: the 6-hour partitions stay, the days after them are daily.
+        daily = MaintenanceSettings(rollup_delay_s=0.0, lock_timeout_ms=5000, partition_hours=24)
+        again = await Maintenance(database.connect, "native", daily, Metrics()).run_once()
+        assert again.ok, again.errors
+        after = await partitions.list_partitions(conn, "llm_traces")
+        assert set(state.ranges.items()) <= set(after.ranges.items())
+        assert after.days == {midnight(2).date(), midnight(3).date()}
+        assert after.covered_until(midnight()) == midnight(4)
+        await copy_spans(
+            conn, [span_row(midnight(1) + timedelta(hours=20)), span_row(midnight(3) + timedelta(hours=1))]
+        )
+        assert await conn.fetchval("SELECT count(*) FROM llm_traces_default") == 0
+    finally:
         await conn.close()

@@ -161,3 +161,30 @@ async def test_large_values_in_new_chunks_are_lz4_compressed(ts_database):
         assert [r["m"] for r in methods] == ["lz4"]
     finally:
         await conn.close()
+
+
+async def test_partition_hours_sets_the_chunk_interval_of_new_chunks(ts_database):
+    """maintenance.partition_hours applies to TimescaleDB too: the maintenance pass sets the hypertables'
+    chunk interval (new chunks), `db verify` checks it against the setting, a new chunk has that length."""
+    conn = await ts_database.connect()
+    settings = MaintenanceSettings(partition_hours=12)
+    try:
+        await migrate(conn, "timescale")
+        await unschedule_jobs(conn)
+        maintenance = Maintenance(ts_database.connect, "timescale", settings, Metrics())
+        try:
+            assert (await maintenance.run_once()).ok
+        finally:
+            await maintenance.shutdown()
+        def hypertable_failures(checks) -> list[str]:
+            return [c.name for c in checks if c.name.startswith("hypertable ") and not c.ok]
+
+        assert hypertable_failures(await verify(conn, partition_hours=12)) == []
+        assert hypertable_failures(await verify(conn)) == ["hypertable llm_traces", "hypertable llm_logs"]
+        await copy_spans(conn, [span_row(midnight() + timedelta(hours=7))])
+        start, end = await conn.fetchrow(
+            "SELECT range_start, range_end FROM timescaledb_information.chunks WHERE hypertable_name = 'llm_traces'"
+        )
+        assert end - start == timedelta(hours=12)
+    finally:
+        await conn.close()

@@ -43,6 +43,7 @@ from receiver.convert.traces_bytes import (
     installed_schema,
     native_available,
 )
+from receiver.convert.window import TimeWindow
 from tests.support import generate, otlp, wire
 from tests.support.wire import (
     any_array,
@@ -72,6 +73,14 @@ BOOK = PriceBook(
     ]
 )
 OPTIONS = ConvertOptions(price_book=BOOK)
+DAY_S = 86400
+# Received 6 days after T0, spans accepted from 3 days before to 3 days after: the generated start
+# times (T0 plus up to 13 days, and edge values) fall on both sides of the window.
+WINDOWED = dataclasses.replace(
+    OPTIONS,
+    received_unix_nanos=wire.T0 + 6 * DAY_S * 10**9,
+    windows={"traces": TimeWindow(retention_s=3 * DAY_S, max_future_skew_s=3 * DAY_S)},
+)
 JSON_COLUMNS = frozenset({"attributes", "resource_attributes", "events", "links"})
 
 
@@ -119,7 +128,12 @@ def assert_same(body: bytes, options: ConvertOptions = OPTIONS) -> Converted | N
             f"native {'refused' if actual is None else 'accepted'} them: {body[:200]!r}"
         )
         return None
-    assert (actual.rejected, actual.errors) == (expected.rejected, expected.errors)
+    assert (actual.rejected, actual.too_old, actual.too_new, actual.errors) == (
+        expected.rejected,
+        expected.too_old,
+        expected.too_new,
+        expected.errors,
+    )
     assert actual.stats == expected.stats
     assert len(actual.rows) == len(expected.rows)
     for index, (got, want) in enumerate(zip(actual.rows, expected.rows, strict=True)):
@@ -319,6 +333,27 @@ def test_invalid_spans_are_rejected_with_the_same_messages():
     name = f"bad 0 'quoted' \\ \x00 {'x' * 70}"[:64] + "…"  # the first 64 characters, then an ellipsis
     assert converted.errors[0] == f"span 0 ({name!r}, trace -): trace_id has 0 bytes, expected 16"
     assert converted.rows[0][4] is None  # an all-zero parent is no parent
+
+
+def test_start_times_outside_the_window_are_rejected_with_the_same_messages_and_counts():
+    received = WINDOWED.received_unix_nanos
+    earliest, latest = WINDOWED.window("traces").bounds(received)
+    starts = [1, earliest - 1, earliest, received - 5 * 10**9, received, received + 5 * 10**9, latest, latest + 1]
+    starts += [2**63, 2**64 - 2]
+    spans = [span_fields(f"s{i}".encode(), start=t, end=max(t, min(2**64 - 1, t + 1000))) for i, t in enumerate(starts)]
+    spans.append(span_fields(b"missing start", start=0))  # the span's own problem comes first
+    converted = assert_same(request(resource_spans(scope_spans(*spans))), WINDOWED)
+    assert (converted.too_old, converted.too_new, converted.rejected, len(converted.rows)) == (2, 3, 6, 5)
+    assert converted.errors[0].startswith("span 0 ('s0', trace ") and converted.errors[0].endswith(
+        "start time 1970-01-01T00:00:00Z is older than the 3-day retention "
+        "(accepted: 2025-11-16T02:13:20Z to 2025-11-22T02:13:20Z)"
+    ), converted.errors[0]
+    assert "start time 2025-11-22T02:13:20Z is more than 259200 s ahead of the receive time" in converted.errors[2]
+    # Without a receive time there is no window: conversion never reads the clock.
+    unbounded = assert_same(
+        request(resource_spans(scope_spans(*spans))), dataclasses.replace(WINDOWED, received_unix_nanos=0)
+    )
+    assert (unbounded.too_old, unbounded.too_new, unbounded.rejected) == (0, 0, 1)
 
 
 def test_unknown_enum_values_and_enum_values_past_32_bits():
@@ -571,9 +606,9 @@ GENERATED = settings(
 
 
 @GENERATED
-@given(generate.REQUESTS, st.sampled_from(generate.LIMITS))
-def test_generated_requests_convert_identically(message, limit):
-    assert_same(message.SerializeToString(), dataclasses.replace(OPTIONS, max_attribute_bytes=limit))
+@given(generate.REQUESTS, st.sampled_from(generate.LIMITS), st.sampled_from([OPTIONS, WINDOWED]))
+def test_generated_requests_convert_identically(message, limit, options):
+    assert_same(message.SerializeToString(), dataclasses.replace(options, max_attribute_bytes=limit))
 
 
 @settings(GENERATED, max_examples=max(1, GENERATED.max_examples // 2))
@@ -586,14 +621,16 @@ def test_generated_requests_reencoded_with_wire_level_deviations(message, seed, 
 def test_thousands_of_random_requests_plain_and_reencoded():
     rng = random.Random(6)
     requests = generate.RandomRequests(rng)
-    spans = rejected = 0
+    spans = rejected = outside = 0
     for _ in range(int(os.environ.get("NATIVE_REQUESTS", "2500"))):
         body = requests.request().SerializeToString()
-        converted = assert_same(body, dataclasses.replace(OPTIONS, max_attribute_bytes=rng.choice(generate.LIMITS)))
+        options = rng.choice((OPTIONS, WINDOWED))
+        converted = assert_same(body, dataclasses.replace(options, max_attribute_bytes=rng.choice(generate.LIMITS)))
         spans += len(converted.rows)
         rejected += converted.rejected
-        assert_same(wire.Perturber(rng, rng.choice((0.05, 0.2))).encode(wire.parse(body)))
-    assert spans > 1000 and rejected > 1000, (spans, rejected)
+        outside += converted.too_old + converted.too_new
+        assert_same(wire.Perturber(rng, rng.choice((0.05, 0.2))).encode(wire.parse(body)), options)
+    assert spans > 1000 and rejected > 1000 and outside > 100, (spans, rejected, outside)
 
 
 def test_random_damage_to_valid_requests_never_crashes_and_agrees_with_upb():
@@ -651,8 +688,11 @@ def test_no_memory_or_reference_leaks_on_any_path():
         b"\x0a\x05\x00",
         wire.encode_tag(7, wire.SGROUP) * 101,
         one_span(attrs(*[key_value(b"key%d" % (i % 7), any_int(i)) for i in range(40)])),
+        # outside the window: worded for the first five, only counted after
+        request(resource_spans(scope_spans(*[span_fields(b"old", start=1 + i) for i in range(8)]))),
+        request(resource_spans(scope_spans(*[span_fields(b"new", start=2**63 + i, end=2**63 + i) for i in range(8)]))),
     ]
-    options = dataclasses.replace(OPTIONS, max_attribute_bytes=100)
+    options = dataclasses.replace(WINDOWED, max_attribute_bytes=100)
 
     def run(times: int) -> None:
         for _ in range(times):

@@ -151,7 +151,7 @@ def cmd_db_verify(args: argparse.Namespace) -> int:
     async def action(conn: Any) -> int:
         from receiver.storage.verify import verify
 
-        checks = await verify(conn, config.maintenance.partition_days_ahead)
+        checks = await verify(conn, config.maintenance.partition_days_ahead, config.maintenance.partition_hours)
         for check in checks:
             print(check.line())
         failed = sum(1 for c in checks if not c.ok)

@@ -27,7 +27,7 @@ def _setting(
     *,
     min: float | None = None,
     max: float | None = None,
-    choices: tuple[str, ...] | None = None,
+    choices: tuple[Any, ...] | None = None,
     endpoint: bool = False,
     auto: bool = False,
 ) -> Any:
@@ -84,10 +84,21 @@ class DatabaseConfig:
 class MaintenanceConfig:
     enabled: bool = _setting(True, "run the maintenance task (native: partitions, rollups, retention)")
     interval_s: float = _setting(30.0, "seconds between maintenance passes", min=1, max=3600)
-    partition_days_ahead: int = _setting(3, "native: daily partitions created ahead of today", min=1, max=60)
-    traces_retention_days: int = _setting(90, "native: days of llm_traces kept", min=1, max=36500)
-    metrics_retention_days: int = _setting(37, "native: days of llm_metrics kept", min=1, max=36500)
-    logs_retention_days: int = _setting(37, "native: days of llm_logs kept", min=1, max=36500)
+    partition_days_ahead: int = _setting(3, "native: days covered by partitions ahead of today", min=1, max=60)
+    partition_hours: int = _setting(
+        6,
+        "hours of data per partition (native) / chunk (timescale) of the signal tables; size it by ingest rate",
+        choices=(1, 2, 3, 4, 6, 8, 12, 24),
+    )
+    traces_retention_days: int = _setting(
+        90, "native: days of llm_traces kept; older spans are rejected at the door", min=1, max=36500
+    )
+    metrics_retention_days: int = _setting(
+        37, "native: days of llm_metrics kept; older points are rejected at the door", min=1, max=36500
+    )
+    logs_retention_days: int = _setting(
+        37, "native: days of llm_logs kept; older records are rejected at the door", min=1, max=36500
+    )
     rollup_1min_retention_days: int = _setting(37, "native: days of llm_metrics_1min kept", min=1, max=36500)
     rollup_1hour_retention_days: int = _setting(210, "native: days of llm_metrics_1hour kept", min=1, max=36500)
     rollup_1day_retention_days: int = _setting(1095, "native: days of llm_metrics_1day kept", min=1, max=36500)
@@ -139,6 +150,12 @@ class SpoolConfig:
         min=64 * 1024,
         max=1 << 34,
     )
+    min_free_bytes: int = _setting(
+        128 * 1024 * 1024,
+        "free space the spool leaves on its file system; below it requests are refused (retryable); 0 = off",
+        min=0,
+        max=1 << 50,
+    )
 
 
 @dataclass(frozen=True)
@@ -163,6 +180,12 @@ class LimitsConfig:
     )
     max_attribute_value_bytes: int = _setting(
         128 * 1024, "longer string/bytes attribute values are truncated (with a marker)", min=64, max=64 * 1024 * 1024
+    )
+    max_future_skew_s: int = _setting(
+        600,
+        "items dated further ahead of the receive time than this are rejected (partial success)",
+        min=1,
+        max=366 * 86400,
     )
 
 
@@ -266,7 +289,7 @@ def _coerce(key: str, raw: Any, kind: type, meta: Mapping[str, Any], from_env: b
     if hi is not None and value > hi:
         return None, f"{key}: {value!r} is above the maximum {hi}"
     if choices and value not in choices:
-        return None, f"{key}: {value!r} is not one of {', '.join(choices)}"
+        return None, f"{key}: {value!r} is not one of {', '.join(map(str, choices))}"
     if meta.get("endpoint"):
         _host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:

@@ -26,6 +26,7 @@ from receiver.app.config import Config
 from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import trace_converter
+from receiver.convert.window import TimeWindow
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
@@ -50,10 +51,17 @@ from receiver.storage.pricing_store import (
     read_pricing_file,
     seed_prices,
 )
+from receiver.storage.retention import configured_retention_s, timescale_retention_s
 from receiver.storage.writer import DatabaseWriter
 from receiver.telemetry.admin import AdminServer
 from receiver.telemetry.logging import configure_logging, get_logger
 from receiver.telemetry.metrics import Metrics
+
+
+def retention_days(config: Config) -> dict[str, int]:
+    """[maintenance] *_retention_days of the three signal tables, by signal."""
+    m = config.maintenance
+    return {"traces": m.traces_retention_days, "metrics": m.metrics_retention_days, "logs": m.logs_retention_days}
 
 
 def maintenance_settings(config: Config) -> MaintenanceSettings:
@@ -61,6 +69,7 @@ def maintenance_settings(config: Config) -> MaintenanceSettings:
     return MaintenanceSettings(
         interval_s=m.interval_s,
         partition_days_ahead=m.partition_days_ahead,
+        partition_hours=m.partition_hours,
         retention_days={
             "llm_traces": m.traces_retention_days,
             "llm_metrics": m.metrics_retention_days,
@@ -110,11 +119,11 @@ class Receiver:
             ApiKeyAuthenticator(config.pipeline.retry_after_s) if config.auth.mode == "api_key" else None
         )
         self._keys_task: asyncio.Task[None] | None = None
-        self._convert_options = ConvertOptions(
-            max_attribute_bytes=config.limits.max_attribute_value_bytes,
-            price_book=PriceBook(),
-            native=config.convert.native,
-        )
+        # Retention per signal (seconds): the configured days until the database says otherwise (the
+        # timescale flavor's policies are read at bootstrap). Spans, points and records older, or further
+        # ahead than limits.max_future_skew_s, are rejected at the door.
+        self.retention_s = configured_retention_s(retention_days(config))
+        self._convert_options = self._make_options(PriceBook())
         p = config.pipeline
         self.queue = BoundedQueue(
             schema.SIGNAL_TABLES.values(), p.queue_max_rows, p.queue_max_bytes, p.max_share, writers=p.writers
@@ -210,10 +219,14 @@ class Receiver:
             ingest.materialize,
             self.pipeline.can_hand_over,
             self.metrics,
+            cfg.min_free_bytes,
         )
         self.pipeline.attach_spool(spool)
         self.spool = spool
+        self.breaker.urgent = spool.near_full  # probe the database sooner when clients are about to be refused
         self.metrics.spool_capacity.set(cfg.max_bytes)
+        self.metrics.spool_free_bytes.set_function(lambda: spool.free_bytes() or 0)
+        self.metrics.spool_disk_full.set_function(lambda: int(spool.disk_full))
         self.metrics.spool_bytes.set_function(lambda: spool.used_bytes)
         self.metrics.spool_backlog.set_function(spool.backlog_bytes)
         self.metrics.spool_segments.set_function(lambda: spool.segment_count)
@@ -262,6 +275,7 @@ class Receiver:
                         self.not_ready_reason = f"migrations not applied: {', '.join(missing)} (run `migrate`)"
                         raise ConnectionError(self.not_ready_reason)
                     self.flavor = await applied_flavor(conn)
+                    await self._load_retention(conn)
                     await self._load_prices(conn)
                     if self.authenticator is not None:
                         self.authenticator.replace_keys(await load_active_keys(conn))
@@ -318,22 +332,55 @@ class Receiver:
         )
         await self.maintenance.start()
 
+    def _make_options(self, price_book: PriceBook) -> ConvertOptions:
+        skew = self.config.limits.max_future_skew_s
+        return ConvertOptions(
+            self.config.limits.max_attribute_value_bytes,
+            price_book,
+            native=self.config.convert.native,
+            windows={signal: TimeWindow(seconds, skew) for signal, seconds in self.retention_s.items()},
+        )
+
+    async def _load_retention(self, conn: asyncpg.Connection) -> None:
+        """The lower edge of each signal's accepted window: the retention the database enforces."""
+        retention = configured_retention_s(retention_days(self.config))
+        if self.flavor == "timescale":
+            policies = await timescale_retention_s(conn)
+            for signal, table in schema.SIGNAL_TABLES.items():
+                if signal not in policies:
+                    self.log.warning(
+                        "no TimescaleDB retention policy on the table; items older than the configured "
+                        "retention are rejected",
+                        table=table,
+                        key=f"maintenance.{signal}_retention_days",
+                        days=retention[signal] // 86400,
+                    )
+            retention.update(policies)
+        self.log.info(
+            "accepted time window: items older than their table's retention or further ahead than "
+            "limits.max_future_skew_s are rejected",
+            retention_days={signal: round(seconds / 86400, 2) for signal, seconds in retention.items()},
+            max_future_skew_s=self.config.limits.max_future_skew_s,
+        )
+        self.retention_s = retention
+        self._convert_options = self._make_options(self._convert_options.price_book)
+
     async def _load_prices(self, conn: asyncpg.Connection) -> None:
         path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
         prices = await asyncio.to_thread(read_pricing_file, path)
         await seed_prices(conn, prices)
-        book = await load_price_book(conn)
-        self._convert_options = ConvertOptions(
-            self.config.limits.max_attribute_value_bytes, book, native=self.config.convert.native
-        )
+        self._convert_options = self._make_options(await load_price_book(conn))
 
     async def reload(self, config: Config) -> None:
-        """SIGHUP: log level and prices; other settings need a restart."""
+        """SIGHUP: log level, prices and (timescale) the retention policies; other settings need a restart."""
         configure_logging(config.logging.level, config.logging.format)
         self.config = config
         try:
             async with self._admin_lock:
-                await self._load_prices(await self._admin_connection())
+                conn = await self._admin_connection()
+                if self.flavor is not None:
+                    await self._load_retention(conn)
+                await self._load_prices(conn)
             self.log.info("reloaded", prices=len(self._convert_options.price_book), log_level=config.logging.level)
         except Exception as exc:
             self.log.error("reload failed; keeping the previous prices", error=describe(exc))
@@ -372,6 +419,8 @@ class Receiver:
             status = "unhealthy" if not self.ready and self.fatal else "degraded"
         if self.maintenance is not None and self.maintenance.consecutive_failures >= 3:
             status = "degraded"  # data keeps landing, but partitions / rollups / retention are falling behind
+        if self.spool is not None and self.spool.disk_full:
+            status = "degraded"  # clients are refused until the spool's disk has room again
         if self.fatal:
             status = "unhealthy"
         return {
@@ -409,6 +458,19 @@ class Receiver:
                 "segments": self.spool.segment_count if self.spool else 0,
                 "backlog_bytes": self.spool.backlog_bytes() if self.spool else 0,
                 "quarantined_bytes": self.spool.quarantined_bytes if self.spool else 0,
+                # As of the last write attempt: refusing for the disk (full, or below min_free_bytes).
+                "disk_full": self.spool.disk_full if self.spool else False,
+                "disk_full_reason": self.spool.disk_full_reason if self.spool else None,
+                "free_bytes": self.spool.free_bytes() if self.spool else None,
+                "min_free_bytes": cfg.spool.min_free_bytes,
+                "write_errors": self.spool.write_errors if self.spool else 0,
+                "near_full": self.spool.near_full() if self.spool else False,
+            },
+            # Items outside it are rejected (partial_success): older than their table's retention, or
+            # further ahead of the receive time than limits.max_future_skew_s.
+            "time_window": {
+                "retention_days": {signal: round(seconds / 86400, 2) for signal, seconds in self.retention_s.items()},
+                "max_future_skew_s": cfg.limits.max_future_skew_s,
             },
             "memory": {
                 "rss_bytes": self.memory.rss_bytes,

@@ -237,6 +237,14 @@ typedef struct {
     Py_ssize_t rejected;
     Py_ssize_t max_errors;
     PyObject *rejections; /* list of (index, name, trace_id, problem), at most max_errors */
+    /* The accepted start times (receiver.convert.window), inclusive, and the callable that words a
+     * refusal: window_problem(start_time_unix_nano) -> str. Spans outside are counted as too old or
+     * too new. */
+    uint64_t window_earliest;
+    uint64_t window_latest;
+    PyObject *window_problem;
+    Py_ssize_t too_old;
+    Py_ssize_t too_new;
 } Ctx;
 
 static int
@@ -2026,6 +2034,21 @@ convert_span(Ctx *ctx, Seg seg, int depth, PyObject *spans)
     if (problem == NULL && PyErr_Occurred()) {
         goto done;
     }
+    if (problem == NULL && (s.start < ctx->window_earliest || s.start > ctx->window_latest)) {
+        if (s.start < ctx->window_earliest) {
+            ctx->too_old++;
+        }
+        else {
+            ctx->too_new++;
+        }
+        /* Worded only when it will be shown (reject_span keeps the first max_errors). */
+        problem = PyList_GET_SIZE(ctx->rejections) < ctx->max_errors
+                      ? PyObject_CallFunction(ctx->window_problem, "K", (unsigned long long)s.start)
+                      : Py_NewRef(Py_None);
+        if (problem == NULL) {
+            goto done;
+        }
+    }
     if (problem) {
         rc = reject_span(ctx, seg, depth, &s, problem);
         ctx->span_index++;
@@ -2309,8 +2332,11 @@ convert_request(Ctx *ctx, const uint8_t *data, Py_ssize_t len, PyObject *resourc
 /* ======================================================================================== */
 
 PyDoc_STRVAR(decode_doc,
-             "decode(body, limit, max_errors) -> (resources, rejected, rejections, truncated_values,\n"
-             "                                     nul_replaced, non_finite_numbers)\n\n"
+             "decode(body, limit, max_errors, earliest, latest, window_problem)\n"
+             "    -> (resources, rejected, rejections, truncated_values, nul_replaced, non_finite_numbers,\n"
+             "        too_old, too_new)\n\n"
+             "earliest, latest: accepted span start times (Unix ns, inclusive); a span outside is rejected\n"
+             "with the problem window_problem(start_time_unix_nano) returns, and counted in too_old/too_new.\n"
              "resources: [(resource_json, resource_wanted_attributes, [(scope_name, scope_version, spans)])]\n"
              "spans: [(wanted_attributes, ts, end_ts, trace_id, span_id, parent_span_id, name, kind,\n"
              "         duration_ms, status_code, status_message, trace_state, attributes_json,\n"
@@ -2323,12 +2349,20 @@ TraceDecoder_decode(TraceDecoder *self, PyObject *args)
 {
     Py_buffer body;
     Py_ssize_t limit, max_errors;
-    if (!PyArg_ParseTuple(args, "y*nn:decode", &body, &limit, &max_errors)) {
+    unsigned long long earliest, latest;
+    PyObject *window_problem;
+    if (!PyArg_ParseTuple(args, "y*nnKKO:decode", &body, &limit, &max_errors, &earliest, &latest,
+                          &window_problem)) {
         return NULL;
     }
     if (limit < 0 || max_errors < 0) {
         PyBuffer_Release(&body);
         PyErr_SetString(PyExc_ValueError, "limit and max_errors must not be negative");
+        return NULL;
+    }
+    if (!PyCallable_Check(window_problem)) {
+        PyBuffer_Release(&body);
+        PyErr_SetString(PyExc_TypeError, "window_problem must be callable");
         return NULL;
     }
     Ctx ctx;
@@ -2337,12 +2371,15 @@ TraceDecoder_decode(TraceDecoder *self, PyObject *args)
     ctx.base = body.buf;
     ctx.limit = limit;
     ctx.max_errors = max_errors;
+    ctx.window_earliest = earliest;
+    ctx.window_latest = latest;
+    ctx.window_problem = window_problem;
     PyObject *resources = PyList_New(0);
     ctx.rejections = PyList_New(0);
     PyObject *result = NULL;
     if (resources && ctx.rejections && convert_request(&ctx, body.buf, body.len, resources) == 0) {
-        result = Py_BuildValue("(OnOnnn)", resources, ctx.rejected, ctx.rejections, ctx.stats.truncated_values,
-                               ctx.stats.nul_replaced, ctx.stats.non_finite_numbers);
+        result = Py_BuildValue("(OnOnnnnn)", resources, ctx.rejected, ctx.rejections, ctx.stats.truncated_values,
+                               ctx.stats.nul_replaced, ctx.stats.non_finite_numbers, ctx.too_old, ctx.too_new);
     }
     Py_XDECREF(resources);
     Py_XDECREF(ctx.rejections);

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from receiver.convert.attributes import ConversionStats
 from receiver.convert.pricing import PriceBook
+from receiver.convert.window import NO_WINDOW, TimeWindow
 
 MAX_ERROR_MESSAGES = 5
 
@@ -23,6 +25,12 @@ class ConvertOptions:
     # Convert protobuf trace requests with the C extension when it is built (config `convert.native`);
     # False = the pure-Python converter, the reference the native one is tested against.
     native: bool = True
+    # The accepted time window of each signal's items ("traces", "metrics", "logs"; see
+    # receiver.convert.window), relative to received_unix_nanos. A signal without one accepts any time.
+    windows: Mapping[str, TimeWindow] = field(default_factory=dict)
+
+    def window(self, signal: str) -> TimeWindow:
+        return self.windows.get(signal, NO_WINDOW)
 
 
 class WireFormatError(ValueError):
@@ -36,7 +44,9 @@ class Converted:
     """Rows for one table plus what was refused and why."""
 
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    rejected: int = 0
+    rejected: int = 0  # every refused item, including the two counts below
+    too_old: int = 0  # refused: time older than the signal's retention (see receiver.convert.window)
+    too_new: int = 0  # refused: time further ahead of the receive time than limits.max_future_skew_s
     errors: list[str] = field(default_factory=list)
     stats: ConversionStats = field(default_factory=ConversionStats)
 
@@ -45,3 +55,13 @@ class Converted:
         self.rejected += count
         if len(self.errors) < MAX_ERROR_MESSAGES:
             self.errors.append(message)
+
+    def reject_time(self, describe: str, what: str, window: TimeWindow, time_ns: int, received_ns: int) -> None:
+        """Refuse one item whose time is outside `window`; `describe` names the item, `what` its time."""
+        if time_ns < window.bounds(received_ns)[0]:
+            self.too_old += 1
+        else:
+            self.too_new += 1
+        self.rejected += 1
+        if len(self.errors) < MAX_ERROR_MESSAGES:
+            self.errors.append(f"{describe}: {window.problem(what, time_ns, received_ns)}")

@@ -7,6 +7,7 @@ OpenLLMetry (Traceloop). The first name present wins; the tables below are the w
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -145,6 +146,24 @@ def as_text(value: Any) -> str | None:
     return str(value)
 
 
+KEY_MAX_BYTES = 512  # user and session ids are btree keys (a btree entry over ~2.7 KB fails its batch)
+
+
+def as_key(value: Any) -> str | None:
+    """An id that an index keys on: text, at most KEY_MAX_BYTES of UTF-8. A longer one (no real user or
+    session id is) keeps its start and gets a hash of the whole value, so two long ids stay distinct;
+    the value as sent is still in `attributes`."""
+    text = as_text(value)
+    if text is None or len(text) * 4 <= KEY_MAX_BYTES:
+        return text
+    raw = text.encode()
+    if len(raw) <= KEY_MAX_BYTES:
+        return text
+    digest = hashlib.md5(raw).hexdigest()[:16]  # not for security: two long ids stay apart
+    head = raw[: KEY_MAX_BYTES - len(digest) - 4].decode("utf-8", "ignore")
+    return f"{head}…#{digest}"
+
+
 def as_count(value: Any) -> int | None:
     """Token counts arrive as ints, floats or strings depending on the SDK; keep whole, sane ones."""
     if value is None or isinstance(value, bool):
@@ -248,8 +267,8 @@ def extract_llm_fields(attrs: dict[str, Any]) -> LlmFields:
     fields.input_cost = first_money(attrs, INPUT_COST_KEYS)
     fields.output_cost = first_money(attrs, OUTPUT_COST_KEYS)
     fields.total_cost = first_money(attrs, TOTAL_COST_KEYS)
-    fields.user_id = as_text(first(attrs, USER_KEYS))
-    fields.session_id = as_text(first(attrs, SESSION_KEYS))
+    fields.user_id = as_key(first(attrs, USER_KEYS))
+    fields.session_id = as_key(first(attrs, SESSION_KEYS))
     fields.tags = as_text_list(first(attrs, TAG_KEYS))
     fields.finish_reasons = as_text_list(first(attrs, FINISH_REASON_KEYS))
     return fields

@@ -13,8 +13,11 @@ One row per log record (events included: an event is a log record with an event 
 - provider / model: the record's GenAI attributes, else the resource's.
 
 Pure: no I/O, no globals. A record is rejected only when `severity_number` is outside 0..24 (the
-range the OTLP log data model defines) or when it has no time at all and the caller gave no receive
-time.
+range the OTLP log data model defines), when the time it would be stored under (`time_unix_nano`, else
+`observed_time_unix_nano`) is outside the accepted window (older than llm_logs' retention, or further
+ahead of the receive time than limits.max_future_skew_s; see receiver.convert.window), or when it has
+no time at all and the caller gave no receive time. A record without any time is stamped with the
+receive time, which is always inside the window.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from receiver.convert.envelope import json_text, resource_header, scope_header
 from receiver.convert.genai import as_text, provider_and_model
 from receiver.convert.pgvalues import Uuid, int32_from_uint32, timestamp_from_unix_nanos
 
+SIGNAL = "logs"  # the key of this signal's window in ConvertOptions.windows
 MAX_SEVERITY = 24  # SEVERITY_NUMBER_FATAL4
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
@@ -40,6 +44,8 @@ def convert_logs(request: Any, options: ConvertOptions) -> Converted:
     stats = out.stats
     append = out.rows.append
     received_ns = options.received_unix_nanos
+    window = options.window(SIGNAL)
+    earliest, latest = window.bounds(received_ns)
     index = 0
     for resource_logs in request.resource_logs:
         resource_json, service_name, resource_provider, resource_model, resource_hash = resource_header(
@@ -57,6 +63,12 @@ def convert_logs(request: Any, options: ConvertOptions) -> Converted:
                     continue
                 time_ns = record.time_unix_nano
                 observed_ns = record.observed_time_unix_nano
+                stored_ns = time_ns or observed_ns
+                if stored_ns and not earliest <= stored_ns <= latest:
+                    what = "time" if time_ns else "observed time"
+                    out.reject_time(f"log record {index}", what, window, stored_ns, received_ns)
+                    index += 1
+                    continue
                 if time_ns:
                     ts = timestamp_from_unix_nanos(time_ns)
                     observed_ts = timestamp_from_unix_nanos(observed_ns) if observed_ns else None

@@ -12,7 +12,8 @@ that breaks a rule below is refused with its reason, its neighbours still become
 
 Rules (a point is rejected when):
 - its metric has no name (every point of that metric is rejected);
-- `time_unix_nano` is 0;
+- `time_unix_nano` is 0, or outside the accepted window (older than llm_metrics' retention, or further
+  ahead of the receive time than limits.max_future_skew_s; see receiver.convert.window);
 - histogram: `bucket_counts` is neither empty nor `len(explicit_bounds) + 1` long (empty counts need
   empty bounds), or `explicit_bounds` is not strictly increasing / holds NaN;
 - exponential histogram: `scale` outside [-10, 20], or `zero_threshold` negative or NaN;
@@ -34,6 +35,7 @@ from receiver.convert.pgvalues import Uuid, int32_from_uint32, timestamp_from_un
 INT64_MAX = (1 << 63) - 1
 MIN_SCALE, MAX_SCALE = -10, 20  # the OTLP spec's valid range for exponential histograms
 TEMPORALITIES = (None, "delta", "cumulative")  # AGGREGATION_TEMPORALITY_UNSPECIFIED -> NULL
+SIGNAL = "metrics"  # the key of this signal's window in ConvertOptions.windows
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 
@@ -120,6 +122,9 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
     limit = options.max_attribute_bytes
     stats = out.stats
     append = out.rows.append
+    window = options.window(SIGNAL)
+    received = options.received_unix_nanos
+    earliest, latest = window.bounds(received)
     metric_index = 0
     # An SDK stamps every point of one collection with the same times: convert each distinct one once.
     last_time_ns = last_start_ns = -1
@@ -170,8 +175,14 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
                     is_monotonic,
                 )
                 for point_index, point in enumerate(points):
-                    if point.time_unix_nano == 0:
+                    time_ns = point.time_unix_nano
+                    if time_ns == 0:
                         out.reject(f"metric {_short(name)!r} data point {point_index}: time_unix_nano is missing")
+                        continue
+                    if not earliest <= time_ns <= latest:
+                        out.reject_time(
+                            f"metric {_short(name)!r} data point {point_index}", "time", window, time_ns, received
+                        )
                         continue
                     if kind == "gauge" or kind == "sum":
                         value_kind = point.WhichOneof("value")
@@ -247,7 +258,6 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
                         exemplars = ()
                     attrs = key_values(point.attributes, limit, stats)
                     provider, model = provider_and_model(attrs) if attrs else (None, None)
-                    time_ns = point.time_unix_nano
                     if time_ns != last_time_ns:
                         last_time_ns, last_ts = time_ns, timestamp_from_unix_nanos(time_ns)
                     start_ns = point.start_time_unix_nano

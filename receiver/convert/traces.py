@@ -1,6 +1,7 @@
 """OTLP ExportTraceServiceRequest -> `llm_traces` row tuples (columns in `receiver.schema`).
 
-Pure: no I/O, no globals. Invalid spans are counted and described (the front end reports them in
+Pure: no I/O, no globals. Invalid spans, and spans whose start time is outside the accepted window
+(receiver.convert.window), are counted and described (the front end reports them in
 `partial_success`); every valid span of the same request still becomes a row. Non-LLM spans are rows
 too, with NULL LLM columns.
 """
@@ -18,6 +19,8 @@ from receiver.convert.genai import ENVIRONMENT_KEYS, LLM_ATTRIBUTE_KEYS, as_text
 from receiver.convert.pgvalues import Uuid, timestamp_from_unix_nanos
 from receiver.convert.pricing import PriceBook, compute_cost
 
+SIGNAL = "traces"  # the key of this signal's window in ConvertOptions.windows
+START_TIME = "start time"  # what the time window is checked on, as rejection messages name it
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 STATUS_CODES = ("unset", "ok", "error")
 _ZERO_TRACE_ID = bytes(16)
@@ -201,6 +204,9 @@ def convert_traces(request: Any, options: ConvertOptions) -> Converted:
     limit = options.max_attribute_bytes
     stats = out.stats
     append = out.rows.append
+    window = options.window(SIGNAL)
+    received = options.received_unix_nanos
+    earliest, latest = window.bounds(received)
     index = 0
     for resource_spans in request.resource_spans:
         resource_attrs = key_values(resource_spans.resource.attributes, limit, stats)
@@ -222,9 +228,15 @@ def convert_traces(request: Any, options: ConvertOptions) -> Converted:
                     out.reject(f"{describe_span(index, span.name, span.trace_id)}: {problem}")
                     index += 1
                     continue
+                start_ns = span.start_time_unix_nano
+                if not earliest <= start_ns <= latest:
+                    out.reject_time(
+                        describe_span(index, span.name, span.trace_id), START_TIME, window, start_ns, received
+                    )
+                    index += 1
+                    continue
                 index += 1
                 attrs = key_values(span.attributes, limit, stats)
-                start_ns = span.start_time_unix_nano
                 end_ns = span.end_time_unix_nano
                 status = span.status
                 parent = span.parent_span_id

@@ -29,7 +29,9 @@ from receiver.convert.common import MAX_ERROR_MESSAGES, Converted, ConvertOption
 from receiver.convert.pgvalues import Uuid
 from receiver.convert.traces import (
     ROW_ATTRIBUTE_KEYS,
+    SIGNAL,
     SPAN_KINDS,
+    START_TIME,
     STATUS_CODES,
     RowContext,
     convert_traces,
@@ -175,10 +177,18 @@ def convert_traces_bytes(body: bytes, options: ConvertOptions) -> Converted:
     Raises WireFormatError for bytes that are not a valid ExportTraceServiceRequest."""
     if _DECODER is None or not options.native:
         return convert_traces(parse_trace_request(body), options)
-    resources, rejected, rejections, truncated, nul_replaced, non_finite = _DECODER.decode(
-        body, options.max_attribute_bytes, MAX_ERROR_MESSAGES
+    window = options.window(SIGNAL)
+    received = options.received_unix_nanos
+    earliest, latest = window.bounds(received)
+    resources, rejected, rejections, truncated, nul_replaced, non_finite, too_old, too_new = _DECODER.decode(
+        body,
+        options.max_attribute_bytes,
+        MAX_ERROR_MESSAGES,
+        earliest,
+        latest,
+        lambda start_ns: window.problem(START_TIME, start_ns, received),
     )
-    out = Converted(stats=ConversionStats(truncated, nul_replaced, non_finite))
+    out = Converted(stats=ConversionStats(truncated, nul_replaced, non_finite), too_old=too_old, too_new=too_new)
     for index, name, trace_id, problem in rejections:
         out.reject(f"{describe_span(index, name, trace_id)}: {problem}")
     out.rejected = rejected

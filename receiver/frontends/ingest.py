@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 from receiver._proto.spool_pb2 import SpoolRecord
 from receiver.convert.common import Converted, ConvertOptions, WireFormatError
+from receiver.convert.window import TimeWindow
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.decode import (
     MalformedRequest,
@@ -31,8 +32,12 @@ from receiver.pipeline.pipeline import Admission, Pipeline
 from receiver.telemetry.logging import RateLimitedLog, get_logger
 from receiver.telemetry.metrics import Children, Metrics
 
+# Reasons of items refused for their time (receiver.convert.window), as metric labels.
+REASON_TOO_OLD = "older_than_retention"
+REASON_TOO_NEW = "beyond_future_skew"
 FOOTPRINT_WEIGHT = 0.2  # weight of the newest request in the rows-per-byte estimate
 MEMORY_MESSAGE = "receiver memory is above limits.memory_limit_mib; retry later"
+DISK_FULL_MESSAGE = "receiver spool's disk is full (or below spool.min_free_bytes); retry later"
 
 
 @dataclass(slots=True)
@@ -117,7 +122,7 @@ class Ingest:
                 "(otlp.max_request_bytes); send smaller batches",
             )
         if not self._room_for(spec, body, json):
-            return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
+            return self._refuse_no_room()
         if self._pipeline.memory_exhausted():
             return self._refuse_busy(Refusal.OVERLOADED, MEMORY_MESSAGE, cause="memory")
         # The receive time goes in through the options: conversion stays pure (logs without any time use it).
@@ -126,7 +131,7 @@ class Ingest:
             if gzip:
                 body = gunzip_bounded(body, limits.max_request_bytes)
                 if not self._room_for(spec, body, json):
-                    return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
+                    return self._refuse_no_room()
             decoded = self._decode_and_convert(spec, body, json, options)
         except RequestTooLarge as exc:
             return Refused(Refusal.TOO_LARGE, str(exc))
@@ -138,7 +143,14 @@ class Ingest:
         record = None
         if self._pipeline.durable:
             payload = decoded.protobuf if decoded.protobuf is not None else decoded.message.SerializeToString()
-            record = SpoolRecord(signal=spec.name, request=payload, received_unix_nano=received)
+            window = options.window(spec.name)  # stored, so a replay converts exactly as now
+            record = SpoolRecord(
+                signal=spec.name,
+                request=payload,
+                received_unix_nano=received,
+                window_retention_s=window.retention_s or 0,
+                window_max_future_skew_s=window.max_future_skew_s or 0,
+            )
         del decoded
         self._count_altered(spec, converted.stats)
         rows = converted.rows
@@ -149,7 +161,7 @@ class Ingest:
             shown = "; ".join(errors[:5])
             more = rejected - min(len(errors), 5)
             message = f"{rejected} {spec.item_noun}(s) rejected: {shown}" + (f"; and {more} more" if more > 0 else "")
-            self._refused[spec.name](transport, "invalid").inc(rejected)
+            self._count_rejected(spec, transport, converted)
             self._limited.warning(
                 f"invalid:{spec.name}", "rejected invalid items", signal=spec.name, count=rejected, detail=message
             )
@@ -162,7 +174,8 @@ class Ingest:
             message = {
                 Admission.FULL: self._full_message(),
                 Admission.MEMORY: MEMORY_MESSAGE,
-                Admission.SPOOL_ERROR: "receiver cannot write its spool (disk full or I/O error); retry later",
+                Admission.SPOOL_ERROR: "receiver cannot write its spool (I/O error); retry later",
+                Admission.DISK_FULL: DISK_FULL_MESSAGE,
             }[admission]
             return self._refuse_busy(Refusal.OVERLOADED, message, len(rows), cause=admission.value)
         if rows:
@@ -211,6 +224,13 @@ class Ingest:
         previous = self._rows_per_byte.get(key)
         self._rows_per_byte[key] = seen if previous is None else previous + (seen - previous) * FOOTPRINT_WEIGHT
 
+    def _refuse_no_room(self) -> Refused:
+        """A refusal made before decoding: the queue or spool is full, or the spool's disk is."""
+        spool = self._pipeline.spool
+        if spool is not None and spool.refusing_for_disk():
+            return self._refuse_busy(Refusal.OVERLOADED, DISK_FULL_MESSAGE, cause=Admission.DISK_FULL.value)
+        return self._refuse_busy(Refusal.OVERLOADED, self._full_message(), cause="queue_full")
+
     def _full_message(self) -> str:
         if self._pipeline.durable:
             return "receiver spool is full (spool.max_bytes); retry later"
@@ -224,7 +244,14 @@ class Ingest:
         if spec is None:
             self._log.error("spool record of an unknown signal skipped", signal=record.signal)
             return None
-        options = replace(self._options(), received_unix_nanos=record.received_unix_nano)
+        # The receive time and window the request was acknowledged with: the same rows as the live path.
+        base = self._options()
+        window = TimeWindow(record.window_retention_s or None, record.window_max_future_skew_s or None)
+        options = replace(
+            base,
+            received_unix_nanos=record.received_unix_nano,
+            windows={**base.windows, spec.name: window},
+        )
         try:
             converted = self._decode_and_convert(spec, record.request, False, options).converted
         except MalformedRequest as exc:
@@ -232,6 +259,17 @@ class Ingest:
             return None
         rows = converted.rows
         return {spec.table: rows}, len(record.request) + len(rows) * self._limits.row_overhead_bytes
+
+    def _count_rejected(self, spec: SignalSpec, transport: str, converted: Converted) -> None:
+        refused = self._refused[spec.name]
+        invalid = converted.rejected - converted.too_old - converted.too_new
+        for reason, count in (
+            ("invalid", invalid),
+            (REASON_TOO_OLD, converted.too_old),
+            (REASON_TOO_NEW, converted.too_new),
+        ):
+            if count:
+                refused(transport, reason).inc(count)
 
     def _count_altered(self, spec: SignalSpec, stats: object) -> None:
         for kind in ("truncated_values", "nul_replaced", "non_finite_numbers"):

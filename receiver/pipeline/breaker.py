@@ -7,6 +7,11 @@ open      : after `failure_threshold` consecutive transient failures, or a failu
             writer, and in spool mode accepted data goes straight to disk.
 half-open : after the cool-down one writer probes; success closes the breaker, failure re-opens it.
 
+The longest cool-down bounds how long a database that came back stays unused: up to `max_cooldown_s`
+after a long outage. While `urgent()` is true (in spool mode: the spool is near full, so clients are
+about to be refused) the cool-down is never longer than `cooldown_s`: one probe write every few seconds
+is cheap next to refusing every client for half a minute.
+
 Only transient failures count: a row the database refuses means the database is answering.
 """
 
@@ -42,13 +47,16 @@ class CircuitBreaker:
         settings: BreakerSettings,
         on_transition: Callable[[BreakerState, BreakerState], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        urgent: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
+        self.urgent = urgent  # when it returns True, the cool-down is capped at settings.cooldown_s
         self.state = BreakerState.CLOSED
         self.consecutive_failures = 0
         self._outcomes: deque[bool] = deque(maxlen=settings.window)
         self._cooldown = settings.cooldown_s
         self._open_until = 0.0
+        self._opened_at = 0.0
         self._probing = False
         self._changed = asyncio.Event()
         self._on_transition = on_transition
@@ -60,8 +68,14 @@ class CircuitBreaker:
         """True while writes are held back (open, or half-open with a probe in flight)."""
         return self.state is not BreakerState.CLOSED
 
+    def _probe_at(self) -> float:
+        """When the open breaker lets the next probe through."""
+        if self.urgent is not None and self.urgent():
+            return min(self._open_until, self._opened_at + self.settings.cooldown_s)
+        return self._open_until
+
     def cooldown_remaining(self) -> float:
-        return max(0.0, self._open_until - self._clock()) if self.state is BreakerState.OPEN else 0.0
+        return max(0.0, self._probe_at() - self._clock()) if self.state is BreakerState.OPEN else 0.0
 
     def _move(self, state: BreakerState) -> None:
         previous, self.state = self.state, state
@@ -80,7 +94,7 @@ class CircuitBreaker:
             if self.state is BreakerState.CLOSED:
                 return
             if self.state is BreakerState.OPEN:
-                remaining = self._open_until - self._clock()
+                remaining = self._probe_at() - self._clock()
                 if remaining <= 0 and not self._probing:
                     self._probing = True
                     self._move(BreakerState.HALF_OPEN)
@@ -123,5 +137,6 @@ class CircuitBreaker:
             self._open(0.0)
 
     def _open(self, cooldown: float) -> None:
-        self._open_until = self._clock() + cooldown
+        self._opened_at = self._clock()
+        self._open_until = self._opened_at + cooldown
         self._move(BreakerState.OPEN)

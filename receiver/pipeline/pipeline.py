@@ -20,7 +20,7 @@ from receiver.pipeline.breaker import CircuitBreaker
 from receiver.pipeline.memory import MemoryGuard
 from receiver.pipeline.queue import BoundedQueue, Chunk, Ticket
 from receiver.pipeline.sink import CopySink
-from receiver.pipeline.spool import Spool, SpoolFull
+from receiver.pipeline.spool import Spool, SpoolDiskFull, SpoolFull
 
 Rows = Mapping[str, Sequence[tuple[Any, ...]]]
 
@@ -30,7 +30,8 @@ class Admission(enum.Enum):
     FULL = "full"  # retryable: the queue (or the spool) is full
     MEMORY = "memory"  # retryable: the process is above limits.memory_limit_mib
     CLOSED = "closed"  # retryable: shutting down
-    SPOOL_ERROR = "spool_error"  # retryable: the spool could not write (disk full, I/O error)
+    SPOOL_ERROR = "spool_error"  # retryable: the spool could not write (I/O error)
+    DISK_FULL = "spool_disk_full"  # retryable: the spool's file system is full or below spool.min_free_bytes
 
 
 class Pipeline:
@@ -67,7 +68,7 @@ class Pipeline:
         if self._closed:
             return False
         if self.spool is not None:
-            return self.spool.used_bytes + nbytes <= self.spool.max_bytes
+            return self.spool.used_bytes + nbytes <= self.spool.max_bytes and not self.spool.refusing_for_disk()
         return self.queue.room_for_bytes(nbytes, table, rows)
 
     def memory_exhausted(self) -> bool:
@@ -86,6 +87,8 @@ class Pipeline:
             await self.spool.append(record, rows_by_table, nbytes)
         except SpoolFull:
             return Admission.FULL
+        except SpoolDiskFull:
+            return Admission.DISK_FULL
         except OSError:
             return Admission.SPOOL_ERROR
         return Admission.ACCEPTED

@@ -7,6 +7,13 @@ database outages up to `spool.max_bytes`.
   queue. If that fails (queue full, breaker open) the spool "falls behind": from then on new records
   stay on disk only, and the replayer reads them back (decode -> convert again) when there is room.
 - deletion: a sealed segment is deleted once every record in it was handed over and committed.
+- a full disk: a write refused for the disk (it failed, or it would cross the floor below) seals the
+  active segment (a new one is opened for the next write), so the space of everything written so far is
+  reclaimed as soon as its rows are committed, whether the disk filled within the first segment or the
+  last. Before each write the file system must keep
+  `spool.min_free_bytes` free (statvfs at most every 100 ms, see diskspace.py). While the disk is full
+  requests are refused (SpoolDiskFull, retryable) without queueing; accepting resumes by itself once a
+  deleted segment or a new measurement shows room again.
 - recovery: on start every segment is scanned; intact records are replayed (already-committed rows
   are skipped by the idempotent insert); a torn or corrupt region is found by its checksum, copied to
   `quarantine/`, reported, and cut out of the segment — start-up never fails because of it.
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import struct
 import zlib
@@ -28,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver._proto.spool_pb2 import SpoolRecord
+from receiver.pipeline.diskspace import FreeSpace
 from receiver.telemetry.logging import RateLimitedLog, get_logger
 from receiver.telemetry.metrics import Metrics
 
@@ -36,6 +45,13 @@ HEADER = struct.Struct("<4sII")  # magic, payload length, CRC-32 of (length byte
 RECORD_VERSION = 1
 MAX_RECORD_BYTES = 1 << 31
 _SUFFIX = ".spool"
+_NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# Why an append was refused for the disk (observatory_spool_write_errors_total{reason}).
+REASON_DISK_FULL = "disk_full"  # a write failed with ENOSPC / EDQUOT
+REASON_MIN_FREE = "min_free_bytes"  # the write would leave less than spool.min_free_bytes free
+REASON_IO_ERROR = "io_error"  # any other failed write
+# Share of spool.max_bytes above which the spool counts as near full (the breaker then probes sooner).
+NEAR_FULL_SHARE = 0.75
 
 Rows = Mapping[str, Sequence[tuple[Any, ...]]]
 # (rows by table, nbytes, on_done) -> True if the rows were taken into the queue
@@ -119,6 +135,14 @@ class SpoolFull(Exception):
     """No room for the record within spool.max_bytes: refuse with a retryable status."""
 
 
+class SpoolDiskFull(Exception):
+    """The spool's file system is full, or would fall below spool.min_free_bytes: refuse, retryable."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class Spool:
     def __init__(
         self,
@@ -129,8 +153,15 @@ class Spool:
         materialize: Materialize,
         can_hand_over: Callable[[int], bool],
         metrics: Metrics | None = None,
+        min_free_bytes: int = 0,
     ) -> None:
         self.dir = directory
+        self.space = FreeSpace(directory, min_free_bytes)
+        # Set by a write refused for the disk, cleared by the next write that succeeds.
+        self.disk_full = False
+        self.disk_full_reason: str | None = None
+        self.disk_full_message = ""
+        self._refused_bytes = 0  # size of the last write refused for the disk
         self._metrics = metrics
         self.quarantine_dir = directory / "quarantine"
         self.max_bytes = max_bytes
@@ -172,6 +203,30 @@ class Spool:
     def segment_count(self) -> int:
         return len(self._segments)
 
+    def free_bytes(self) -> int | None:
+        """Free bytes of the spool's file system (measured at most every 100 ms), None if unknown."""
+        try:
+            return self.space.available()
+        except OSError:
+            return None
+
+    def refusing_for_disk(self) -> bool:
+        """The disk was found full, and a measurement within the last interval still shows no room for a
+        write like the one refused: refuse before decoding, without queueing. Otherwise the request goes
+        on to a real write, whose success ends the full-disk state."""
+        if not self.disk_full or not self.space.fresh():
+            return False
+        free = self.space.last_known()
+        return free is not None and free - self._refused_bytes < self.space.min_free_bytes
+
+    def near_full(self) -> bool:
+        """The spool will soon refuse for room: the disk is full, the spool holds 3/4 of spool.max_bytes,
+        or its file system has less than a quarter of spool.max_bytes left above spool.min_free_bytes."""
+        if self.disk_full or self.used_bytes >= NEAR_FULL_SHARE * self.max_bytes:
+            return True
+        free = self.free_bytes()
+        return free is not None and free - self.space.min_free_bytes < (1 - NEAR_FULL_SHARE) * self.max_bytes
+
     def backlog_bytes(self) -> int:
         """Bytes on disk not yet handed to the queue (what the replayer still has to read)."""
         if not self.behind or self._cursor is None:
@@ -205,7 +260,12 @@ class Spool:
         if any(s.records for s in self._segments):
             self.behind = True
             self._cursor = (self._segments[0], 0)
-        await loop.run_in_executor(self._io, self._open_new_segment)
+        try:
+            await self._rotate()
+        except OSError as exc:  # a full disk must not stop the replay of what is already spooled
+            self._limited.error(
+                "spool-open", "cannot create a spool segment; retried at the next write", error=str(exc)
+            )
         self._tasks = [
             asyncio.create_task(self._flusher(), name="spool-flusher"),
             asyncio.create_task(self._replayer(), name="spool-replayer"),
@@ -270,16 +330,40 @@ class Spool:
         finally:
             os.close(fd)
 
-    def _open_new_segment(self) -> None:
+    def _create_segment_file(self, path: Path) -> None:
+        """Close the active segment's file, create the next one (I/O thread)."""
         self._close_fd()
-        seq = (self._segments[-1].seq + 1) if self._segments else 1
-        path = self.dir / f"segment-{seq:012d}{_SUFFIX}"
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._fsync_dir()
-        if self._active is not None:
-            self._active.sealed = True
+
+    async def _rotate(self) -> None:
+        """Seal the active segment (if any) and make a new one active. Raises OSError when the new file
+        cannot be created (disk full): then no segment is active and the next write tries again."""
+        old, self._active = self._active, None
+        if old is not None:
+            old.sealed = True
+        seq = (self._segments[-1].seq + 1) if self._segments else 1
+        path = self.dir / f"segment-{seq:012d}{_SUFFIX}"
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._io, self._create_segment_file, path)
+        finally:
+            if old is not None:
+                self._maybe_delete(old)
+        if self._fd is None:
+            raise OSError(errno.EIO, "spool segment file not open")
         self._active = Segment(seq, path)
         self._segments.append(self._active)
+
+    async def _seal_active(self) -> None:
+        """After a write refused for the disk: seal the active segment so its space is reclaimed once its
+        rows are stored (an active segment is never deleted). An empty one holds nothing to reclaim."""
+        active = self._active
+        if active is None or active.size == 0:
+            return
+        await asyncio.get_running_loop().run_in_executor(self._io, self._close_fd)
+        active.sealed = True
+        self._active = None
+        self._maybe_delete(active)
 
     def _close_fd(self) -> None:
         if self._fd is not None:
@@ -287,25 +371,40 @@ class Spool:
             self._fd = None
 
     def _write_sync(self, data: bytes) -> None:
+        """Check the free-space floor, append and fdatasync (I/O thread)."""
         assert self._fd is not None and self._active is not None
+        if not self.space.has_room(len(data)):
+            raise SpoolDiskFull(
+                f"the spool's file system has {self.space.last_known()} bytes free; spool.min_free_bytes is "
+                f"{self.space.min_free_bytes}",
+                REASON_MIN_FREE,
+            )
         try:
             view = memoryview(data)
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
             os.fdatasync(self._fd)
-        except OSError:
+        except OSError as exc:
             # Cut the partial write so the next append does not follow garbage.
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._active.size)
+            if exc.errno in _NO_SPACE_ERRNOS:
+                with contextlib.suppress(OSError):
+                    self.space.measure()  # /health and the fast refusals see the full disk at once
             raise
+        self.space.consumed(len(data))
 
     # -- append (event loop) ---------------------------------------------------------------------
 
     async def append(self, record: SpoolRecord, rows: Rows | None, nbytes: int) -> None:
-        """Make `record` durable. Raises SpoolFull (refuse, retryable) or OSError (disk trouble)."""
+        """Make `record` durable. Raises SpoolFull (spool.max_bytes reached), SpoolDiskFull (its file
+        system is full or at spool.min_free_bytes) or OSError (I/O error): all refused as retryable."""
         if self._closing:
             raise SpoolFull("spool is closing")
+        if self.refusing_for_disk():  # known full: refuse at once (re-checked after the interval)
+            self._count_write_error(self.disk_full_reason or REASON_DISK_FULL)
+            raise SpoolDiskFull(self.disk_full_message, self.disk_full_reason or REASON_DISK_FULL)
         record.version = RECORD_VERSION
         data = frame(record.SerializeToString())
         if self.used_bytes + len(data) > self.max_bytes:
@@ -328,22 +427,24 @@ class Spool:
             group, self._pending = self._pending, []
             group_bytes = sum(len(p.data) for p in group)
             self._pending_bytes -= group_bytes
-            active = self._active
-            assert active is not None
-            if active.size > 0 and active.size + group_bytes > self.segment_bytes:
-                await loop.run_in_executor(self._io, self._open_new_segment)
-                self._maybe_delete(active)
-                active = self._active
-                assert active is not None
             try:
+                active = self._active
+                if active is None or (active.size > 0 and active.size + group_bytes > self.segment_bytes):
+                    await self._rotate()
+                    active = self._active
+                    assert active is not None
                 await loop.run_in_executor(self._io, self._write_sync, b"".join(p.data for p in group))
-            except OSError as exc:
-                self.write_errors += 1
-                self._limited.error("spool-write", "spool write failed; refusing these requests", error=str(exc))
-                for p in group:
-                    if not p.future.done():
-                        p.future.set_exception(OSError(f"spool write failed: {exc}"))
+            except SpoolDiskFull as exc:
+                await self._seal_active()  # what it holds is reclaimed once stored, as after a failed write
+                self._refuse_group(group, exc.reason, str(exc))
                 continue
+            except OSError as exc:
+                reason = REASON_DISK_FULL if exc.errno in _NO_SPACE_ERRNOS else REASON_IO_ERROR
+                await self._seal_active()
+                self._refuse_group(group, reason, f"spool write failed: {exc}")
+                continue
+            self.disk_full = False
+            self.disk_full_reason = None
             active.size += group_bytes
             active.records += len(group)
             self.appended_records += len(group)
@@ -355,6 +456,31 @@ class Spool:
                     p.future.set_result(None)
             if self._closing and not self._pending:
                 return
+
+    def _refuse_group(self, group: list[_Pending], reason: str, message: str) -> None:
+        """Fail every append of a group that could not be written; a disk problem is remembered so the
+        next requests are refused at once."""
+        self.write_errors += 1
+        if reason != REASON_IO_ERROR:
+            self.disk_full, self.disk_full_reason, self.disk_full_message = True, reason, message
+            self._refused_bytes = sum(len(p.data) for p in group)
+        self._limited.error(
+            f"spool-write:{reason}",
+            "spool write refused; refusing these requests (retryable) until there is room",
+            reason=reason,
+            error=message,
+            free_bytes=self.space.last_known(),
+            min_free_bytes=self.space.min_free_bytes,
+        )
+        for p in group:
+            self._count_write_error(reason)
+            if not p.future.done():
+                error = OSError(message) if reason == REASON_IO_ERROR else SpoolDiskFull(message, reason)
+                p.future.set_exception(error)
+
+    def _count_write_error(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.spool_write_errors.labels(reason).inc()
 
     def _dispatch(self, segment: Segment, offset: int, pending: _Pending) -> None:
         """Hand a just-fsynced record's rows to the queue, in append order, unless we are behind."""
@@ -385,6 +511,7 @@ class Spool:
             self._segments.remove(segment)
             with contextlib.suppress(FileNotFoundError):
                 segment.path.unlink()
+            self.space.invalidate()  # space came back: measure before the next refusal
 
     # -- replay (event loop + I/O thread for reads) ---------------------------------------------
 
@@ -413,7 +540,7 @@ class Spool:
                 if following:
                     self._cursor = (following[0], 0)
                     self._maybe_delete(segment)
-                elif segment is self._active and not self._pending:
+                elif (segment is self._active or self._active is None) and not self._pending:
                     self.behind = False  # caught up: new records go straight to the queue again
                     self._cursor = None
                 else:

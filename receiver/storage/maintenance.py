@@ -40,6 +40,7 @@ class MaintenanceSettings:
 
     interval_s: float = 30.0
     partition_days_ahead: int = 3
+    partition_hours: int = 6  # native partitions / TimescaleDB chunks of the signal tables (README: sizing)
     retention_days: dict[str, int] = field(
         default_factory=lambda: {
             "llm_traces": 90,
@@ -213,7 +214,8 @@ class Maintenance:
         self, conn: asyncpg.Connection, report: PassReport, rebuild_rollups: bool, partitions_only: bool = False
     ) -> None:
         s = self.settings
-        today = await conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
+        now: datetime = await conn.fetchval("SELECT now()")
+        today = partitions.midnight(now)
         report.partitions = partitions.PartitionReport()
         for table in partitions.PARTITIONED_TABLES:
 
@@ -221,22 +223,23 @@ class Maintenance:
                 state = await partitions.maintain_table(
                     conn,
                     table,
-                    today=today,
+                    now=now,
                     days_ahead=s.partition_days_ahead,
                     retention_days=s.retention_days[table],
                     max_default_days=s.max_default_days_per_pass,
                     lock_timeout_ms=s.lock_timeout_ms,
                     report=report.partitions,  # type: ignore[arg-type]
+                    partition_hours=s.partition_hours,
                 )
-                ahead = sorted(d for d in state.days if d >= today)
-                contiguous = 0
-                while contiguous < len(ahead) and ahead[contiguous] == today + timedelta(days=contiguous):
-                    contiguous += 1
+                covered = state.covered_until(today)
+                starts = [lo for lo, _ in state.ranges.values()]
                 self.partition_state[table] = {
-                    "partitions": len(state.days),
-                    "oldest": min(state.days).isoformat() if state.days else None,
-                    "newest": max(state.days).isoformat() if state.days else None,
-                    "days_ahead": contiguous - 1,
+                    "partitions": len(state.ranges),
+                    "partition_hours": s.partition_hours,
+                    "oldest": min(starts).isoformat() if starts else None,
+                    "newest": max(starts).isoformat() if starts else None,
+                    # whole days covered after today (today itself is day 0), -1 if today is not
+                    "days_ahead": (covered - today) // timedelta(days=1) - 1,
                 }
 
             await self._step(report, f"partitions:{table}", one_table)
@@ -259,6 +262,22 @@ class Maintenance:
         await self._step(report, "rollups:retention", expire)
 
     async def _timescale_pass(self, conn: asyncpg.Connection, report: PassReport) -> None:
+        async def chunk_lengths() -> None:
+            """New chunks take the configured length (maintenance.partition_hours); existing ones keep theirs."""
+            wanted = partitions.chunk_intervals(self.settings.partition_hours)
+            rows = await conn.fetch(
+                "SELECT hypertable_name, time_interval FROM timescaledb_information.dimensions "
+                "WHERE dimension_number = 1 AND hypertable_name = ANY($1::text[])",
+                list(wanted),
+            )
+            for row in rows:
+                table, length = row["hypertable_name"], wanted[row["hypertable_name"]]
+                if row["time_interval"] != length:
+                    await conn.execute("SELECT set_chunk_time_interval($1::regclass, $2::interval)", table, length)
+                    self.log.info("chunk interval changed", table=table, chunk_hours=length / timedelta(hours=1))
+
+        await self._step(report, "timescaledb:chunk_interval", chunk_lengths)
+
         async def jobs() -> None:
             report.timescale_jobs = [dict(r) for r in await conn.fetch(_TIMESCALE_JOBS)]
             failing = [j for j in report.timescale_jobs if j["last_run_status"] == "Failed"]

@@ -11,12 +11,12 @@ native flavor's maintenance prerequisites (DEFAULT and daily partitions for toda
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 
 import asyncpg
 
 from receiver.storage.migrate import applied_flavor, load_migrations
-from receiver.storage.partitions import PARTITIONED_TABLES, list_partitions
+from receiver.storage.partitions import PARTITIONED_TABLES, chunk_intervals, list_partitions, midnight
 from receiver.storage.rollups import ROLLUPS
 
 TABLES = (
@@ -35,8 +35,9 @@ INDEXES: dict[str, tuple[str, ...]] = {
     "llm_traces": (
         "llm_traces_ts_brin",
         "llm_traces_errors_ts_idx",
-        "llm_traces_session_id_hash",
-        "llm_traces_user_id_hash",
+        "llm_traces_session_ts_idx",
+        "llm_traces_user_ts_idx",
+        "llm_traces_trace_id_idx",
     ),
     "users": ("users_email_key",),
     "projects": ("projects_owner_id_idx", "projects_slug_key"),
@@ -51,7 +52,6 @@ FOREIGN_KEYS = (
     ("api_keys", "user_id", "users"),
     ("projects", "owner_id", "users"),
 )
-CHUNK_INTERVALS = {"llm_traces": "1 day", "llm_metrics": "01:00:00", "llm_logs": "1 day"}
 REFRESH_SCHEDULES = {
     "llm_metrics_1min_store": "00:00:30",
     "llm_metrics_1hour_store": "00:05:00",
@@ -85,9 +85,10 @@ class Check:
 
 
 class Verifier:
-    def __init__(self, conn: asyncpg.Connection, partition_days_ahead: int) -> None:
+    def __init__(self, conn: asyncpg.Connection, partition_days_ahead: int, partition_hours: int = 6) -> None:
         self.conn = conn
         self.days_ahead = partition_days_ahead
+        self.partition_hours = partition_hours
         self.checks: list[Check] = []
 
     def add(self, name: str, ok: bool, detail: str) -> None:
@@ -229,8 +230,8 @@ class Verifier:
             self.add(f"foreign key {table}.{column} -> {ref}.id", ok, detail)
 
     async def native(self) -> None:
-        today: date = await self.conn.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
-        wanted = [today + timedelta(days=n) for n in range(self.days_ahead + 1)]
+        today = midnight(await self.conn.fetchval("SELECT now()"))
+        horizon = today + timedelta(days=self.days_ahead + 1)
         for table in PARTITIONED_TABLES:
             kind = await self.conn.fetchval("SELECT relkind FROM pg_class WHERE oid = to_regclass($1)", table)
             if kind != b"p":
@@ -240,11 +241,12 @@ class Verifier:
             problems = []
             if state.default is None:
                 problems.append("no DEFAULT partition (rows of days without a partition would be refused)")
-            missing = [d.isoformat() for d in wanted if d not in state.days]
+            missing = state.gaps(today, horizon)
             if missing:
+                shown = ", ".join(f"{lo:%Y-%m-%d %H:%M}..{hi:%Y-%m-%d %H:%M}" for lo, hi in missing[:3])
                 problems.append(
-                    f"no partition for {', '.join(missing)} (the maintenance task creates them: start the receiver "
-                    "or run `llm-observatory-receiver db maintain`)"
+                    f"no partition for {shown}{' …' if len(missing) > 3 else ''} UTC (the maintenance task creates "
+                    "them: start the receiver or run `llm-observatory-receiver db maintain`)"
                 )
             default_rows = 0
             if state.default is not None:
@@ -254,8 +256,8 @@ class Verifier:
             detail = (
                 "; ".join(problems)
                 if problems
-                else f"DEFAULT + daily partitions {wanted[0]}..{wanted[-1]} present ({len(state.days)} days in all; "
-                f"{default_rows} rows in DEFAULT awaiting their partition)"
+                else f"DEFAULT + partitions covering {today:%Y-%m-%d}..{horizon - timedelta(days=1):%Y-%m-%d} present "
+                f"({len(state.ranges)} partitions in all; {default_rows} rows in DEFAULT awaiting their partition)"
             )
             self.add(f"partitions of {table}", not problems, detail)
         row = await self.conn.fetchrow(
@@ -278,18 +280,23 @@ class Verifier:
         dims = {
             r["hypertable_name"]: r["time_interval"]
             for r in await self.conn.fetch(
-                "SELECT hypertable_name, time_interval::text AS time_interval FROM timescaledb_information.dimensions "
+                "SELECT hypertable_name, time_interval FROM timescaledb_information.dimensions "
                 "WHERE dimension_number = 1"
             )
         }
-        for table, interval in CHUNK_INTERVALS.items():
+        for table, interval in chunk_intervals(self.partition_hours).items():
             found = dims.get(table)
             self.add(
                 f"hypertable {table}",
                 found == interval,
                 f"chunks of {found}"
                 if found == interval
-                else (f"chunk interval {found}, expected {interval}" if found else "not a hypertable"),
+                else (
+                    f"chunk interval {found}, expected {interval} (maintenance.partition_hours = "
+                    f"{self.partition_hours}; the receiver's maintenance pass sets it for new chunks)"
+                    if found
+                    else "not a hypertable"
+                ),
             )
         caggs = {
             r["view_name"]
@@ -353,5 +360,5 @@ class Verifier:
         )
 
 
-async def verify(conn: asyncpg.Connection, partition_days_ahead: int = 3) -> list[Check]:
-    return await Verifier(conn, partition_days_ahead).run()
+async def verify(conn: asyncpg.Connection, partition_days_ahead: int = 3, partition_hours: int = 6) -> list[Check]:
+    return await Verifier(conn, partition_days_ahead, partition_hours).run()

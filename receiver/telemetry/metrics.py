@@ -221,6 +221,21 @@ class Metrics:
         self.spool_replayed = Counter(
             "observatory_spool_replayed_records", "spool records read back and handed to the writers", registry=r
         )
+        self.spool_write_errors = Counter(
+            "observatory_spool_write_errors",
+            "spool appends refused, by reason: disk_full (no space), min_free_bytes (the write would leave "
+            "less than spool.min_free_bytes free), io_error",
+            ["reason"],
+            registry=r,
+        )
+        self.spool_free_bytes = Gauge(
+            "observatory_spool_free_bytes", "free bytes of the spool's file system (statvfs)", registry=r
+        )
+        self.spool_disk_full = Gauge(
+            "observatory_spool_disk_full",
+            "1 while the spool refuses for its disk (full, or below spool.min_free_bytes), else 0",
+            registry=r,
+        )
         self.spool_quarantined = Counter(
             "observatory_spool_quarantined_bytes", "corrupt or torn spool bytes moved to quarantine/", registry=r
         )
