@@ -87,6 +87,7 @@ CITUS_SKIP_REASON = (
 CITUS_SETTINGS = {
     "shared_preload_libraries": "citus",
     "citus.node_conninfo": "sslmode=disable",  # loopback nodes without certificates
+    "citus.shard_count": "4",  # 32 by default: every partition is that many tables on the workers
     "max_connections": "200",
 }
 

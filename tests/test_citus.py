@@ -89,7 +89,13 @@ async def rollup_rows(database, view: str) -> list[tuple]:
 async def test_native_flavor_on_citus(citus_cluster, pg_cluster, tmp_path):
     distributed = await citus_cluster.create_database()
     single = await create_database(pg_cluster)
-    settings = {"maintenance__interval_s": 1, "maintenance__rollup_delay_s": 0}
+    settings = {
+        "maintenance__interval_s": 1,
+        "maintenance__rollup_delay_s": 0,
+        # Few partitions: each one is citus.shard_count tables on the workers, created by the first pass.
+        "maintenance__partition_hours": 24,
+        "maintenance__partition_days_ahead": 1,
+    }
     on_citus = ReceiverProcess(distributed.dsn, tmp_path / "citus", **settings)
     on_single = ReceiverProcess(single.dsn, tmp_path / "single", **settings)
     for proc in (on_citus, on_single):

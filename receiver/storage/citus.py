@@ -35,18 +35,9 @@ async def citus_enabled(conn: asyncpg.Connection) -> bool:
 
 
 async def distributed_tables(conn: asyncpg.Connection) -> dict[str, str]:
-    """table -> 'distributed:<column>' or 'reference', for the tables Citus manages here."""
-    rows = await conn.fetch(
-        "SELECT logicalrelid::regclass::text AS name, partmethod, "
-        "column_to_column_name(logicalrelid, partkey) AS column FROM pg_dist_partition"
-    )
-    out = {}
-    for r in rows:
-        if r["partmethod"] == "h":
-            out[r["name"]] = f"distributed:{r['column']}"
-        elif r["partmethod"] == "n" and r["column"] is None:
-            out[r["name"]] = "reference"
-    return out
+    """table -> its Citus type ('distributed', 'reference', 'local'), for the tables Citus manages here."""
+    rows = await conn.fetch("SELECT table_name::text AS name, citus_table_type AS kind FROM citus_tables")
+    return {r["name"]: r["kind"] for r in rows}
 
 
 async def distribute(conn: asyncpg.Connection) -> list[str]:
@@ -56,7 +47,8 @@ async def distribute(conn: asyncpg.Connection) -> list[str]:
     current = await distributed_tables(conn)
     done = []
     for table in REFERENCE_TABLES:
-        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table) and table not in current:
+        exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
+        if exists and current.get(table) != "reference":
             await conn.execute("SELECT create_reference_table($1)", table)
             done.append(f"{table}: reference table")
     for table, column in DISTRIBUTION_COLUMNS.items():

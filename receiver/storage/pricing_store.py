@@ -77,7 +77,7 @@ async def seed_prices(conn: asyncpg.Connection, prices: list[ModelPrice]) -> Non
             output_price_per_million = EXCLUDED.output_price_per_million,
             cache_read_price_per_million = EXCLUDED.cache_read_price_per_million,
             cache_write_price_per_million = EXCLUDED.cache_write_price_per_million,
-            updated_at = now()
+            updated_at = EXCLUDED.updated_at  -- its default, now(); Citus refuses functions here (reference table)
         """,
         [
             (
