@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
 import pytest
 
+from receiver.storage.copy import CopyResult, copy_rows
+from receiver.storage.errors import ErrorKind, classify
 from tests.conftest import create_database
 from tests.support.otlp import (
     T0,
@@ -29,6 +32,7 @@ from tests.support.otlp import (
 )
 from tests.support.process import ReceiverProcess
 from tests.support.spans import assert_rollups_match_raw
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.citus
 
@@ -86,6 +90,25 @@ async def rollup_rows(database, view: str) -> list[tuple]:
     return sorted((tuple(r.values()) for r in rows), key=repr)
 
 
+async def check_copy_errors_on_citus(database) -> None:
+    """Citus reports every worker error in a COPY as XX000; copy_rows takes the staging path for it, which
+    skips a duplicate but still raises a bad row's own error (23502 here), so it is quarantined, not retried."""
+    conn = await database.connect()
+    try:
+        stored = dict(await conn.fetchrow("SELECT * FROM llm_logs LIMIT 1"))
+        columns = list(stored)
+        assert await copy_rows(conn, "llm_logs", columns, [tuple(stored.values())]) == CopyResult(0, 1, True)
+
+        bad = {**stored, "record_id": uuid.uuid4(), "severity_number": None}
+        with pytest.raises(asyncpg.InternalServerError):  # what the fast path sees on Citus
+            await conn.copy_records_to_table("llm_logs", records=[tuple(bad.values())], columns=columns)
+        with pytest.raises(asyncpg.NotNullViolationError) as refused:
+            await copy_rows(conn, "llm_logs", columns, [tuple(bad.values())])
+        assert classify(refused.value) is ErrorKind.DATA
+    finally:
+        await conn.close()
+
+
 async def test_native_flavor_on_citus(citus_cluster, pg_cluster, tmp_path):
     distributed = await citus_cluster.create_database()
     single = await create_database(pg_cluster)
@@ -100,7 +123,9 @@ async def test_native_flavor_on_citus(citus_cluster, pg_cluster, tmp_path):
     on_single = ReceiverProcess(single.dsn, tmp_path / "single", **settings)
     for proc in (on_citus, on_single):
         proc.workdir.mkdir()
-    await asyncio.gather(on_citus.start(), on_single.start())
+    # The first maintenance pass creates every partition's shards on the workers before the receiver is ready.
+    await asyncio.gather(on_citus.start(wait_ready=False), on_single.start())
+    await on_citus.wait_ready(timeout=180)
     try:
         tables = {
             r["table_name"]: (r["citus_table_type"], r["distribution_column"])
@@ -123,10 +148,23 @@ async def test_native_flavor_on_citus(citus_cluster, pg_cluster, tmp_path):
         await export_grpc(on_citus.grpc_target, traces[1])  # a client retry of an acknowledged request
         await export_grpc(on_citus.grpc_target, traces[3])
         sent = sum(len(r.resource_spans[0].scope_spans[0].spans) for r in traces)
-        for database in (distributed, single):
-            await database.wait_for_count("SELECT count(*) FROM llm_traces WHERE service_name = $1", sent, service)
-            await database.wait_for_count("SELECT count(*) FROM llm_logs", 20)
-            await database.wait_for_count("SELECT count(*) FROM llm_metrics", 20)
+        for database, proc in ((distributed, on_citus), (single, on_single)):
+            try:
+                await database.wait_for_count(
+                    "SELECT count(*) FROM llm_traces WHERE service_name = $1", sent, service, timeout=120
+                )
+                await database.wait_for_count("SELECT count(*) FROM llm_logs", 20, timeout=120)
+                await database.wait_for_count("SELECT count(*) FROM llm_metrics", 20, timeout=120)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\nreceiver log:\n{proc.log_tail(60)}") from None
+
+        # The two retries (20 spans) reach the writers' idempotent path: the COPY is refused as a duplicate
+        # (XX000 on Citus), then INSERT … ON CONFLICT DO NOTHING skips them. Only then is the count final.
+        async def retries_skipped() -> bool:
+            return await on_citus.metric("storage_duplicate_rows_skipped_total") >= 20
+
+        await wait_until(retries_skipped, timeout=60, what=lambda: f"20 duplicates skipped\n{on_citus.log_tail(30)}")
+        assert await on_citus.metric("storage_duplicate_rows_skipped_total") == 20
         assert await distributed.fetchval("SELECT count(DISTINCT (trace_id, span_id)) FROM llm_traces") == sent
         assert await distributed.fetchval("SELECT count(*) FROM llm_traces") == sent  # retries stored once
 
@@ -145,8 +183,12 @@ async def test_native_flavor_on_citus(citus_cluster, pg_cluster, tmp_path):
             nodes[placements[shard]] = nodes.get(placements[shard], 0) + r["n"]
         assert set(nodes) == {w.port for w in citus_cluster.workers}, nodes
 
+        await check_copy_errors_on_citus(distributed)
+
         for database in (distributed, single):
-            await database.wait_for_count("SELECT coalesce(sum(request_count), 0) FROM llm_metrics_1min", sent)
+            await database.wait_for_count(
+                "SELECT coalesce(sum(request_count), 0) FROM llm_metrics_1min", sent, timeout=120
+            )
         for view in ROLLUPS:
             assert await rollup_rows(distributed, view) == await rollup_rows(single, view), view
         conn = await distributed.connect()
