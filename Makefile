@@ -13,12 +13,15 @@ BENCH_PROTOCOL  ?= grpc
 BENCH_EXPORTERS ?= 4
 BENCH_BATCH     ?= 512
 BENCH_ARGS      ?=
+# make fuzz: seconds per fuzz target (tests/fuzz: native, json, converters); make sanitize runs each this long too.
+FUZZ_SECONDS    ?= 60
+
 # make soak: a long run at a fixed rate with per-30-s samples and a first-vs-last-window verdict.
 SOAK_DURATION ?= 1800
 SOAK_RATE     ?= 10000
 SOAK_ARGS     ?=
 
-.PHONY: run test install postgres haproxy lint bench soak clean proto
+.PHONY: run test install postgres haproxy ops-tools lint bench soak clean proto fuzz sanitize
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c
@@ -37,13 +40,27 @@ postgres:
 haproxy:  # the load-balancer recipe's test (tests/test_haproxy.py) runs config/haproxy.cfg
 	@scripts/ensure-haproxy
 
+# promtool and prometheus (extracted from Debian's package into the venv: no service is started) and
+# systemd-analyze: the tests check the alert rules, a real Prometheus and the unit file with them.
+ops-tools: install
+	@scripts/ensure-prometheus $(VENV)/prometheus
+	@scripts/ensure-systemd-analyze
+
 run: install postgres
 	OBSERVATORY__LOGGING__FORMAT=$${OBSERVATORY__LOGGING__FORMAT:-console} \
 	  $(BIN)/llm-observatory-receiver run --config $(CONFIG)
 
-test: install postgres haproxy
+test: install postgres haproxy ops-tools
 	$(BIN)/ruff check receiver tests benchmarks loadgen
 	$(BIN)/pytest -q
+
+# Coverage-guided fuzzing (atheris); corpus and failing inputs under var/fuzz/. `make test` runs each target ~3 s.
+fuzz: install
+	scripts/fuzz $(FUZZ_SECONDS)
+
+# The native extension under AddressSanitizer + UndefinedBehaviorSanitizer: its tests and the fuzz targets.
+sanitize: install
+	scripts/sanitize $(FUZZ_SECONDS)
 
 bench: install postgres
 	$(BIN)/python -m benchmarks.bench --duration $(BENCH_DURATION) --protocol $(BENCH_PROTOCOL) \

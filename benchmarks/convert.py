@@ -6,6 +6,8 @@ span, a 1 KB prompt on every span) and a batch of small non-LLM spans (5 attribu
 
 Two paths: the pure-Python reference (upb decode, then convert_traces; decode is timed separately) and
 the native converter (convert_traces_bytes: decode and convert in one C pass, then the rows in Python).
+`--bounded` runs them as the front ends do since issue 9 (`decode_request` under a budget: the wire
+scan, the charges), so the difference is what bounding a request costs.
 `python -m benchmarks.instructions` counts instructions per span for the same runs under callgrind,
 which unlike time is stable on shared cores.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import os
 import time
 
@@ -22,11 +25,14 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from receiver.convert.budget import DecodeBudget, DecodeLimits
 from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces import convert_traces
 from receiver.convert.traces_bytes import NATIVE_STATUS, convert_traces_bytes, native_available
 from receiver.convert.window import TimeWindow
+from receiver.frontends.decode import decode_request
+from receiver.frontends.signals import TRACES
 from receiver.storage.pricing_store import default_pricing_file, read_pricing_file
 
 
@@ -167,12 +173,19 @@ def options(window: bool = True) -> ConvertOptions:
     )
 
 
-def run(path: str, bodies: list[bytes], spans: int, rounds: int, opts: ConvertOptions) -> tuple[float, float]:
+def run(
+    path: str, bodies: list[bytes], spans: int, rounds: int, opts: ConvertOptions, bounded: bool = False
+) -> tuple[float, float]:
     """(decode seconds, convert seconds) over `rounds` conversions of `bodies` (in turn) on `path`."""
     decode_s = convert_s = 0.0
     for i in range(rounds):
         body = bodies[i % len(bodies)]
-        if path == "pure":
+        if bounded:
+            t1 = time.perf_counter()
+            budget = DecodeBudget(DecodeLimits())
+            converted = decode_request(TRACES, body, False, dataclasses.replace(opts, budget=budget)).converted
+            t2 = time.perf_counter()
+        elif path == "pure":
             t0 = time.perf_counter()
             request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
             t1 = time.perf_counter()
@@ -196,8 +209,14 @@ def main() -> None:
     parser.add_argument("--request", choices=[*REQUESTS, "all"], default="all")
     parser.add_argument("--path", choices=["pure", "native", "both"], default="both")
     parser.add_argument("--quiet", action="store_true", help="print nothing (for instruction counting)")
+    parser.add_argument("--bounded", action="store_true", help="as the front ends decode: scan + budget")
+    parser.add_argument(
+        "--no-gc", action="store_true", help="garbage collector off while converting (steadier instruction counts)"
+    )
     parser.add_argument("--no-window", action="store_true", help="convert without the accepted time window")
     args = parser.parse_args()
+    if args.no_gc:
+        gc.disable()
     paths = ["pure", "native"] if args.path == "both" else [args.path]
     if "native" in paths and not native_available():
         raise SystemExit(f"native converter unavailable: {NATIVE_STATUS}")
@@ -210,12 +229,12 @@ def main() -> None:
         totals = {}
         for path in paths:
             decode_s, convert_s = run(
-                path, bodies, args.spans, args.rounds, dataclasses.replace(opts, native=path == "native")
+                path, bodies, args.spans, args.rounds, dataclasses.replace(opts, native=path == "native"), args.bounded
             )
             n = args.spans * args.rounds
             totals[path] = (decode_s + convert_s) / n
             if not args.quiet:
-                if path == "pure":
+                if path == "pure" and not args.bounded:
                     what = f"decode {decode_s / n * 1e6:6.2f} + convert {convert_s / n * 1e6:6.2f}"
                 else:
                     what = f"decode+convert {convert_s / n * 1e6:6.2f}"

@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 
-def instructions(request: str, path: str, rounds: int, spans: int) -> int:
+def instructions(request: str, path: str, rounds: int, spans: int, bounded: bool = False, no_gc: bool = False) -> int:
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -29,6 +29,8 @@ def instructions(request: str, path: str, rounds: int, spans: int) -> int:
         f"--path={path}",
         f"--rounds={rounds}",
         f"--spans={spans}",
+        *(["--bounded"] if bounded else []),
+        *(["--no-gc"] if no_gc else []),
     ]
     result = subprocess.run(
         command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, check=True
@@ -45,13 +47,15 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=512)
     parser.add_argument("--request", choices=["loadgen", "genai", "small", "all"], default="all")
     parser.add_argument("--path", choices=["pure", "native", "both"], default="both")
+    parser.add_argument("--bounded", action="store_true", help="as the front ends decode: scan + budget")
+    parser.add_argument("--no-gc", action="store_true", help="collector off: N vs 2N rounds differ by no GC pass")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     for request in ["loadgen", "genai", "small"] if args.request == "all" else [args.request]:
         for path in ["pure", "native"] if args.path == "both" else [args.path]:
-            once = instructions(request, path, args.rounds, args.spans)
-            twice = instructions(request, path, 2 * args.rounds, args.spans)
+            once = instructions(request, path, args.rounds, args.spans, args.bounded, args.no_gc)
+            twice = instructions(request, path, 2 * args.rounds, args.spans, args.bounded, args.no_gc)
             per_span = (twice - once) / (args.rounds * args.spans)
             print(f"{request:6} {path:6}: {per_span:9,.0f} instructions/span", flush=True)
 

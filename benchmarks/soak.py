@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks.bench import Receiver, free_port, postmaster_pid, tree_cpu_seconds
+from benchmarks.growth import variant_sql
 from receiver.storage.embedded import EmbeddedPostgres
 from tests.support.cleanup import OWNER_FILE, throwaway_dir
 
@@ -213,6 +214,13 @@ def soak(args: argparse.Namespace, extra: list[str]) -> dict:
             settings[f"OBSERVATORY__{section.upper()}__{name.upper()}"] = value
         receiver = Receiver(dsn, root, settings)
         receiver.start()
+        if args.variant:  # an index set of benchmarks.growth, e.g. the one before migration 009
+            for statement in variant_sql(args.variant):
+                subprocess.run(
+                    [str(cluster.bindir / "psql") if (cluster.bindir / "psql").exists() else "psql", "-X", "-q",
+                     "-v", "ON_ERROR_STOP=1", "-d", dsn, "-c", statement],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
         flavor = subprocess.run(
             [str(cluster.bindir / "psql") if (cluster.bindir / "psql").exists() else "psql", "-X", "-tA", "-d", dsn,
              "-c", "SELECT flavor FROM schema_migrations ORDER BY version DESC LIMIT 1"],
@@ -263,6 +271,7 @@ def soak(args: argparse.Namespace, extra: list[str]) -> dict:
         verification = report.get("verification") or {}
         return {
             "flavor": flavor,
+            "variant": args.variant or "migrations",
             "rate": args.rate,
             "duration_s": args.duration,
             "acknowledged_per_s": traces["acknowledged_per_s"],
@@ -302,7 +311,8 @@ def text(r: dict) -> str:
 
     final = r["final"]
     lines = [
-        f"make soak: {r['duration_s']:g} s at {r['rate']:,.0f} spans/s, {r['flavor']} flavor",
+        f"make soak: {r['duration_s']:g} s at {r['rate']:,.0f} spans/s, {r['flavor']} flavor, "
+        f"span indexes: {r['variant']}",
         f"  acknowledged {r['acknowledged_per_s']:,.0f} spans/s ({r['acknowledged']:,}); "
         f"refusals {r['refusals'] or 'none'}; lost {r['lost']}, duplicated {r['duplicated']}",
         f"  stored at the end: {final['stored']:,} spans; llm_traces {final['table_mb']:,.0f} MB + indexes "
@@ -336,9 +346,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rss-change", type=float, default=0.15)
     parser.add_argument("--flavor", choices=("auto", "native", "timescale"), default="auto")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="receiver setting")
+    parser.add_argument(
+        "--variant",
+        help="replace the span indexes with a set of benchmarks.growth before the load, e.g. "
+        "'hash-ids+pk=trace-first' (the set before migration 009)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database directory (stopped)")
     parser.add_argument("--json", action="store_true", help="print the result (samples included) as JSON")
     args, extra = parser.parse_known_args(argv)
+    if args.variant:
+        variant_sql(args.variant)  # exits with the known variants if unknown
     if args.duration < 2 * args.window_s:
         parser.error("--duration must be at least twice --window-s (a first and a last window that do not overlap)")
     try:

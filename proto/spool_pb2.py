@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0bspool.proto\x12\x18llm_observatory.spool.v1\"\x99\x01\n\x0bSpoolRecord\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06signal\x18\x02 \x01(\t\x12\x0f\n\x07request\x18\x03 \x01(\x0c\x12\x1a\n\x12received_unix_nano\x18\x04 \x01(\x06\x12\x1a\n\x12window_retention_s\x18\x05 \x01(\x04\x12 \n\x18window_max_future_skew_s\x18\x06 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0bspool.proto\x12\x18llm_observatory.spool.v1\"\xad\x01\n\x0bSpoolRecord\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06signal\x18\x02 \x01(\t\x12\x0f\n\x07request\x18\x03 \x01(\x0c\x12\x1a\n\x12received_unix_nano\x18\x04 \x01(\x06\x12\x1a\n\x12window_retention_s\x18\x05 \x01(\x04\x12 \n\x18window_max_future_skew_s\x18\x06 \x01(\x04\x12\x12\n\nproject_id\x18\x07 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spool_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SPOOLRECORD']._serialized_start=42
-  _globals['_SPOOLRECORD']._serialized_end=195
+  _globals['_SPOOLRECORD']._serialized_end=215
 # @@protoc_insertion_point(module_scope)

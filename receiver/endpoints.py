@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import ssl
 from typing import Any
 
 
@@ -15,15 +18,39 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def is_loopback(endpoint: str) -> bool:
+    """Does `endpoint` listen on this machine's loopback interface only? Names are resolved: a name
+    that does not resolve, or resolves to any other address, counts as reachable from other hosts."""
+    host, _port = split_endpoint(endpoint)
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if host.lower() == "localhost":
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%", 1)[0]).is_loopback for info in infos)
+
+
 UNIX_PREFIX = "unix:"  # an endpoint that is a Unix socket path (a worker's private admin endpoint)
 
 
 async def serve_http(
-    app: Any, endpoint: str, what: str, setting: str, *, reuse_port: bool = False, **runner_options: Any
+    app: Any,
+    endpoint: str,
+    what: str,
+    setting: str,
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    reuse_port: bool = False,
+    **runner_options: Any,
 ) -> tuple[Any, int]:
-    """Start an aiohttp app on `endpoint` (host:port, or unix:PATH); returns (runner, bound port, 0 for a
-    Unix socket). `reuse_port`: SO_REUSEPORT, so worker processes share the port. A bind failure becomes
-    a StartupError naming the setting (and its environment variable) to change."""
+    """Start an aiohttp app on `endpoint` (host:port, or unix:PATH; TLS with `ssl_context`); returns (runner,
+    bound port, 0 for a Unix socket). `reuse_port`: SO_REUSEPORT, so worker processes share the port. A bind
+    failure becomes a StartupError naming the setting (and its environment variable) to change."""
     from aiohttp import web
 
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_options)
@@ -34,7 +61,9 @@ async def serve_http(
         site = web.UnixSite(runner, endpoint[len(UNIX_PREFIX) :])
     else:
         host, port = split_endpoint(endpoint)
-        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True, reuse_port=reuse_port or None)
+        site = web.TCPSite(
+            runner, host, port, backlog=1024, reuse_address=True, reuse_port=reuse_port or None, ssl_context=ssl_context
+        )
     try:
         await site.start()
     except OSError as exc:

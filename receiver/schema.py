@@ -10,7 +10,8 @@ from typing import Final
 
 TRACES_TABLE: Final = "llm_traces"
 
-# Order matters: converters build tuples in exactly this order.
+# Order matters: converters build tuples in exactly this order. Every signal table ends with
+# `project_id`: the project of the API key that sent the row (NULL with auth.mode = none).
 TRACES_COLUMNS: Final[tuple[str, ...]] = (
     "ts",
     "end_ts",
@@ -50,6 +51,7 @@ TRACES_COLUMNS: Final[tuple[str, ...]] = (
     "resource_attributes",
     "events",
     "links",
+    "project_id",
 )
 
 METRICS_TABLE: Final = "llm_metrics"
@@ -90,6 +92,7 @@ METRICS_COLUMNS: Final[tuple[str, ...]] = (
     "scope_version",
     "attributes",
     "resource_attributes",
+    "project_id",
 )
 
 LOGS_TABLE: Final = "llm_logs"
@@ -113,6 +116,7 @@ LOGS_COLUMNS: Final[tuple[str, ...]] = (
     "scope_version",
     "attributes",
     "resource_attributes",
+    "project_id",
 )
 
 # Signal name -> target table; the pipeline shares its queue fairly between these. A signal is added

@@ -18,7 +18,17 @@ REPO = Path(__file__).resolve().parents[1]
 def test_default_file_documents_every_key_with_its_default():
     document = tomllib.loads((REPO / "config" / "receiver.toml").read_text())
     declared = {(section, key): default for section, key, default, _ in documented_keys()}
-    in_file = {(section, key): value for section, body in document.items() for key, value in body.items()}
+    in_file: dict[tuple[str, str], object] = {}
+
+    def flatten(section: str, body: dict) -> None:
+        for key, value in body.items():
+            if isinstance(value, dict):
+                flatten(f"{section}.{key}", value)
+            else:
+                in_file[(section, key)] = value
+
+    for section, body in document.items():
+        flatten(section, body)
     assert in_file == declared
 
 
@@ -81,7 +91,8 @@ def test_config_check_exits_2_naming_each_bad_key(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert ok.returncode == 0 and 'grpc_endpoint = "0.0.0.0:4317"' in ok.stdout
+    assert ok.returncode == 0 and 'grpc_endpoint = "localhost:4317"' in ok.stdout
+    assert "[otlp.tls]" in ok.stdout and 'client_ca_file = ""' in ok.stdout
 
 
 def test_run_with_invalid_config_exits_2_before_starting(tmp_path):
@@ -112,3 +123,29 @@ async def test_a_port_in_use_stops_the_receiver_with_the_setting_to_change(modul
         code = await proc.stop()
     assert code == 1
     assert "change otlp.http_endpoint (env OBSERVATORY__OTLP__HTTP_ENDPOINT)" in proc.log_tail()
+
+
+def test_nested_tls_section_from_file_and_environment(tmp_path):
+    cert, key, ca = (tmp_path / name for name in ("server.crt", "server.key", "ca.crt"))
+    for path in (cert, key, ca):
+        path.write_text("PEM")
+    path = tmp_path / "tls.toml"
+    path.write_text(f'[otlp]\ngrpc_endpoint = "127.0.0.1:1"\n[otlp.tls]\ncert_file = "{cert}"\nkey_file = "{key}"\n')
+    config = load_config(path, env={"OBSERVATORY__OTLP__TLS__CLIENT_CA_FILE": str(ca)})
+    assert config.otlp.grpc_endpoint == "127.0.0.1:1" and config.otlp.http_endpoint == "localhost:4318"
+    assert (config.otlp.tls.cert_file, config.otlp.tls.key_file, config.otlp.tls.client_ca_file) == (
+        str(cert),
+        str(key),
+        str(ca),
+    )
+    assert config.effective()["otlp.tls"]["cert_file"] == str(cert)
+
+    path.write_text(f'[otlp.tls]\ncertfile = "x"\ncert_file = "{cert}"\n')
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path, env={"OBSERVATORY__OTLP__TLS__CLIENT_CA_FILE": str(tmp_path / "missing.pem")})
+    problems = "\n".join(excinfo.value.problems)
+    assert "otlp.tls.certfile: unknown key (did you mean otlp.tls.cert_file?)" in problems
+    assert "otlp.tls.key_file: must be set when otlp.tls.cert_file is" in problems
+    assert f"otlp.tls.client_ca_file: {tmp_path / 'missing.pem'} does not exist" in problems
+    with pytest.raises(ConfigError, match="client certificates need TLS"):
+        load_config(None, env={"OBSERVATORY__OTLP__TLS__CLIENT_CA_FILE": str(ca)})

@@ -146,3 +146,17 @@ def test_otlp_json_drops_ids_that_are_not_hex_instead_of_rejecting():
     rows = rows_of(parsed.message)
     assert [(r["body"], r["trace_id"], r["span_id"]) for r in rows] == [("a", None, None), ("{}", None, None)]
     assert rows[1]["severity_number"] == 9
+
+
+def test_rows_carry_the_project_and_two_projects_records_are_two_identities():
+    import uuid
+
+    request = log_request([log_record()], "svc")
+    first, second = uuid.uuid4(), uuid.uuid4()
+    rows = {p: convert_logs(request, ConvertOptions(project_id=p)).rows[0] for p in (None, first, second)}
+    assert {p: row[schema.LOGS_COLUMNS.index("project_id")] for p, row in rows.items()} == {
+        None: None,
+        first: first,
+        second: second,
+    }
+    assert len({row[schema.LOGS_COLUMNS.index("record_id")] for row in rows.values()}) == 3

@@ -296,3 +296,17 @@ def test_every_metric_type_parses_from_json(kind):
     assert parsed.rejected == 0, parsed.errors
     (row,) = rows_of(parsed.message)
     assert row["metric_type"] == {"exponentialHistogram": "exponential_histogram"}.get(kind, kind)
+
+
+def test_rows_carry_the_project_and_two_projects_points_are_two_identities():
+    import uuid
+
+    request = metric_request([gauge("g", [number_point(1.0)])], "svc")
+    first, second = uuid.uuid4(), uuid.uuid4()
+    ids = {}
+    for project in (None, first, second):
+        (row,) = convert_metrics(request, ConvertOptions(project_id=project)).rows
+        assert row[schema.METRICS_COLUMNS.index("project_id")] == project
+        ids[project] = row[schema.METRICS_COLUMNS.index("point_id")]
+    assert len(set(ids.values())) == 3, "the same point from two tenants (or none) is three rows"
+    assert convert_metrics(request, ConvertOptions(project_id=first)).rows[0][2] == ids[first], "and a retry is one"

@@ -35,16 +35,30 @@ async def ts_database(timescale_cluster):
 
 
 async def unschedule_jobs(conn) -> None:
-    """Background jobs would start within seconds of the policies: stop them, run them explicitly."""
+    """Background jobs would start within seconds of the policies (migration 010's refresh jobs at once):
+    stop them, wait for a run in progress to end, and run them explicitly."""
+    from tests.support.wait import wait_until
+
     await conn.execute(
         "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE job_id >= 1000"
     )
 
+    async def none_running() -> bool:
+        return not await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type NOT IN ('client backend') AND application_name ~ 'Policy \\[[0-9]+\\]$'"
+        )
+
+    await wait_until(none_running, what="no TimescaleDB job running")
+
 
 async def refresh_all(conn) -> None:
-    """Fine before coarse: 1hour is built from 1min, 1day from 1hour (outside a transaction)."""
+    """Fine before coarse: 1hour is built from 1min, 1day from 1hour (outside a transaction). In one
+    batch: TimescaleDB 2.28 otherwise refreshes bucket by bucket (~3 s per day of a 1-minute aggregate
+    here, whatever the rows)."""
+    one_batch = '{"buckets_per_batch": 100000000}'
     for store in STORES:
-        await conn.execute(f"CALL refresh_continuous_aggregate('{store}', NULL, NULL)")
+        await conn.execute(f"CALL refresh_continuous_aggregate('{store}', NULL, NULL, options => '{one_batch}')")
 
 
 async def job_id(conn, proc: str, target: str) -> int:
@@ -58,6 +72,8 @@ async def test_timescale_schema_is_complete_and_verifies(ts_database):
     try:
         report = await migrate(conn)  # auto: the extension is preloaded here
         assert report.flavor == "timescale"
+        held = "SELECT count(*) FROM timescaledb_information.job_stats WHERE next_start = 'infinity'"
+        assert await conn.fetchval(held) == 0, "migrate holds jobs back while it runs, and lets them go after"
         hypertables = {
             r["hypertable_name"]
             for r in await conn.fetch("SELECT hypertable_name FROM timescaledb_information.hypertables")
@@ -74,7 +90,9 @@ async def test_timescale_schema_is_complete_and_verifies(ts_database):
             pass_report = await maintenance.run_once()
         finally:
             await maintenance.shutdown()
-        assert pass_report.ok and len(pass_report.timescale_jobs) == 14
+        # Refresh (4) and retention (4) of the rollups, their pre-010 history's retention (4), compression
+        # (3) and retention (3) of the signal tables.
+        assert pass_report.ok and len(pass_report.timescale_jobs) == 18
     finally:
         await conn.close()
 
@@ -104,7 +122,7 @@ async def test_continuous_aggregates_equal_direct_aggregates_and_the_native_roll
 
         # Same names, same answers in both flavors (the average may differ in its last float bits).
         for view in VIEWS:
-            order = "ORDER BY bucket, provider, model, service_name" + (
+            order = "ORDER BY bucket, project_id, provider, model, service_name" + (
                 ", user_id, environment" if "cost" in view else ""
             )
             a = [dict(r) for r in await ts.fetch(f"SELECT * FROM {view} {order}")]
@@ -163,6 +181,54 @@ async def test_large_values_in_new_chunks_are_lz4_compressed(ts_database):
         await conn.close()
 
 
+async def test_upgrade_to_tenancy_keeps_rollup_history_and_groups_new_spans_by_project(ts_database):
+    """Migration 010 recreates the continuous aggregates with project_id: rollup rows older than its
+    cutover (28 days back) are kept as history, which outlives the raw spans; newer buckets are computed
+    again from the raw spans, per project, and the views stay exact over both."""
+    from receiver.storage.migrate import load_migrations
+
+    conn = await ts_database.connect()
+    try:
+        await migrate(conn, "timescale", [m for m in load_migrations() if m.version < 10])
+        await unschedule_jobs(conn)
+        before = varied_rows(midnight(-35), days=33, count=1200, seed=21, projects=(None,))
+        await copy_spans(conn, before, before_tenancy=True)
+        await refresh_all(conn)
+        old_days = {
+            r["bucket"]: r["n"]
+            for r in await conn.fetch("SELECT bucket, sum(request_count) AS n FROM llm_metrics_1day GROUP BY 1")
+        }
+        assert (await migrate(conn, "timescale")).applied[0] == "010_tenancy"
+        await unschedule_jobs(conn)
+        cutover = midnight(-28)
+        history = await conn.fetchval("SELECT count(*) FROM llm_metrics_1min_history")
+        assert history > 0 and await conn.fetchval("SELECT max(bucket) < $1 FROM llm_metrics_1min_history", cutover)
+
+        await copy_spans(conn, varied_rows(midnight(-20), days=20, count=900, seed=22))  # None and two projects
+        await refresh_all(conn)
+        await assert_rollups_match_raw(conn)
+        # Everything verifies but what this test did to the jobs: unscheduled them (cancelling runs in progress).
+        failed = [
+            c.line()
+            for c in await verify(conn)
+            if not c.ok and not c.name.startswith(("continuous aggregate ", "timescaledb jobs"))
+        ]
+        assert not failed, failed
+
+        # Raw spans before the cutover are dropped by retention: their rollups stay, as before the upgrade.
+        await conn.execute("SELECT drop_chunks('llm_traces', older_than => $1::timestamptz)", cutover)
+        await refresh_all(conn)
+        kept = {
+            r["bucket"]: r["n"]
+            for r in await conn.fetch(
+                "SELECT bucket, sum(request_count) AS n FROM llm_metrics_1day WHERE bucket < $1 GROUP BY 1", cutover
+            )
+        }
+        assert kept == {day: n for day, n in old_days.items() if day < cutover} and kept
+    finally:
+        await conn.close()
+
+
 async def test_partition_hours_sets_the_chunk_interval_of_new_chunks(ts_database):
     """maintenance.partition_hours applies to TimescaleDB too: the maintenance pass sets the hypertables'
     chunk interval (new chunks), `db verify` checks it against the setting, a new chunk has that length."""
@@ -176,6 +242,7 @@ async def test_partition_hours_sets_the_chunk_interval_of_new_chunks(ts_database
             assert (await maintenance.run_once()).ok
         finally:
             await maintenance.shutdown()
+
         def hypertable_failures(checks) -> list[str]:
             return [c.name for c in checks if c.name.startswith("hypertable ") and not c.ok]
 

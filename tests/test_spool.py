@@ -45,11 +45,15 @@ class Harness:
         self.spool = Spool(
             tmp_path / "spool",
             hand_over=self.hand_over,
-            materialize=lambda record: ({"t": [(record.request,)]}, 1),
+            materialize=self._materialize,
             can_hand_over=lambda n: self.accept,
             metrics=self.metrics,
             **{"max_bytes": 10_000, "segment_bytes": 300, **settings},
         )
+
+    @staticmethod
+    async def _materialize(record):
+        return {"t": [(record.request,)]}, 1
 
     def write_errors(self, reason: str) -> float:
         return self.metrics.registry.get_sample_value("observatory_spool_write_errors_total", {"reason": reason}) or 0

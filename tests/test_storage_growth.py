@@ -89,7 +89,8 @@ async def test_migration_009_replaces_the_hash_indexes_and_shortens_over_long_id
         await migrate(conn, "native", [m for m in load_migrations() if m.version <= 8])
         now = datetime.now(UTC)
         long_user = "u" * 5000
-        await copy_spans(conn, [span_row(now - timedelta(days=1), user_id=long_user), span_row(now, user_id="u2")])
+        rows = [span_row(now - timedelta(days=1), user_id=long_user), span_row(now, user_id="u2")]
+        await copy_spans(conn, rows, before_tenancy=True)
         assert (await migrate(conn, "native")).applied[0] == "009_span_key_indexes"
         indexes = {
             r["indexname"] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'llm_traces'")

@@ -1,5 +1,6 @@
 """otlp.workers = 2: two worker processes behind one supervisor, with the real database and real clients.
 
+- the supervisor tells systemd READY=1 once both workers serve, STOPPING=1 on SIGTERM;
 - both workers take connections on the shared ports (SO_REUSEPORT), and the supervisor's /metrics adds
   their counters up to exactly what was sent; with both running maintenance, the rollups still equal a
   direct aggregate of the raw spans (one maintenance pass at a time: the advisory lock);
@@ -25,6 +26,7 @@ from tests.support.process import ReceiverProcess
 from tests.support.spans import assert_rollups_match_raw
 from tests.support.wait import wait_until
 from tests.test_reliability import TableLock, _has_acked, assert_exactly_once
+from tests.test_systemd import NotifySocket
 
 LLM_ATTRIBUTES = {
     "gen_ai.provider.name": "openai",
@@ -48,10 +50,15 @@ async def test_two_workers_share_the_ports_and_add_up(database, tmp_path):
         maintenance__interval_s=1,
         maintenance__rollup_delay_s=0,
     )
-    await proc.start()
+    notify = NotifySocket(f"@llmobs-test-{uuid.uuid4().hex}")  # as systemd would, for a Type=notify unit
+    proc.extra_env = {"NOTIFY_SOCKET": notify.address}
+    await proc.start(wait_ready=False)
+    ready = await notify.until(lambda m: "READY" in m)
+    # READY=1 comes from the supervisor once both workers serve: /health says so at that moment.
     report = await health(proc)
     assert report["workers"]["running"] == 2 and report["ready"], report
     assert len({p["pid"] for p in report["workers"]["processes"]}) == 2
+    assert ready["STATUS"].startswith("ready: 2 of 2 workers running"), ready
 
     service = f"workers-{uuid.uuid4().hex[:6]}"
     requests, per_request = 16, 5
@@ -87,7 +94,11 @@ async def test_two_workers_share_the_ports_and_add_up(database, tmp_path):
         await assert_rollups_match_raw(conn)
     finally:
         await conn.close()
+    proc.proc.send_signal(signal.SIGTERM)
+    await notify.until(lambda m: "STOPPING" in m)
     assert await proc.stop() == 0
+    notify.close()
+    assert sum("READY" in m for m in notify.messages) == 1, notify.messages
 
 
 async def test_kill_9_of_a_worker_loses_nothing_acknowledged(database, tmp_path):

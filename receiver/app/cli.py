@@ -24,6 +24,7 @@ from receiver.endpoints import UNIX_PREFIX, StartupError
 from receiver.storage.database import Database
 from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from receiver.storage.migrate import MigrationError, migrate
+from receiver.storage.pricing_store import PricingFileError
 from receiver.telemetry.logging import configure_logging, get_logger
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -40,8 +41,10 @@ def _load(path: str | None) -> Config:
 
 async def _serve(config: Config, config_path: str | None, worker: Any = None) -> int:
     from receiver.app.service import Receiver  # imported late: `config check` stays light
+    from receiver.telemetry.systemd import SystemdNotifier
 
-    receiver = Receiver(config, worker=worker)
+    # A worker's environment has no NOTIFY_SOCKET (its supervisor speaks to systemd): the notifier is idle.
+    receiver = Receiver(config, SystemdNotifier.from_environment(), worker=worker)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, receiver.request_stop)
@@ -118,8 +121,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     count = worker_count(config.otlp.workers)
     if count > 1:
         from receiver.app.workers import Supervisor
+        from receiver.telemetry.systemd import SystemdNotifier
 
-        return uvloop.run(Supervisor(config, config_path, count).run())
+        return uvloop.run(Supervisor(config, config_path, count, SystemdNotifier.from_environment()).run())
     return uvloop.run(_serve(config, config_path))
 
 
@@ -128,17 +132,24 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     configure_logging(config.logging.level, config.logging.format)
 
     async def action(conn: Any) -> int:
+        from receiver.storage.pricing_store import default_pricing_file, read_pricing_file, seed_prices
+
         report = await migrate(conn, config.database.flavor)
         for label in report.applied:
             print(f"applied {label} ({report.flavor})")
         for line in report.distributed:
             print(f"citus: {line}")
         print(f"schema up to date ({report.flavor} flavor, {report.already + len(report.applied)} migrations)")
+        # Receivers that run as a writer role (migration 011) read prices but may not write them.
+        path = Path(config.pricing.file) if config.pricing.file else default_pricing_file()
+        prices = read_pricing_file(path)
+        await seed_prices(conn, prices)
+        print(f"seeded {len(prices)} model prices from {path}")
         return EXIT_OK
 
     try:
         return asyncio.run(_with_database(config, action))
-    except (MigrationError, EmbeddedDatabaseError, OSError) as exc:
+    except (MigrationError, PricingFileError, EmbeddedDatabaseError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
@@ -227,20 +238,26 @@ def _run_keys(args: argparse.Namespace, action: Callable[[Any], Awaitable[int]])
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     """Create a key for a project (created if new); the key is printed once and only its hash is kept."""
-    from receiver.storage.api_keys import create_key, slug_of
+    from receiver.storage.api_keys import SCOPE_CHOICES, create_key, slug_of
 
     try:
         slug_of(args.project)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.rate is not None and not args.rate > 0:  # also refuses nan
+        print(f"error: --rate {args.rate}: items per second must be a positive number", file=sys.stderr)
+        return EXIT_CONFIG
+    scopes = SCOPE_CHOICES[args.scope]
 
     async def action(conn: Any) -> int:
-        created = await create_key(conn, args.project, args.name, args.expires_in_days)
+        created = await create_key(conn, args.project, args.name, args.expires_in_days, scopes, args.rate)
         print(created.key)
+        rate = f", at most {args.rate:g} items/s" if args.rate is not None else ""
         print(
-            f"created key {created.id} for project {created.project_slug}; this is the only time the key is "
-            "shown: clients send it as 'Authorization: Bearer <key>' (auth.mode = api_key)",
+            f"created key {created.id} for project {created.project_slug} (scopes: {', '.join(scopes)}{rate}); "
+            "this is the only time the key is shown: clients send it as 'Authorization: Bearer <key>' "
+            "(auth.mode = api_key)",
             file=sys.stderr,
         )
         return EXIT_OK
@@ -256,7 +273,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
     async def action(conn: Any) -> int:
         rows = await list_keys(conn)
-        print("id\tproject\tname\tprefix\tcreated\texpires\trevoked\tlast_used")
+        print("id\tproject\tname\tprefix\tscopes\trate\tcreated\texpires\trevoked\tlast_used")
         for r in rows:
             print(
                 "\t".join(
@@ -265,6 +282,8 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                         r["project"],
                         r["name"],
                         r["key_prefix"] + "…",
+                        ",".join(r["scopes"]),
+                        f"{r['rate_items_per_s']:g}/s" if r["rate_items_per_s"] is not None else "-",
                         when(r["created_at"]),
                         when(r["expires_at"]),
                         when(r["revoked_at"]),
@@ -300,10 +319,17 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
+    if config.otlp.tls.cert_file:  # the certificate files are read as `run` would read them
+        from receiver.frontends.tls import TlsError, read_material
+
+        try:
+            read_material(config.otlp.tls)
+        except TlsError as exc:
+            raise ConfigError(exc.problems) from None
     for section, values in config.effective().items():
         print(f"[{section}]")
         for key, value in values.items():
-            shown = "***" if section == "database" and key == "url" and value and "@" in value else value
+            shown = "***" if key.endswith("url") and isinstance(value, str) and "@" in value else value
             print(f"{key} = {_toml_value(shown)}")
         print()
     print("configuration is valid", file=sys.stderr)
@@ -358,6 +384,19 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--project", required=True, help="project name (created if new)")
     create.add_argument("--name", help="a label for the key")
     create.add_argument("--expires-in-days", type=int, metavar="DAYS", help="the key stops working after DAYS")
+    create.add_argument(
+        "--scope",
+        choices=("ingest", "read", "all"),
+        default="ingest",
+        help="ingest: OTLP export; read: the read API; all: both (default: ingest)",
+    )
+    create.add_argument(
+        "--rate",
+        type=float,
+        metavar="ITEMS_PER_S",
+        help="most spans + metric points + log records per second this key may send (token bucket with "
+        "auth.rate_burst_s of burst); over it: retryable refusals. Default: no limit",
+    )
     create.set_defaults(func=cmd_keys_create)
     with_config(keys_sub.add_parser("list", help="list keys (never their secrets)")).set_defaults(func=cmd_keys_list)
     revoke = with_config(keys_sub.add_parser("revoke", help="revoke a key by id"))

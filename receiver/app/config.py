@@ -30,17 +30,33 @@ def _setting(
     choices: tuple[Any, ...] | None = None,
     endpoint: bool = False,
     auto: bool = False,
+    path: bool = False,
 ) -> Any:
     return field(
         default=default,
-        metadata={"doc": doc, "min": min, "max": max, "choices": choices, "endpoint": endpoint, "auto": auto},
+        metadata={
+            "doc": doc,
+            "min": min,
+            "max": max,
+            "choices": choices,
+            "endpoint": endpoint,
+            "auto": auto,
+            "path": path,
+        },
     )
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    cert_file: str = _setting("", "PEM certificate chain of both OTLP front ends; empty = plain text", path=True)
+    key_file: str = _setting("", "PEM private key of cert_file", path=True)
+    client_ca_file: str = _setting("", "PEM CA bundle; set = clients must present a certificate it signed", path=True)
+
+
+@dataclass(frozen=True)
 class OtlpConfig:
-    grpc_endpoint: str = _setting("0.0.0.0:4317", "OTLP/gRPC listen address", endpoint=True)
-    http_endpoint: str = _setting("0.0.0.0:4318", "OTLP/HTTP listen address", endpoint=True)
+    grpc_endpoint: str = _setting("localhost:4317", "OTLP/gRPC listen address", endpoint=True)
+    http_endpoint: str = _setting("localhost:4318", "OTLP/HTTP listen address", endpoint=True)
     max_request_bytes: int = _setting(
         64 * 1024 * 1024,
         "largest request body accepted, after decompression (413 / RESOURCE_EXHAUSTED)",
@@ -54,6 +70,10 @@ class OtlpConfig:
         max=256,
         auto=True,
     )
+    decode_threads: int = _setting(
+        2, "threads (per worker process) that decode and convert request bodies, off the event loop", min=1, max=256
+    )
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
 
 def worker_count(value: int | str) -> int:
@@ -83,6 +103,9 @@ class DatabaseConfig:
 @dataclass(frozen=True)
 class MaintenanceConfig:
     enabled: bool = _setting(True, "run the maintenance task (native: partitions, rollups, retention)")
+    database_url: str = _setting(
+        "", "PostgreSQL URL of the maintenance connection (native: the tables' owner); empty = database.url"
+    )
     interval_s: float = _setting(30.0, "seconds between maintenance passes", min=1, max=3600)
     partition_days_ahead: int = _setting(3, "native: days covered by partitions ahead of today", min=1, max=60)
     partition_hours: int = _setting(
@@ -181,6 +204,24 @@ class LimitsConfig:
     max_attribute_value_bytes: int = _setting(
         128 * 1024, "longer string/bytes attribute values are truncated (with a marker)", min=64, max=64 * 1024 * 1024
     )
+    max_items_per_request: int = _setting(
+        100_000, "spans + data points + log records per request; more: 413 / RESOURCE_EXHAUSTED", min=1, max=1 << 40
+    )
+    max_containers_per_request: int = _setting(
+        200_000,
+        "resource/scope entries, events, links, metrics, exemplars per request; more: 413 / RESOURCE_EXHAUSTED",
+        min=1,
+        max=1 << 40,
+    )
+    max_request_memory_mib: int = _setting(
+        256, "memory one request may take while decoded (estimated, then charged); more: 413", min=1, max=1 << 20
+    )
+    max_decode_amplification: int = _setting(
+        128,
+        "decode memory a request may take per byte of its body, beyond 16 MiB; more: 413",
+        min=1,
+        max=1 << 20,
+    )
     max_future_skew_s: int = _setting(
         600,
         "items dated further ahead of the receive time than this are rejected (partial success)",
@@ -201,6 +242,12 @@ class AuthConfig:
     mode: str = _setting("none", "none, or api_key (Authorization: Bearer / x-api-key)", choices=("none", "api_key"))
     refresh_interval_s: float = _setting(
         10.0, "how often active API keys are re-read (a revoked key stops working within this)", min=0.5, max=3600
+    )
+    rate_burst_s: float = _setting(
+        2.0,
+        "a key with a rate may send this many seconds' worth of items at once (token bucket size)",
+        min=0.1,
+        max=3600,
     )
 
 
@@ -232,7 +279,14 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def effective(self) -> dict[str, dict[str, Any]]:
-        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in fields(self)}
+        """Values by dotted section name ("otlp", "otlp.tls", ...), settings only."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in sections():
+            section: Any = self
+            for part in name.split("."):
+                section = getattr(section, part)
+            out[name] = {f.name: getattr(section, f.name) for f in _settings(type(section))}
+        return out
 
 
 class ConfigError(Exception):
@@ -243,8 +297,29 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+def _is_section(f: dataclasses.Field[Any]) -> bool:
+    factory = f.default_factory
+    return factory is not dataclasses.MISSING and dataclasses.is_dataclass(factory)
+
+
+def _settings(cls: type) -> list[dataclasses.Field[Any]]:
+    """The fields of a section that are settings (not nested sections such as otlp.tls)."""
+    return [f for f in fields(cls) if not _is_section(f)]
+
+
 def sections() -> dict[str, type]:
-    return {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
+    """Section classes by dotted name, parents before their nested sections ([otlp], [otlp.tls])."""
+    out: dict[str, type] = {}
+
+    def walk(prefix: str, cls: type) -> None:
+        for f in fields(cls):
+            if _is_section(f):
+                name = f"{prefix}.{f.name}" if prefix else f.name
+                out[name] = f.default_factory  # type: ignore[assignment]
+                walk(name, f.default_factory)  # type: ignore[arg-type]
+
+    walk("", Config)
+    return out
 
 
 def _coerce(key: str, raw: Any, kind: type, meta: Mapping[str, Any], from_env: bool) -> tuple[Any, str | None]:
@@ -336,17 +411,16 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 
     known = sections()
     values: dict[str, dict[str, Any]] = {name: {} for name in known}
-    for section, body in document.items():
-        if section not in known:
-            hint = difflib.get_close_matches(section, known, 1)
-            problems.append(f"[{section}]: unknown section" + (f" (did you mean [{hint[0]}]?)" if hint else ""))
-            continue
+
+    def read_table(section: str, body: Any) -> None:
         if not isinstance(body, dict):
             problems.append(f"{section}: expected a table [{section}]")
-            continue
-        cls = known[section]
-        names = [f.name for f in fields(cls)]
+            return
+        names = [f.name for f in _settings(known[section])]
         for key, raw in body.items():
+            if f"{section}.{key}" in known:
+                read_table(f"{section}.{key}", raw)
+                continue
             if key not in names:
                 hint = difflib.get_close_matches(key, names, 1)
                 problems.append(
@@ -355,27 +429,38 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
                 continue
             values[section][key] = (raw, False)
 
+    for section, body in document.items():
+        if section not in known:
+            hint = difflib.get_close_matches(section, [k for k in known if "." not in k], 1)
+            problems.append(f"[{section}]: unknown section" + (f" (did you mean [{hint[0]}]?)" if hint else ""))
+            continue
+        read_table(section, body)
+
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
-        if len(parts) != 2 or parts[0] not in known or parts[1] not in [f.name for f in fields(known[parts[0]])]:
+        section, key = ".".join(parts[:-1]), parts[-1]
+        if section not in known or key not in [f.name for f in _settings(known[section])]:
             problems.append(f"{name}: does not name a setting (expected {ENV_PREFIX}<SECTION>__<KEY>)")
             continue
-        values[parts[0]][parts[1]] = (raw, True)
+        values[section][key] = (raw, True)
     for (section, key), raw in _legacy_env(env).items():
         values[section][key] = (raw, True)
 
     built: dict[str, Any] = {}
-    for section, cls in known.items():
+    for section in reversed(list(known)):  # nested sections first: their parent takes them
+        cls = known[section]
         kwargs: dict[str, Any] = {}
-        meta_by_name = {f.name: f.metadata for f in fields(cls)}
+        meta_by_name = {f.name: f.metadata for f in _settings(cls)}
         for key, (raw, from_env) in values[section].items():
             value, problem = _coerce(f"{section}.{key}", raw, _kind(cls, key), meta_by_name[key], from_env)
             if problem:
                 problems.append(problem)
             else:
                 kwargs[key] = value
+        for child in [name for name in built if name.rpartition(".")[0] == section]:
+            kwargs[child.rpartition(".")[2]] = built.pop(child)
         built[section] = cls(**kwargs)
     config = Config(**built)
     if config.database.retry_max_ms < config.database.retry_initial_ms:
@@ -391,15 +476,33 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             f"{config.pipeline.writers + extra} (one more for health checks"
             + (", one for maintenance)" if config.maintenance.enabled else ")")
         )
+    problems += _tls_problems(config.otlp.tls)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _tls_problems(tls: TlsConfig) -> list[str]:
+    """Both halves of the server certificate or neither; mTLS needs TLS; every file readable."""
+    problems = []
+    if bool(tls.cert_file) != bool(tls.key_file):
+        missing = "otlp.tls.key_file" if tls.cert_file else "otlp.tls.cert_file"
+        present = "otlp.tls.cert_file" if tls.cert_file else "otlp.tls.key_file"
+        problems.append(f"{missing}: must be set when {present} is (TLS needs a certificate and its private key)")
+    if tls.client_ca_file and not tls.cert_file:
+        problems.append("otlp.tls.client_ca_file: client certificates need TLS: set otlp.tls.cert_file and key_file")
+    for key in ("cert_file", "key_file", "client_ca_file"):
+        path = getattr(tls, key)
+        if path and not os.access(path, os.R_OK):
+            reason = "does not exist" if not os.path.exists(path) else "is not readable by this user"
+            problems.append(f"otlp.tls.{key}: {path} {reason}")
+    return problems
 
 
 def documented_keys() -> list[tuple[str, str, Any, str]]:
     """(section, key, default, doc) for every setting, in declaration order."""
     out = []
     for section, cls in sections().items():
-        for f in fields(cls):
+        for f in _settings(cls):
             out.append((section, f.name, f.default, f.metadata["doc"]))
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import time
 from dataclasses import dataclass
@@ -22,23 +23,28 @@ from typing import Any
 import asyncpg
 
 from receiver import __version__, schema
-from receiver.app.config import Config
+from receiver.app.config import Config, ConfigError
+from receiver.convert.budget import MIB, DecodeLimits
 from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import trace_converter
 from receiver.convert.window import TimeWindow
+from receiver.endpoints import is_loopback
 from receiver.frontends.auth import ApiKeyAuthenticator
+from receiver.frontends.decode_pool import DecodePool
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
 from receiver.frontends.ingest import Ingest, IngestLimits
+from receiver.frontends.ratelimit import KeyRateLimiter
 from receiver.frontends.signals import SIGNALS
+from receiver.frontends.tls import TlsCredentials, TlsError
 from receiver.pipeline.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from receiver.pipeline.memory import MemoryGuard
 from receiver.pipeline.pipeline import Pipeline
 from receiver.pipeline.queue import BoundedQueue
 from receiver.pipeline.sink import CopySink, DeadLetterFile, RetryPolicy
 from receiver.pipeline.spool import Spool
-from receiver.storage.api_keys import load_active_keys, mark_used
+from receiver.storage.api_keys import ActiveKey, load_active_keys, mark_used
 from receiver.storage.database import Database, probe, redact
 from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from receiver.storage.errors import describe
@@ -48,6 +54,7 @@ from receiver.storage.pricing_store import (
     PricingFileError,
     default_pricing_file,
     load_price_book,
+    may_seed_prices,
     read_pricing_file,
     seed_prices,
 )
@@ -55,7 +62,9 @@ from receiver.storage.retention import configured_retention_s, timescale_retenti
 from receiver.storage.writer import DatabaseWriter
 from receiver.telemetry.admin import AdminServer
 from receiver.telemetry.logging import configure_logging, get_logger
+from receiver.telemetry.looplag import LoopLagMonitor
 from receiver.telemetry.metrics import Metrics
+from receiver.telemetry.systemd import SystemdHeartbeat, SystemdNotifier
 
 
 def retention_days(config: Config) -> dict[str, int]:
@@ -99,9 +108,15 @@ class WorkerRole:
 
 
 class Receiver:
-    def __init__(self, config: Config, *, worker: WorkerRole | None = None) -> None:
+    def __init__(
+        self, config: Config, notifier: SystemdNotifier | None = None, *, worker: WorkerRole | None = None
+    ) -> None:
         self.config = config
         self.worker = worker
+        # systemd (Type=notify): READY=1 once serving, STOPPING=1 on drain, STATUS=, watchdog pings. A worker
+        # gets none: systemd talks to its supervisor, which says READY=1 once every worker serves.
+        self.notifier = notifier if notifier is not None and worker is None else SystemdNotifier()
+        self.heartbeat = SystemdHeartbeat(self.notifier, self.status_line, lambda: not self.ready and not self.draining)
         self.metrics = Metrics()
         self.log = get_logger("receiver")
         self.embedded: EmbeddedPostgres | None = None
@@ -119,6 +134,11 @@ class Receiver:
             ApiKeyAuthenticator(config.pipeline.retry_after_s) if config.auth.mode == "api_key" else None
         )
         self._keys_task: asyncio.Task[None] | None = None
+        self._told_prices_read_only = False
+        try:  # checked before anything starts: a bad certificate is a configuration error (exit 2)
+            self.tls = TlsCredentials.load(config.otlp.tls) if config.otlp.tls.cert_file else None
+        except TlsError as exc:
+            raise ConfigError(exc.problems) from None
         # Retention per signal (seconds): the configured days until the database says otherwise (the
         # timescale flavor's policies are read at bootstrap). Spans, points and records older, or further
         # ahead than limits.max_future_skew_s, are rejected at the door.
@@ -147,8 +167,13 @@ class Receiver:
         self.metrics.memory_limit.set(self.memory.limit_bytes)
         self.metrics.memory_rss.set_function(lambda: self.memory.rss_bytes)
         self.metrics.memory_peak.set_function(lambda: self.memory.peak_rss_bytes)
+        self.decode_pool = DecodePool(config.otlp.decode_threads)
+        self.metrics.decode_in_flight.set_function(lambda: self.decode_pool.waiting)
+        self.metrics.decode_reserved.set_function(lambda: self.memory.reserved_bytes)
+        self.loop_lag = LoopLagMonitor(self.metrics.loop_lag, self.metrics.loop_lag_max)
         self.spool: Spool | None = None
         self.pipeline: Pipeline | None = None
+        self.ingest: Ingest | None = None
         self.grpc: GrpcFrontend | None = None
         self.http: HttpFrontend | None = None
         self.admin: AdminServer | None = None
@@ -158,12 +183,14 @@ class Receiver:
 
     async def start(self) -> None:
         cfg = self.config
+        self.heartbeat.start()
         dsn = cfg.database.url
         if not dsn:
             self.embedded = EmbeddedPostgres(cfg.database.embedded_dir)
             dsn = await asyncio.to_thread(self.embedded.start)
             self.log.info("embedded database running", data_dir=str(self.embedded.root), dsn=dsn, psql=f"psql '{dsn}'")
         self.database = Database(dsn, cfg.database.connect_timeout_s)
+        self.loop_lag.start()
 
         admin_endpoint = self.worker.admin_endpoint if self.worker is not None else cfg.admin.endpoint
         self.admin = AdminServer(admin_endpoint, self.metrics, self.health_report, self.readiness)
@@ -184,16 +211,37 @@ class Receiver:
             RetryPolicy(cfg.database.retry_initial_ms / 1000, cfg.database.retry_max_ms / 1000),
         )
         self.pipeline = Pipeline(self.queue, sink, self.breaker, cfg.pipeline.batch_max_rows, self.memory)
-        limits = IngestLimits(cfg.otlp.max_request_bytes, cfg.pipeline.row_overhead_bytes, cfg.pipeline.retry_after_s)
-        ingest = Ingest(self.pipeline, self.metrics, limits, lambda: self._convert_options, self.authenticator)
+        limits = IngestLimits(
+            cfg.otlp.max_request_bytes,
+            cfg.pipeline.row_overhead_bytes,
+            cfg.pipeline.retry_after_s,
+            DecodeLimits(
+                cfg.limits.max_items_per_request,
+                cfg.limits.max_containers_per_request,
+                cfg.limits.max_request_memory_mib * MIB,
+                cfg.limits.max_decode_amplification,
+            ),
+        )
+        ingest = Ingest(
+            self.pipeline,
+            self.metrics,
+            limits,
+            lambda: self._convert_options,
+            self.authenticator,
+            KeyRateLimiter(cfg.auth.rate_burst_s),
+            self.decode_pool,
+            self.memory,
+        )
+        self.ingest = ingest
         if cfg.pipeline.durability == "spool":
             await self._open_spool(ingest)
         await self.pipeline.start()
 
         signals = list(SIGNALS.values())
         shared = self.worker is not None  # workers share the OTLP ports (SO_REUSEPORT)
-        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes, shared)
-        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes, shared)
+        limit = cfg.otlp.max_request_bytes
+        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, limit, self.tls, reuse_port=shared)
+        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, limit, self.tls, reuse_port=shared)
         await self.grpc.start()
         await self.http.start()
         self.log.info(
@@ -202,11 +250,35 @@ class Receiver:
             grpc=f"{cfg.otlp.grpc_endpoint} (port {self.grpc.port})",
             http=f"{cfg.otlp.http_endpoint} (port {self.http.port})",
             admin=admin_endpoint if shared else f"{cfg.admin.endpoint} (port {self.admin.port})",
+            tls=self.tls.describe() if self.tls is not None else "off",
+            tls_certificate_sha256=self.tls.material.fingerprint if self.tls is not None else None,
+            auth=cfg.auth.mode,
             database=redact(dsn),
             durability=cfg.pipeline.durability,
             trace_converter=trace_converter(cfg.convert.native),
         )
+        self._warn_if_open()
         self._bootstrap_task = asyncio.create_task(self._bootstrap(), name="database-bootstrap")
+        # What exists now (modules, descriptors, the components) lives as long as the process: keep it
+        # out of the garbage collector's full passes, each of which would walk it again (tens of ms,
+        # holding the GIL) while large requests are being decoded.
+        gc.freeze()
+
+    def _warn_if_open(self) -> None:
+        """One warning when other hosts can send data that nothing authenticates."""
+        if self.config.auth.mode != "none" or (self.tls is not None and self.tls.mutual):
+            return  # API keys or client certificates authenticate every sender
+        if self.worker is not None and self.worker.index > 0:
+            return  # workers share the ports and the configuration: worker 0 warns for all of them
+        otlp = self.config.otlp
+        exposed = [e for e in (otlp.grpc_endpoint, otlp.http_endpoint) if not is_loopback(e)]
+        if exposed:
+            self.log.warning(
+                "OTLP served to other hosts without authentication",
+                endpoints=exposed,
+                detail="auth.mode = none: anyone who can reach these ports can write telemetry. Set "
+                "auth.mode = api_key (and otlp.tls.* for TLS), or listen on localhost only",
+            )
 
     async def _open_spool(self, ingest: Ingest) -> None:
         assert self.pipeline is not None
@@ -278,7 +350,7 @@ class Receiver:
                     await self._load_retention(conn)
                     await self._load_prices(conn)
                     if self.authenticator is not None:
-                        self.authenticator.replace_keys(await load_active_keys(conn))
+                        self._use_keys(await load_active_keys(conn))
                 await self._start_maintenance()  # its first pass creates today's partitions
                 if self.pipeline is not None:
                     self.pipeline.sink.storage_ready.set()  # writers start once the schema is complete
@@ -286,6 +358,7 @@ class Receiver:
                 self.not_ready_reason = ""
                 if self.grpc is not None:
                     await self.grpc.set_serving(True)
+                self.notifier.ready(self.status_line())  # the front ends listen since start(): serving now
                 self.log.info("ready", flavor=self.flavor, prices=len(self._convert_options.price_book))
                 if self.authenticator is not None:
                     self._keys_task = asyncio.create_task(self._refresh_keys(), name="api-key-refresh")
@@ -313,10 +386,19 @@ class Receiver:
                 async with self._admin_lock:
                     conn = await self._admin_connection()
                     await mark_used(conn, used)
-                    self.authenticator.replace_keys(await load_active_keys(conn))
+                    self._use_keys(await load_active_keys(conn))
                 self.authenticator.used.difference_update(used)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self.metrics.key_refreshes.labels("failed").inc()
                 self.log.warning("could not refresh API keys; keeping the last known set", error=describe(exc))
+
+    def _use_keys(self, keys: dict[bytes, ActiveKey]) -> None:
+        assert self.authenticator is not None
+        self.authenticator.replace_keys(keys)
+        if self.ingest is not None:  # forget the rate-limit state of keys gone
+            self.ingest.rate_limiter.retain(self.authenticator.active_ids())
+        self.metrics.keys_active.set(len(keys))
+        self.metrics.key_refreshes.labels("ok").inc()
 
     async def _start_maintenance(self) -> None:
         """Start the maintenance task once the schema is migrated (it needs the partitioned tables and
@@ -324,6 +406,8 @@ class Receiver:
         if not self.config.maintenance.enabled or self.draining or self.database is None:
             return
         database = self.database
+        if self.config.maintenance.database_url:  # native partitions need the tables' owner (README)
+            database = Database(self.config.maintenance.database_url, self.config.database.connect_timeout_s)
         self.maintenance = Maintenance(
             lambda: database.connect("maintenance"),
             self.flavor or "native",
@@ -366,15 +450,45 @@ class Receiver:
         self._convert_options = self._make_options(self._convert_options.price_book)
 
     async def _load_prices(self, conn: asyncpg.Connection) -> None:
-        path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
-        prices = await asyncio.to_thread(read_pricing_file, path)
-        await seed_prices(conn, prices)
+        """Seed model_pricing from the price file (when this role may write it), then read it."""
+        if await may_seed_prices(conn):
+            path = Path(self.config.pricing.file) if self.config.pricing.file else default_pricing_file()
+            prices = await asyncio.to_thread(read_pricing_file, path)
+            await seed_prices(conn, prices)
+        elif not self._told_prices_read_only:
+            self._told_prices_read_only = True
+            self.log.info(
+                "model prices are read, not seeded: this role may not write model_pricing "
+                "(a writer role; `llm-observatory-receiver migrate`, run as the owner, seeds them)"
+            )
         self._convert_options = self._make_options(await load_price_book(conn))
 
+    def _reload_tls(self, config: Config) -> None:
+        if self.tls is None:
+            if config.otlp.tls.cert_file:
+                self.log.error("TLS not reloaded: turning TLS on needs a restart", key="otlp.tls.cert_file")
+            return
+        try:
+            changed = self.tls.reload(config.otlp.tls)
+        except TlsError as exc:
+            self.log.error("TLS certificates not reloaded; keeping the previous ones", problems=exc.problems)
+            return
+        self.log.info(
+            "TLS certificates reloaded",
+            changed=changed,
+            tls=self.tls.describe(),
+            tls_certificate_sha256=self.tls.material.fingerprint,
+        )
+
     async def reload(self, config: Config) -> None:
-        """SIGHUP: log level, prices and (timescale) the retention policies; other settings need a restart."""
+        """SIGHUP: log level, prices, TLS certificates and (timescale) the retention policies; other settings
+        need a restart."""
+        serving = self.ready and not self.draining  # READY=1 again only if it was sent before
+        if serving:
+            self.notifier.reloading()
         configure_logging(config.logging.level, config.logging.format)
         self.config = config
+        self._reload_tls(config)
         try:
             async with self._admin_lock:
                 conn = await self._admin_connection()
@@ -384,8 +498,34 @@ class Receiver:
             self.log.info("reloaded", prices=len(self._convert_options.price_book), log_level=config.logging.level)
         except Exception as exc:
             self.log.error("reload failed; keeping the previous prices", error=describe(exc))
+        if serving:
+            self.notifier.ready(self.status_line())
 
     # -- health ----------------------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS= (`systemctl status`): what the receiver is doing, queue, breaker, spool."""
+        if self.draining:
+            phase = "draining"
+        elif self.ready:
+            phase = "ready"
+        else:
+            phase = f"starting: {self.not_ready_reason}" if self.not_ready_reason else "starting"
+        mib = 1024 * 1024
+        parts = [
+            phase,
+            f"queue {self.queue.rows}/{self.queue.max_rows} rows, {self.queue.nbytes / mib:.0f}/"
+            f"{self.queue.max_bytes / mib:.0f} MiB",
+            f"breaker {self.breaker.state.name.lower().replace('_', '-')}",
+        ]
+        if self.spool is not None:
+            parts.append(
+                f"spool {self.spool.used_bytes / mib:.0f}/{self.config.spool.max_bytes / mib:.0f} MiB, "
+                f"backlog {self.spool.backlog_bytes() / mib:.0f} MiB"
+            )
+        if self.maintenance is not None and self.maintenance.consecutive_failures:
+            parts.append(f"maintenance failed {self.maintenance.consecutive_failures}x in a row")
+        return "; ".join(parts)
 
     def readiness(self) -> tuple[bool, str]:
         if self.draining:
@@ -497,6 +637,7 @@ class Receiver:
     async def shutdown(self) -> None:
         started = time.monotonic()
         self.draining = True
+        self.notifier.stopping(self.status_line())
         self.log.info("shutting down: refusing new data, draining the queue", queued_rows=self.queue.rows)
         if self.grpc is not None:
             await self.grpc.set_serving(False)
@@ -518,15 +659,20 @@ class Receiver:
             await self.maintenance.shutdown()
         if self.pipeline is not None:
             await self.pipeline.stop(self.config.pipeline.shutdown_timeout_s)
+        await asyncio.to_thread(self.decode_pool.shutdown)  # front ends and spool replay are done with it
         if self._admin_conn is not None:
             with contextlib.suppress(Exception):
                 await self._admin_conn.close(timeout=2)
         if self.admin is not None:
             await self.admin.stop()
+        await self.loop_lag.stop()
         if self.embedded is not None and self.embedded.started_here:
             try:
                 await asyncio.to_thread(self.embedded.stop)
             except EmbeddedDatabaseError as exc:
                 self.log.error("embedded database did not stop cleanly", error=str(exc))
         lost = self.pipeline.sink.lost_rows if self.pipeline else 0
+        await self.heartbeat.stop()
+        self.notifier.notify(STATUS=f"stopped: {lost} rows lost")
+        self.notifier.close()
         self.log.info("stopped", seconds=round(time.monotonic() - started, 2), rows_lost=lost)

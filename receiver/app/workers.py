@@ -12,7 +12,10 @@ The supervisor (the process `run` started, systemd's main PID):
 4. serves admin.endpoint: /metrics and /health of all workers together (receiver.telemetry.aggregate);
 5. replaces a worker that dies (its successor replays its spool), with a backoff if it keeps dying;
 6. on SIGTERM/SIGINT forwards SIGTERM to every worker (each drains within shutdown_timeout_s), waits,
-   then stops the embedded database. SIGHUP is forwarded.
+   then stops the embedded database. SIGHUP is forwarded;
+7. speaks to systemd (Type=notify, NotifyAccess=main: only the main PID may): READY=1 once every worker
+   serves, RELOADING=1 / READY=1 around a forwarded SIGHUP, STOPPING=1 on shutdown, STATUS= and the
+   watchdog pings from its own event loop. Workers get no NOTIFY_SOCKET.
 Database maintenance runs in the workers; its advisory lock lets one pass run at a time per database,
 as it does between separate receivers.
 """
@@ -45,6 +48,7 @@ from receiver.storage.migrate import MigrationError, migrate
 from receiver.telemetry import aggregate
 from receiver.telemetry.admin import AdminServer
 from receiver.telemetry.logging import get_logger
+from receiver.telemetry.systemd import SystemdHeartbeat, SystemdNotifier
 
 SCRAPE_INTERVAL_S = 5.0  # how often the supervisor keeps each worker's counters (for replaced workers)
 STOP_MARGIN_S = 30.0  # beyond shutdown_timeout_s, before a worker that does not exit is killed
@@ -91,8 +95,13 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, config: Config, config_path: str | None, count: int) -> None:
+    def __init__(
+        self, config: Config, config_path: str | None, count: int, notifier: SystemdNotifier | None = None
+    ) -> None:
         self.config = config
+        self.notifier = notifier or SystemdNotifier()
+        self.announced = False  # READY=1 sent (once every worker served for the first time)
+        self.heartbeat = SystemdHeartbeat(self.notifier, self.status_line, lambda: not self.announced)
         self.config_path = config_path
         self.count = count
         self.log = get_logger("supervisor")
@@ -115,7 +124,8 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+        self.heartbeat.start()
         try:
             await self._start()
             await self._stop.wait()
@@ -293,6 +303,9 @@ class Supervisor:
             if ready and not self.all_ready.is_set():
                 self.all_ready.set()
                 self.log.info("ready", workers=self.count, restarts=self.restarts)
+                if not self.announced:  # systemd: the service is up (a replaced worker later is not news)
+                    self.announced = True
+                    self.notifier.ready(self.status_line())
             await asyncio.sleep(READY_POLL_S if not ready else 1.0)
 
     async def _all_ready(self) -> tuple[bool, str]:
@@ -363,6 +376,14 @@ class Supervisor:
         merged["pid"] = os.getpid()
         return merged
 
+    def status_line(self) -> str:
+        """systemd's STATUS= (`systemctl status`): how many workers run and serve."""
+        running = sum(1 for w in self.workers if w.running)
+        if self.stopping:
+            return f"draining: {running} of {self.count} workers still running"
+        state = "ready" if self.all_ready.is_set() else "starting"
+        return f"{state}: {running} of {self.count} workers running, {self.restarts} replaced"
+
     def readiness(self) -> tuple[bool, str]:
         if self.stopping:
             return False, "draining: shutting down"
@@ -375,6 +396,20 @@ class Supervisor:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def _reload(self) -> None:
+        """SIGHUP (systemctl reload): RELOADING=1, forward it, READY=1 once every worker serves again."""
+        self.notifier.reloading()
+        self._forward(signal.SIGHUP)
+        self._spawn(self._ready_after_reload(), "ready-after-reload")
+
+    async def _ready_after_reload(self) -> None:
+        while not self.stopping:
+            ready, _ = await self._all_ready()
+            if ready:
+                self.notifier.ready(self.status_line())
+                return
+            await asyncio.sleep(READY_POLL_S)
+
     def _forward(self, signum: int) -> None:
         for worker in self.workers:
             if worker.running and worker.process is not None:
@@ -384,6 +419,7 @@ class Supervisor:
     async def _shutdown(self) -> None:
         started = time.monotonic()
         self.stopping = True
+        self.notifier.stopping(self.status_line())
         self.log.info("shutting down: every worker drains", workers=sum(1 for w in self.workers if w.running))
         self._forward(signal.SIGTERM)
         limit = self.config.pipeline.shutdown_timeout_s + STOP_MARGIN_S
@@ -413,3 +449,6 @@ class Supervisor:
         if any(code != 0 for code in codes) and not self.failed:
             self.failed = f"worker exit codes {codes}; see the workers' log lines"
         self.log.info("stopped", seconds=round(time.monotonic() - started, 2), worker_exit_codes=codes)
+        await self.heartbeat.stop()
+        self.notifier.notify(STATUS=f"stopped: worker exit codes {codes}")
+        self.notifier.close()

@@ -20,11 +20,20 @@
  *   3. Text: UTF-8 validation, the cleaning rules of attributes.clean_text, JSON strings, numbers
  *   4. Value encoders: AnyValue, ArrayValue, KeyValueList and attribute maps -> JSON
  *   5. Span builder: Span -> row pieces; ScopeSpans, ResourceSpans, the request
- *   6. The TraceDecoder type and the module
+ *   6. The TraceDecoder type
+ *   7. The scanners (WireScanner, scan_json): what a request holds, counted before it is decoded,
+ *      without the GIL
+ *   8. Uuid, an id type the garbage collector does not track; and the module
  *
  * Safety: the input is untrusted. Every length is checked against the end of the enclosing message
  * before it is used, recursion is bounded by MAX_DEPTH, and every allocation is released on every path
- * (the decode context owns all scratch memory and frees it once at the end).
+ * (the decode context owns all scratch memory and frees it once at the end). What a request may cost
+ * is bounded twice: before decoding by what the scanner counts (receiver/convert/budget.py), and while
+ * decoding by `max_output`, the memory the text made of its strings may take.
+ *
+ * Threads: requests are decoded in a thread pool, off the event loop. The scanners run without the
+ * GIL; the decoder makes Python objects as it goes, so it holds the GIL but offers it to other threads
+ * every YIELD_TICKS units of work (a few ms), so the event loop is never held for long.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -189,6 +198,7 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
+    PyObject *budget_error; /* raised when the text produced would exceed decode()'s max_output */
     PyObject *keys;         /* tuple of str: the attribute keys Python reads */
     PyObject *uuid_type;    /* receiver.convert.pgvalues.Uuid */
     PyObject *span_kinds;   /* traces.SPAN_KINDS; item 0 is the fallback for unknown values */
@@ -237,6 +247,18 @@ typedef struct {
     Py_ssize_t rejected;
     Py_ssize_t max_errors;
     PyObject *rejections; /* list of (index, name, trace_id, problem), at most max_errors */
+    /* A wire-format error, recorded where it is found and raised once the call unwinds: the reader
+     * also runs without the GIL (the scanner), where no Python exception can be set. */
+    const char *err_what;
+    const uint8_t *err_at;
+    /* Memory of the text made so far (str data, JSON parsed back, scratch buffers): the part of a
+     * request's decoded size that depends on what its strings hold (escapes, non-ASCII), which the
+     * scanner cannot see. Past max_output the decode stops with cfg->budget_error. */
+    Py_ssize_t out_bytes;
+    Py_ssize_t max_output;
+    int over_budget;
+    Py_ssize_t buffers_charged; /* capacity of the json and text buffers already charged */
+    unsigned ticks; /* units of work since other threads last had a chance at the GIL */
     /* The accepted start times (receiver.convert.window), inclusive, and the callable that words a
      * refusal: window_problem(start_time_unix_nano) -> str. Spans outside are counted as too old or
      * too new. */
@@ -250,8 +272,69 @@ typedef struct {
 static int
 wire_error(Ctx *ctx, const uint8_t *at, const char *what)
 {
-    PyErr_Format(ctx->cfg->error_type, "%s at byte %zd", what, (Py_ssize_t)(at - ctx->base));
+    ctx->err_what = what;
+    ctx->err_at = at;
     return -1;
+}
+
+/* Units of work (values, attributes, spans, events, ...) between two offers of the GIL: a few ms. */
+#define YIELD_TICKS 4096
+
+/* Lets other threads (the event loop) run now and then during a long decode. Only this call's own
+ * objects are in use and the request bytes are immutable, so releasing the GIL here is safe. */
+static inline void
+maybe_yield(Ctx *ctx)
+{
+    if (++ctx->ticks >= YIELD_TICKS) {
+        ctx->ticks = 0;
+        Py_BEGIN_ALLOW_THREADS
+        Py_END_ALLOW_THREADS
+    }
+}
+
+/* Charges `n` more bytes of output; -1 (with over_budget set) past max_output. */
+static int
+charge_output(Ctx *ctx, Py_ssize_t n)
+{
+    ctx->out_bytes += n;
+    if (ctx->out_bytes > ctx->max_output) {
+        ctx->over_budget = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* Bytes of scratch memory per entry of the attribute stack: the entry, and what map_finish allocates to
+ * group and sort the keys of a map (every map being finished has its entries on the stack). */
+#define KV_SCRATCH_BYTES ((Py_ssize_t)sizeof(KvEntry) + 64)
+
+/* The scratch buffers and the attribute stack, as they grow (they live as long as the call). */
+static int
+charge_buffers(Ctx *ctx)
+{
+    Py_ssize_t now = ctx->json.cap + ctx->text.cap + ctx->kv_cap * KV_SCRATCH_BYTES;
+    if (now <= ctx->buffers_charged) {
+        return 0;
+    }
+    Py_ssize_t grown = now - ctx->buffers_charged;
+    ctx->buffers_charged = now;
+    return charge_output(ctx, grown);
+}
+
+/* A str just made, charged by the size of its characters (as CPython stores them: 1, 2 or 4 bytes
+ * each) plus its header; NULL (and the str released) when it does not fit the budget. */
+static PyObject *
+charged_str(Ctx *ctx, PyObject *str)
+{
+    if (str == NULL) {
+        return NULL;
+    }
+    Py_ssize_t size = (Py_ssize_t)sizeof(PyCompactUnicodeObject) + PyUnicode_GET_LENGTH(str) * PyUnicode_KIND(str);
+    if (charge_output(ctx, size) < 0 || charge_buffers(ctx) < 0) {
+        Py_DECREF(str);
+        return NULL;
+    }
+    return str;
 }
 
 static int
@@ -364,10 +447,16 @@ read_value(Ctx *ctx, Reader *r, const uint8_t *at, Field *f)
         return 0;
     case WT_LEN: {
         uint64_t len;
+        const uint8_t *size_at = r->p;
         if (read_varint(ctx, r, &len) < 0) {
             return -1;
         }
-        /* upb refuses sizes of INT32_MAX or more before comparing with what is left. */
+        /* upb reads a size as a varint of at most 5 bytes (longer: "wire format was corrupt", also
+         * when the value is small, e.g. 80 80 80 80 80 00), and refuses sizes of INT32_MAX or more
+         * before comparing with what is left. */
+        if (r->p - size_at > 5) {
+            return wire_error(ctx, size_at, "length of a length-delimited field longer than 5 bytes");
+        }
         if (len >= INT32_MAX || len > (uint64_t)(r->end - r->p)) {
             return wire_error(ctx, at, "length-delimited field runs past the end of its message");
         }
@@ -864,7 +953,7 @@ static PyObject *
 text_str(Ctx *ctx, const Text *t)
 {
     if (!t->has_nul && t->cut < 0) {
-        return utf8_str((const char *)t->raw, t->keep, t->ascii);
+        return charged_str(ctx, utf8_str((const char *)t->raw, t->keep, t->ascii));
     }
     Buf *b = &ctx->text;
     b->len = 0;
@@ -885,7 +974,7 @@ text_str(Ctx *ctx, const Text *t)
         o = put_marker(o, t->cut);
     }
     b->len = o - b->data;
-    return PyUnicode_DecodeUTF8(b->data, b->len, NULL);
+    return charged_str(ctx, PyUnicode_DecodeUTF8(b->data, b->len, NULL));
 }
 
 /* `clean_text(value) or None`. */
@@ -1159,6 +1248,7 @@ encode_any(Ctx *ctx, const Segs *segs, int depth, Stats *stats, PyObject **py)
     AnyValue av;
     Buf *out = &ctx->json;
     Py_ssize_t start = out->len;
+    maybe_yield(ctx);
     int rc = any_resolve(ctx, segs, depth, &av);
     if (rc < 0) {
         segs_free(&av.parts);
@@ -1207,7 +1297,7 @@ encode_any(Ctx *ctx, const Segs *segs, int depth, Stats *stats, PyObject **py)
         rc = json_put_base64(ctx, out, av.str.ptr, av.str.len, stats);
         if (rc == 0 && py) {
             /* base64 and the marker need no escaping: the literal minus its quotes is the value. */
-            *py = utf8_str(out->data + start + 1, out->len - start - 2, av.str.len <= ctx->limit);
+            *py = charged_str(ctx, utf8_str(out->data + start + 1, out->len - start - 2, av.str.len <= ctx->limit));
             rc = *py ? 0 : -1;
         }
         break;
@@ -1225,7 +1315,12 @@ encode_any(Ctx *ctx, const Segs *segs, int depth, Stats *stats, PyObject **py)
         }
         if (rc == 0 && py) {
             /* Rare (an array under a key Python reads, e.g. finish reasons): parse back the JSON just
-             * written, which is exactly the value's JSON. */
+             * written, which is exactly the value's JSON. Charged before it is made: the parsed
+             * value may take up to 24 bytes per byte of JSON (`{},` becomes a dict and a list slot). */
+            if (charge_output(ctx, (out->len - start) * 25) < 0) {
+                rc = -1;
+                break;
+            }
             PyObject *fragment = PyBytes_FromStringAndSize(out->data + start, out->len - start);
             *py = fragment ? PyObject_CallOneArg(ctx->cfg->loads, fragment) : NULL;
             Py_XDECREF(fragment);
@@ -1289,6 +1384,9 @@ kv_push(Ctx *ctx)
         }
         ctx->kv = kv;
         ctx->kv_cap = cap;
+        if (charge_buffers(ctx) < 0) {
+            return -1;
+        }
     }
     memset(&ctx->kv[ctx->kv_len], 0, sizeof(KvEntry));
     ctx->kv_len++;
@@ -1313,6 +1411,7 @@ kv_collect(Ctx *ctx, const Field *kv_field, int depth)
     if (depth > MAX_DEPTH) {
         return depth_error(ctx, kv_field->data);
     }
+    maybe_yield(ctx);
     if (kv_push(ctx) < 0) {
         return -1;
     }
@@ -1506,6 +1605,9 @@ static int
 map_finish(Ctx *ctx, Py_ssize_t base, int kv_depth, Stats *stats, PyObject *wanted)
 {
     Py_ssize_t n = ctx->kv_len - base;
+    if (n == 0) {
+        return buf_puts(&ctx->json, "{}"); /* (and ctx->kv may still be NULL: no pointer arithmetic on it) */
+    }
     Py_ssize_t small[64];
     Py_ssize_t *group = small;
     if (n > 32) {
@@ -1623,7 +1725,7 @@ json_begin(Ctx *ctx)
 static PyObject *
 json_str(Ctx *ctx)
 {
-    return utf8_str(ctx->json.data, ctx->json.len, !ctx->json.non_ascii);
+    return charged_str(ctx, utf8_str(ctx->json.data, ctx->json.len, !ctx->json.non_ascii));
 }
 
 /* ======================================================================================== */
@@ -1853,6 +1955,7 @@ encode_event(Ctx *ctx, const Field *event, int depth, Stats *stats)
     if (depth > MAX_DEPTH) {
         return depth_error(ctx, event->data);
     }
+    maybe_yield(ctx);
     uint64_t time = 0, dropped = 0;
     Str name = EMPTY_STR;
     Reader r = {event->data, event->data + event->len};
@@ -1896,6 +1999,7 @@ encode_link(Ctx *ctx, const Field *link, int depth, Stats *stats)
     if (depth > MAX_DEPTH) {
         return depth_error(ctx, link->data);
     }
+    maybe_yield(ctx);
     const uint8_t *trace_id = EMPTY, *span_id = EMPTY;
     Py_ssize_t trace_id_len = 0, span_id_len = 0;
     Str trace_state = EMPTY_STR;
@@ -2027,6 +2131,7 @@ convert_span(Ctx *ctx, Seg seg, int depth, PyObject *spans)
     PyObject *row = NULL, *problem = NULL;
     PyObject *items[15] = {0};
     int rc = -1;
+    maybe_yield(ctx);
     if (read_span(ctx, seg, depth, &s) < 0) {
         goto done;
     }
@@ -2114,9 +2219,17 @@ convert_span(Ctx *ctx, Seg seg, int depth, PyObject *spans)
     if (row == NULL) {
         goto done;
     }
+    int atoms_only = 1;
     for (int i = 0; i < 15; i++) {
+        atoms_only &= !PyObject_IS_GC(items[i]) || !PyObject_GC_IsTracked(items[i]);
         PyTuple_SET_ITEM(row, i, items[i]);
         items[i] = NULL;
+    }
+    if (atoms_only) {
+        /* What the collector would conclude at its next pass (a tuple of untracked values cannot be in a
+         * cycle): tens of thousands of these wait for Python to make rows of them, and a full pass
+         * meanwhile would walk them all while holding the GIL. */
+        PyObject_GC_UnTrack(row);
     }
     rc = PyList_Append(spans, row);
 done:
@@ -2140,6 +2253,7 @@ convert_scope_spans(Ctx *ctx, Seg seg, int depth)
         depth_error(ctx, seg.ptr);
         return NULL;
     }
+    maybe_yield(ctx);
     spans = PyList_New(0);
     if (spans == NULL) {
         return NULL;
@@ -2197,13 +2311,16 @@ convert_scope_spans(Ctx *ctx, Seg seg, int depth)
     if (check_map(ctx, &scope, 3, depth + 2) < 0) {
         goto done;
     }
-    Text t;
-    text_clean(&scope_name, ctx->limit, &ctx->stats, &t);
-    if ((name = text_str_or_none(ctx, &t)) == NULL) {
+    Text name_text, version_text;
+    text_clean(&scope_name, ctx->limit, &ctx->stats, &name_text);
+    text_clean(&scope_version, ctx->limit, &ctx->stats, &version_text);
+    if (PyList_GET_SIZE(spans) == 0) {
+        /* No row comes of it: it was checked and its statistics counted, nothing more is kept (a
+         * request of millions of empty scopes must not cost a tuple each). */
+        result = Py_NewRef(Py_None);
         goto done;
     }
-    text_clean(&scope_version, ctx->limit, &ctx->stats, &t);
-    if ((version = text_str_or_none(ctx, &t)) == NULL) {
+    if ((name = text_str_or_none(ctx, &name_text)) == NULL || (version = text_str_or_none(ctx, &version_text)) == NULL) {
         goto done;
     }
     result = PyTuple_Pack(3, name, version, spans);
@@ -2244,7 +2361,8 @@ convert_resource_spans(Ctx *ctx, Seg seg, int depth)
         depth_error(ctx, seg.ptr);
         return NULL;
     }
-    if ((scopes = PyList_New(0)) == NULL || (wanted = PyDict_New()) == NULL) {
+    maybe_yield(ctx);
+    if ((scopes = PyList_New(0)) == NULL) {
         goto done;
     }
     Reader r = reader_of(seg);
@@ -2260,7 +2378,7 @@ convert_resource_spans(Ctx *ctx, Seg seg, int depth)
         else if (f.number == 2) {
             Seg scope_spans = {f.data, f.len};
             PyObject *scope = convert_scope_spans(ctx, scope_spans, depth + 1);
-            rc = scope ? PyList_Append(scopes, scope) : -1;
+            rc = scope == NULL ? -1 : scope == Py_None ? 0 : PyList_Append(scopes, scope);
             Py_XDECREF(scope);
         }
         else if (f.number == 3) {
@@ -2278,8 +2396,12 @@ convert_resource_spans(Ctx *ctx, Seg seg, int depth)
         depth_error(ctx, resource.first.ptr);
         goto done;
     }
+    int keep = PyList_GET_SIZE(scopes) > 0; /* without spans, only checks and statistics count */
     json_begin(ctx);
-    if (encode_map(ctx, &resource, 1, depth + 2, &ctx->stats, wanted) < 0 || (json = json_str(ctx)) == NULL) {
+    if (keep && (wanted = PyDict_New()) == NULL) {
+        goto done;
+    }
+    if (encode_map(ctx, &resource, 1, depth + 2, &ctx->stats, wanted) < 0 || (keep && (json = json_str(ctx)) == NULL)) {
         goto done;
     }
     for (Py_ssize_t k = 0; k < resource.n; k++) {
@@ -2293,7 +2415,7 @@ convert_resource_spans(Ctx *ctx, Seg seg, int depth)
             goto done;
         }
     }
-    result = PyTuple_Pack(3, json, wanted, scopes);
+    result = keep ? PyTuple_Pack(3, json, wanted, scopes) : Py_NewRef(Py_None);
 done:
     segs_free(&resource);
     Py_XDECREF(scopes);
@@ -2318,7 +2440,7 @@ convert_request(Ctx *ctx, const uint8_t *data, Py_ssize_t len, PyObject *resourc
         if (resource == NULL) {
             return -1;
         }
-        rc = PyList_Append(resources, resource);
+        rc = resource == Py_None ? 0 : PyList_Append(resources, resource);
         Py_DECREF(resource);
         if (rc < 0) {
             return -1;
@@ -2332,54 +2454,82 @@ convert_request(Ctx *ctx, const uint8_t *data, Py_ssize_t len, PyObject *resourc
 /* ======================================================================================== */
 
 PyDoc_STRVAR(decode_doc,
-             "decode(body, limit, max_errors, earliest, latest, window_problem)\n"
+             "decode(body, limit, max_errors, max_output, earliest, latest, window_problem)\n"
              "    -> (resources, rejected, rejections, truncated_values, nul_replaced, non_finite_numbers,\n"
-             "        too_old, too_new)\n\n"
+             "        output_bytes, too_old, too_new)\n\n"
+             "body: bytes (immutable: the GIL is released now and then during the decode).\n"
              "earliest, latest: accepted span start times (Unix ns, inclusive); a span outside is rejected\n"
              "with the problem window_problem(start_time_unix_nano) returns, and counted in too_old/too_new.\n"
              "resources: [(resource_json, resource_wanted_attributes, [(scope_name, scope_version, spans)])]\n"
+             "  (resources and scopes without spans are left out: they were checked, nothing comes of them)\n"
              "spans: [(wanted_attributes, ts, end_ts, trace_id, span_id, parent_span_id, name, kind,\n"
              "         duration_ms, status_code, status_message, trace_state, attributes_json,\n"
              "         events_json, links_json)]\n"
              "rejections: the first max_errors refused spans as (index, name, trace_id, problem).\n"
-             "Raises the decoder's error type for bytes upb would refuse.");
+             "output_bytes: memory of the text made (str data, parsed-back values, scratch buffers).\n"
+             "Raises the decoder's error type for bytes upb would refuse, and its budget error type as\n"
+             "soon as output_bytes would exceed max_output.");
+
+/* Raises what made a decode or scan fail: a wire-format error (recorded, not raised where found), the
+ * output budget, or the Python error already set. */
+static void
+raise_failure(const Ctx *ctx, PyObject *error_type, PyObject *budget_error)
+{
+    if (PyErr_Occurred()) {
+        return;
+    }
+    if (ctx->err_what != NULL) {
+        PyErr_Format(error_type, "%s at byte %zd", ctx->err_what, (Py_ssize_t)(ctx->err_at - ctx->base));
+    }
+    else if (ctx->over_budget && budget_error != NULL) {
+        PyErr_Format(budget_error, "decoded text would take more than %zd bytes", ctx->max_output);
+    }
+    else {
+        PyErr_SetString(PyExc_SystemError, "_fastotlp failed without an error");
+    }
+}
 
 static PyObject *
 TraceDecoder_decode(TraceDecoder *self, PyObject *args)
 {
-    Py_buffer body;
-    Py_ssize_t limit, max_errors;
+    PyObject *body;
+    Py_ssize_t limit, max_errors, max_output;
     unsigned long long earliest, latest;
     PyObject *window_problem;
-    if (!PyArg_ParseTuple(args, "y*nnKKO:decode", &body, &limit, &max_errors, &earliest, &latest,
+    if (!PyArg_ParseTuple(args, "SnnnKKO:decode", &body, &limit, &max_errors, &max_output, &earliest, &latest,
                           &window_problem)) {
         return NULL;
     }
-    if (limit < 0 || max_errors < 0) {
-        PyBuffer_Release(&body);
-        PyErr_SetString(PyExc_ValueError, "limit and max_errors must not be negative");
+    if (limit < 0 || max_errors < 0 || max_output < 0) {
+        PyErr_SetString(PyExc_ValueError, "limit, max_errors and max_output must not be negative");
         return NULL;
     }
     if (!PyCallable_Check(window_problem)) {
-        PyBuffer_Release(&body);
         PyErr_SetString(PyExc_TypeError, "window_problem must be callable");
         return NULL;
     }
     Ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.cfg = self;
-    ctx.base = body.buf;
+    ctx.base = (const uint8_t *)PyBytes_AS_STRING(body);
     ctx.limit = limit;
     ctx.max_errors = max_errors;
+    ctx.max_output = max_output;
     ctx.window_earliest = earliest;
     ctx.window_latest = latest;
     ctx.window_problem = window_problem;
     PyObject *resources = PyList_New(0);
     ctx.rejections = PyList_New(0);
     PyObject *result = NULL;
-    if (resources && ctx.rejections && convert_request(&ctx, body.buf, body.len, resources) == 0) {
-        result = Py_BuildValue("(OnOnnnnn)", resources, ctx.rejected, ctx.rejections, ctx.stats.truncated_values,
-                               ctx.stats.nul_replaced, ctx.stats.non_finite_numbers, ctx.too_old, ctx.too_new);
+    if (resources && ctx.rejections) {
+        if (convert_request(&ctx, ctx.base, PyBytes_GET_SIZE(body), resources) == 0) {
+            result = Py_BuildValue("(OnOnnnnnn)", resources, ctx.rejected, ctx.rejections, ctx.stats.truncated_values,
+                                   ctx.stats.nul_replaced, ctx.stats.non_finite_numbers, ctx.out_bytes, ctx.too_old,
+                                   ctx.too_new);
+        }
+        else {
+            raise_failure(&ctx, self->error_type, self->budget_error);
+        }
     }
     Py_XDECREF(resources);
     Py_XDECREF(ctx.rejections);
@@ -2387,7 +2537,6 @@ TraceDecoder_decode(TraceDecoder *self, PyObject *args)
     PyMem_Free(ctx.kv);
     PyMem_Free(ctx.json.data);
     PyMem_Free(ctx.text.data);
-    PyBuffer_Release(&body);
     return result;
 }
 
@@ -2404,10 +2553,11 @@ compare_wanted(const void *a, const void *b)
 static int
 TraceDecoder_init(TraceDecoder *self, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"keys", "uuid_type", "span_kinds", "status_codes", "loads", "error", NULL};
-    PyObject *keys, *uuid_type, *span_kinds, *status_codes, *loads, *error;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!O!OO:TraceDecoder", names, &PyTuple_Type, &keys, &uuid_type,
-                                     &PyTuple_Type, &span_kinds, &PyTuple_Type, &status_codes, &loads, &error)) {
+    static char *names[] = {"keys", "uuid_type", "span_kinds", "status_codes", "loads", "error", "budget_error", NULL};
+    PyObject *keys, *uuid_type, *span_kinds, *status_codes, *loads, *error, *budget_error;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!O!OOO:TraceDecoder", names, &PyTuple_Type, &keys, &uuid_type,
+                                     &PyTuple_Type, &span_kinds, &PyTuple_Type, &status_codes, &loads, &error,
+                                     &budget_error)) {
         return -1;
     }
     if (self->wanted != NULL) {
@@ -2418,8 +2568,9 @@ TraceDecoder_init(TraceDecoder *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_ValueError, "span_kinds and status_codes must not be empty");
         return -1;
     }
-    if (!PyExceptionClass_Check(error) || !PyCallable_Check(uuid_type) || !PyCallable_Check(loads)) {
-        PyErr_SetString(PyExc_TypeError, "error must be an exception class; uuid_type and loads callables");
+    if (!PyExceptionClass_Check(error) || !PyExceptionClass_Check(budget_error) || !PyCallable_Check(uuid_type) ||
+        !PyCallable_Check(loads)) {
+        PyErr_SetString(PyExc_TypeError, "error and budget_error must be exception classes; uuid_type and loads callables");
         return -1;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(keys);
@@ -2475,6 +2626,7 @@ TraceDecoder_init(TraceDecoder *self, PyObject *args, PyObject *kwargs)
     self->status_codes = Py_NewRef(status_codes);
     self->loads = Py_NewRef(loads);
     self->error_type = Py_NewRef(error);
+    self->budget_error = Py_NewRef(budget_error);
     return 0;
 }
 
@@ -2498,6 +2650,7 @@ TraceDecoder_traverse(TraceDecoder *self, visitproc visit, void *arg)
     Py_VISIT(self->status_codes);
     Py_VISIT(self->loads);
     Py_VISIT(self->error_type);
+    Py_VISIT(self->budget_error);
     return 0;
 }
 
@@ -2510,6 +2663,7 @@ TraceDecoder_clear(TraceDecoder *self)
     Py_CLEAR(self->status_codes);
     Py_CLEAR(self->loads);
     Py_CLEAR(self->error_type);
+    Py_CLEAR(self->budget_error);
     Py_CLEAR(self->nan_label);
     Py_CLEAR(self->inf_label);
     Py_CLEAR(self->ninf_label);
@@ -2535,11 +2689,12 @@ static PyMethodDef TraceDecoder_methods[] = {
 };
 
 PyDoc_STRVAR(TraceDecoder_doc,
-             "TraceDecoder(keys, uuid_type, span_kinds, status_codes, loads, error)\n\n"
+             "TraceDecoder(keys, uuid_type, span_kinds, status_codes, loads, error, budget_error)\n\n"
              "Decodes ExportTraceServiceRequest bytes into row pieces (see decode). keys: the attribute\n"
              "keys whose values Python needs; uuid_type: called with the 16 trace id bytes; span_kinds /\n"
              "status_codes: labels by enum value, item 0 for unknown values; loads: parses the JSON of\n"
-             "an array/kvlist value of a wanted key; error: the exception raised for invalid bytes.");
+             "an array/kvlist value of a wanted key; error: the exception raised for invalid bytes;\n"
+             "budget_error: the exception raised when the output would exceed decode()'s max_output.");
 
 static PyType_Slot TraceDecoder_slots[] = {
     {Py_tp_doc, (void *)TraceDecoder_doc},
@@ -2559,6 +2714,507 @@ static PyType_Spec TraceDecoder_spec = {
     .slots = TraceDecoder_slots,
 };
 
+/* ======================================================================================== */
+/* 7. The scanners: what a request holds, counted before it is decoded                      */
+/* ======================================================================================== */
+
+/*
+ * Why: what a request costs once decoded depends on how many messages it holds, not on its size (the
+ * two bytes `0a 00` are one empty ResourceSpans, which upb and the converters turn into tens to
+ * hundreds of bytes). WireScanner walks a request's wire format with the schema of its type and
+ * counts, per message type, the messages upb would make, and the elements of repeated scalar fields;
+ * it allocates nothing and runs without the GIL. Python checks the counts against the request's
+ * limits before any decoder runs (receiver/convert/budget.py).
+ *
+ * It reads with the decoder's reader, so it refuses what upb refuses about structure (broken wire
+ * format, over-long sizes, bad groups, nesting deeper than 100) and never more: it does not look
+ * inside strings (UTF-8 is the decoders' business) and does not descend into a message type that holds
+ * nothing it counts (nothing inside such a message can make anything else exist). A request it
+ * accepts may still be refused by a decoder; one it refuses, upb refuses too.
+ */
+
+enum { SK_NONE = 0, SK_MESSAGE = 1, SK_VARINTS = 2, SK_FIXED64S = 3, SK_FIXED32S = 4, SK_STRINGS = 5 };
+
+typedef struct {
+    uint8_t kind;
+    int32_t child; /* SK_MESSAGE: the type index of the field's message */
+} ScanSlot;
+
+typedef struct {
+    ScanSlot *slots; /* by field number, 0 .. width - 1 */
+    uint32_t width;
+    int descend;     /* holds a message field or a counted scalar field */
+} ScanType;
+
+typedef struct {
+    PyObject_HEAD
+    ScanType *types; /* type 0 is the request */
+    Py_ssize_t n_types;
+    PyObject *error_type;
+} WireScanner;
+
+typedef struct {
+    Ctx ctx; /* the reader's: request base, recorded error */
+    const ScanType *types;
+    Py_ssize_t *counts;
+    Py_ssize_t scalars;
+    Py_ssize_t messages;
+    Py_ssize_t max_messages;
+    int stopped; /* max_messages was passed: the counts are a lower bound */
+} Scan;
+
+/* Elements of a packed repeated varint field: one per byte without its continuation bit. */
+static Py_ssize_t
+packed_varints(const uint8_t *p, Py_ssize_t n)
+{
+    Py_ssize_t count = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        count += p[i] < 0x80;
+    }
+    return count;
+}
+
+/* Whether a message's bytes are exactly one well-formed field that its type does not count: an
+ * AnyValue holding a string or a number, nearly always. Nothing inside can be counted or be refused
+ * for its structure, so the scan need not descend (a quarter of the scan's work on GenAI spans). */
+static int
+single_uncounted_field(const ScanType *t, const uint8_t *p, Py_ssize_t len)
+{
+    if (len < 2 || p[0] >= 0x80 || p[0] < 8) {
+        return 0; /* not a one-byte tag of a field number >= 1 */
+    }
+    uint32_t number = p[0] >> 3;
+    if (number < t->width && t->slots[number].kind != SK_NONE) {
+        return 0;
+    }
+    switch (p[0] & 7) {
+    case WT_LEN:
+        if (p[1] < 0x80) {
+            return 2 + (Py_ssize_t)p[1] == len;
+        }
+        return len > 2 && p[2] < 0x80 && 3 + (Py_ssize_t)((p[1] & 0x7f) | (uint32_t)p[2] << 7) == len;
+    case WT_VARINT:
+        for (Py_ssize_t i = 1; i < len && i <= 10; i++) {
+            if (!(p[i] & 0x80)) {
+                return i + 1 == len;
+            }
+        }
+        return 0;
+    case WT_I64:
+        return len == 9;
+    case WT_I32:
+        return len == 5;
+    default:
+        return 0;
+    }
+}
+
+static int
+scan_message(Scan *sc, Reader r, int32_t type, int depth)
+{
+    const ScanType *t = &sc->types[type];
+    Field f;
+    int rc;
+    while ((rc = next_field(&sc->ctx, &r, &f, depth)) > 0) {
+        if (f.number >= t->width) {
+            continue;
+        }
+        ScanSlot slot = t->slots[f.number];
+        switch (slot.kind) {
+        case SK_MESSAGE:
+            if (f.wire_type != WT_LEN) {
+                break; /* upb keeps it among the unknown fields */
+            }
+            if (depth + 1 > MAX_DEPTH) {
+                return depth_error(&sc->ctx, f.data);
+            }
+            sc->counts[slot.child]++;
+            if (++sc->messages > sc->max_messages) {
+                sc->stopped = 1;
+                return 0;
+            }
+            if (sc->types[slot.child].descend && !single_uncounted_field(&sc->types[slot.child], f.data, f.len)) {
+                Reader inner = {f.data, f.data + f.len};
+                if (scan_message(sc, inner, slot.child, depth + 1) < 0) {
+                    return -1;
+                }
+                if (sc->stopped) {
+                    return 0;
+                }
+            }
+            break;
+        case SK_VARINTS:
+            if (f.wire_type == WT_VARINT) {
+                sc->scalars++;
+            }
+            else if (f.wire_type == WT_LEN) {
+                sc->scalars += packed_varints(f.data, f.len);
+            }
+            break;
+        case SK_FIXED64S:
+            sc->scalars += f.wire_type == WT_I64 ? 1 : f.wire_type == WT_LEN ? (f.len + 7) / 8 : 0;
+            break;
+        case SK_FIXED32S:
+            sc->scalars += f.wire_type == WT_I32 ? 1 : f.wire_type == WT_LEN ? (f.len + 3) / 4 : 0;
+            break;
+        case SK_STRINGS:
+            sc->scalars += f.wire_type == WT_LEN;
+            break;
+        default:
+            break;
+        }
+    }
+    return rc;
+}
+
+PyDoc_STRVAR(scan_doc,
+             "scan(body, max_messages) -> (counts, scalars, stopped)\n\n"
+             "counts: messages per type index (the request itself not counted); scalars: elements of\n"
+             "repeated scalar fields; stopped: True when more than max_messages messages were found (the\n"
+             "scan stopped there). Raises the scanner's error type for bytes upb would refuse.");
+
+static PyObject *
+WireScanner_scan(WireScanner *self, PyObject *args)
+{
+    PyObject *body;
+    Py_ssize_t max_messages;
+    if (!PyArg_ParseTuple(args, "Sn:scan", &body, &max_messages)) {
+        return NULL;
+    }
+    if (self->types == NULL) {
+        PyErr_SetString(PyExc_TypeError, "WireScanner was not initialised");
+        return NULL;
+    }
+    Scan sc;
+    memset(&sc, 0, sizeof sc);
+    sc.ctx.base = (const uint8_t *)PyBytes_AS_STRING(body);
+    sc.types = self->types;
+    sc.max_messages = max_messages;
+    sc.counts = PyMem_Calloc((size_t)self->n_types, sizeof(Py_ssize_t));
+    if (sc.counts == NULL) {
+        return PyErr_NoMemory();
+    }
+    Reader r = {sc.ctx.base, sc.ctx.base + PyBytes_GET_SIZE(body)};
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = scan_message(&sc, r, 0, 0);
+    Py_END_ALLOW_THREADS
+    PyObject *result = NULL;
+    if (rc < 0) {
+        raise_failure(&sc.ctx, self->error_type, NULL);
+    }
+    else {
+        PyObject *counts = PyTuple_New(self->n_types);
+        for (Py_ssize_t i = 0; counts != NULL && i < self->n_types; i++) {
+            PyObject *n = PyLong_FromSsize_t(sc.counts[i]);
+            if (n == NULL) {
+                Py_CLEAR(counts);
+                break;
+            }
+            PyTuple_SET_ITEM(counts, i, n);
+        }
+        if (counts != NULL) {
+            result = Py_BuildValue("(NnO)", counts, sc.scalars, sc.stopped ? Py_True : Py_False);
+        }
+    }
+    PyMem_Free(sc.counts);
+    return result;
+}
+
+static void
+scanner_free_types(WireScanner *self)
+{
+    for (Py_ssize_t i = 0; self->types != NULL && i < self->n_types; i++) {
+        PyMem_Free(self->types[i].slots);
+    }
+    PyMem_Free(self->types);
+    self->types = NULL;
+    self->n_types = 0;
+}
+
+/* WireScanner(types, error): types[i] = ((field number, kind, child type index), ...) for message
+ * type i; type 0 is the request. Kinds: the SK_* values (exported as module constants). */
+static int
+WireScanner_init(WireScanner *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"types", "error", NULL};
+    PyObject *types, *error;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O:WireScanner", names, &PyTuple_Type, &types, &error)) {
+        return -1;
+    }
+    if (self->types != NULL) {
+        PyErr_SetString(PyExc_TypeError, "WireScanner is already initialised");
+        return -1;
+    }
+    if (!PyExceptionClass_Check(error)) {
+        PyErr_SetString(PyExc_TypeError, "error must be an exception class");
+        return -1;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(types);
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, "types must not be empty");
+        return -1;
+    }
+    self->types = PyMem_Calloc((size_t)n, sizeof(ScanType));
+    if (self->types == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->n_types = n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *fields = PyTuple_GET_ITEM(types, i);
+        if (!PyTuple_Check(fields)) {
+            PyErr_SetString(PyExc_TypeError, "each type must be a tuple of (number, kind, child)");
+            goto fail;
+        }
+        uint32_t width = 0;
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(fields); k++) {
+            unsigned long number, kind;
+            long child;
+            if (!PyArg_ParseTuple(PyTuple_GET_ITEM(fields, k), "kkl", &number, &kind, &child)) {
+                goto fail;
+            }
+            if (number == 0 || number > 4096 || kind > SK_STRINGS || child < -1 || child >= n ||
+                (kind == SK_MESSAGE) != (child >= 0)) {
+                PyErr_Format(PyExc_ValueError, "invalid field (%lu, %lu, %ld) of type %zd", number, kind, child, i);
+                goto fail;
+            }
+            width = number + 1 > width ? (uint32_t)number + 1 : width;
+        }
+        ScanType *t = &self->types[i];
+        t->width = width;
+        t->slots = PyMem_Calloc(width ? width : 1, sizeof(ScanSlot));
+        if (t->slots == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(fields); k++) {
+            unsigned long number, kind;
+            long child;
+            PyArg_ParseTuple(PyTuple_GET_ITEM(fields, k), "kkl", &number, &kind, &child);
+            t->slots[number].kind = (uint8_t)kind;
+            t->slots[number].child = (int32_t)child;
+            t->descend |= kind != SK_NONE;
+        }
+    }
+    self->error_type = Py_NewRef(error);
+    return 0;
+fail:
+    scanner_free_types(self);
+    return -1;
+}
+
+static int
+WireScanner_traverse(WireScanner *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->error_type);
+    return 0;
+}
+
+static int
+WireScanner_clear(WireScanner *self)
+{
+    Py_CLEAR(self->error_type);
+    return 0;
+}
+
+static void
+WireScanner_dealloc(WireScanner *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    WireScanner_clear(self);
+    scanner_free_types(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyMethodDef WireScanner_methods[] = {
+    {"scan", (PyCFunction)WireScanner_scan, METH_VARARGS, scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(WireScanner_doc,
+             "WireScanner(types, error)\n\n"
+             "Counts the messages of a protobuf request by type before it is decoded (see scan).\n"
+             "types[i]: ((field number, kind, child type index or -1), ...) of message type i; type 0 is\n"
+             "the request. error: the exception raised for bytes upb would refuse.");
+
+static PyType_Slot WireScanner_slots[] = {
+    {Py_tp_doc, (void *)WireScanner_doc},
+    {Py_tp_init, WireScanner_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, WireScanner_dealloc},
+    {Py_tp_traverse, WireScanner_traverse},
+    {Py_tp_clear, WireScanner_clear},
+    {Py_tp_methods, WireScanner_methods},
+    {0, NULL},
+};
+
+static PyType_Spec WireScanner_spec = {
+    .name = "receiver.convert._fastotlp.WireScanner",
+    .basicsize = sizeof(WireScanner),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = WireScanner_slots,
+};
+
+PyDoc_STRVAR(scan_json_doc,
+             "scan_json(body) -> (objects, arrays, max_depth)\n\n"
+             "Counts the objects and arrays of a JSON text, and its deepest nesting, without parsing it\n"
+             "(strings are skipped, nothing is validated) and without the GIL.");
+
+static PyObject *
+scan_json(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *body;
+    if (!PyArg_ParseTuple(args, "S:scan_json", &body)) {
+        return NULL;
+    }
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(body);
+    const uint8_t *end = p + PyBytes_GET_SIZE(body);
+    Py_ssize_t objects = 0, arrays = 0, depth = 0, max_depth = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (p < end) {
+        uint8_t c = *p++;
+        switch (c) {
+        case '"':
+            while (p < end) {
+                uint8_t s = *p++;
+                if (s == '\\') {
+                    p += p < end; /* whatever is escaped, it does not end the string */
+                }
+                else if (s == '"') {
+                    break;
+                }
+            }
+            break;
+        case '{':
+        case '[':
+            objects += c == '{';
+            arrays += c == '[';
+            if (++depth > max_depth) {
+                max_depth = depth;
+            }
+            break;
+        case '}':
+        case ']':
+            depth -= depth > 0;
+            break;
+        default:
+            break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("(nnn)", objects, arrays, max_depth);
+}
+
+/* ======================================================================================== */
+/* 8. Uuid: a 16-byte id the garbage collector does not track                                */
+/* ======================================================================================== */
+
+/*
+ * receiver.convert.pgvalues.Uuid when the module is built: a bytes subclass with a `bytes` attribute
+ * (what asyncpg's uuid encoder reads). Instances of a type defined in Python are always tracked by the
+ * garbage collector, and so is every tuple holding one: each row stayed tracked for as long as it was
+ * queued, and every full collection walked them all again, holding the GIL (and the event loop) for
+ * hundreds of ms once large requests had filled the queue. This type is not tracked, so a row holding
+ * only atoms (str, numbers, datetime, Decimal, Uuid, None) is untracked at its first collection.
+ */
+
+static PyObject *
+Uuid_get_bytes(PyObject *self, void *closure)
+{
+    (void)closure;
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self), PyBytes_GET_SIZE(self));
+}
+
+static PyObject *
+Uuid_repr(PyObject *self)
+{
+    const uint8_t *s = (const uint8_t *)PyBytes_AS_STRING(self);
+    Py_ssize_t n = PyBytes_GET_SIZE(self);
+    char text[64];
+    Py_ssize_t o = 0;
+    for (Py_ssize_t i = 0; i < n && i < 16; i++) {
+        if (n == 16 && (i == 4 || i == 6 || i == 8 || i == 10)) {
+            text[o++] = '-';
+        }
+        text[o++] = HEX_DIGITS[s[i] >> 4];
+        text[o++] = HEX_DIGITS[s[i] & 15];
+    }
+    text[o] = 0;
+    return PyUnicode_FromFormat("Uuid('%s')", text);
+}
+
+static void
+Uuid_dealloc(PyObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    type->tp_free(self);
+    Py_DECREF(type); /* instances of a heap type hold a reference to it */
+}
+
+static PyGetSetDef Uuid_getset[] = {
+    {"bytes", Uuid_get_bytes, NULL, "the 16 bytes, as bytes", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Uuid_slots[] = {
+    {Py_tp_doc, (void *)"Uuid(raw: bytes): a 16-byte id for asyncpg's uuid encoder (reads .bytes), untracked by the GC."},
+    {Py_tp_repr, Uuid_repr},
+    {Py_tp_dealloc, Uuid_dealloc},
+    {Py_tp_getset, Uuid_getset},
+    {0, NULL},
+};
+
+static PyType_Spec Uuid_spec = {
+    .name = "receiver.convert._fastotlp.Uuid",
+    .basicsize = 0, /* bytes' own layout */
+    .itemsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .slots = Uuid_slots,
+};
+
+PyDoc_STRVAR(untrack_doc,
+             "untrack(rows, start) -> None\n\n"
+             "Untracks, in the list rows from index start on, every tuple that holds only values the garbage\n"
+             "collector does not track (what its next pass would conclude): rows of a large request then cost\n"
+             "no full pass anything, and a full pass holds the GIL.");
+
+static PyObject *
+untrack(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *rows;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "O!n:untrack", &PyList_Type, &rows, &start)) {
+        return NULL;
+    }
+    for (Py_ssize_t i = start < 0 ? 0 : start; i < PyList_GET_SIZE(rows); i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_CheckExact(row) || !PyObject_GC_IsTracked(row)) {
+            continue;
+        }
+        int atoms_only = 1;
+        for (Py_ssize_t k = 0; atoms_only && k < PyTuple_GET_SIZE(row); k++) {
+            PyObject *item = PyTuple_GET_ITEM(row, k);
+            atoms_only = !PyObject_IS_GC(item) || !PyObject_GC_IsTracked(item);
+        }
+        if (atoms_only) {
+            PyObject_GC_UnTrack(row);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef fastotlp_functions[] = {
+    {"scan_json", scan_json, METH_VARARGS, scan_json_doc},
+    {"untrack", untrack, METH_VARARGS, untrack_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static int
 fastotlp_exec(PyObject *module)
 {
@@ -2575,6 +3231,28 @@ fastotlp_exec(PyObject *module)
     if (rc < 0 || PyModule_AddIntConstant(module, "MAX_DEPTH", MAX_DEPTH) < 0) {
         return -1;
     }
+    type = PyType_FromModuleAndSpec(module, &WireScanner_spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    rc = PyModule_AddObjectRef(module, "WireScanner", type);
+    Py_DECREF(type);
+    if (rc < 0) {
+        return -1;
+    }
+    type = PyType_FromModuleAndSpec(module, &Uuid_spec, (PyObject *)&PyBytes_Type);
+    if (type == NULL) {
+        return -1;
+    }
+    rc = PyModule_AddObjectRef(module, "Uuid", type);
+    Py_DECREF(type);
+    if (rc < 0 || PyModule_AddIntConstant(module, "SCAN_MESSAGE", SK_MESSAGE) < 0 ||
+        PyModule_AddIntConstant(module, "SCAN_VARINTS", SK_VARINTS) < 0 ||
+        PyModule_AddIntConstant(module, "SCAN_FIXED64S", SK_FIXED64S) < 0 ||
+        PyModule_AddIntConstant(module, "SCAN_FIXED32S", SK_FIXED32S) < 0 ||
+        PyModule_AddIntConstant(module, "SCAN_STRINGS", SK_STRINGS) < 0) {
+        return -1;
+    }
     return 0;
 }
 
@@ -2588,6 +3266,7 @@ static struct PyModuleDef fastotlp_module = {
     .m_name = "receiver.convert._fastotlp",
     .m_doc = "Native decoding and conversion of OTLP trace requests (see receiver/convert/traces_bytes.py).",
     .m_size = 0,
+    .m_methods = fastotlp_functions,
     .m_slots = fastotlp_slots,
 };
 

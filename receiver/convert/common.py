@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from receiver.convert.attributes import ConversionStats
+from receiver.convert.budget import DecodeBudget
 from receiver.convert.pricing import PriceBook
 from receiver.convert.window import NO_WINDOW, TimeWindow
 
@@ -25,6 +27,12 @@ class ConvertOptions:
     # Convert protobuf trace requests with the C extension when it is built (config `convert.native`);
     # False = the pure-Python converter, the reference the native one is tested against.
     native: bool = True
+    # This request's budget (receiver.convert.budget): converters charge the text they make to it, and
+    # stop with LimitExceeded / MemoryBusy past its bounds. None = unbounded (tests, benchmarks).
+    budget: DecodeBudget | None = None
+    # The tenant: the project of the API key that sent the request, stamped on every row (project_id);
+    # None with auth.mode = none. Per request, like received_unix_nanos.
+    project_id: UUID | None = None
     # The accepted time window of each signal's items ("traces", "metrics", "logs"; see
     # receiver.convert.window), relative to received_unix_nanos. A signal without one accepts any time.
     windows: Mapping[str, TimeWindow] = field(default_factory=dict)

@@ -20,10 +20,10 @@ def json_text(value: Any) -> str:
 
 
 def resource_header(
-    domain: bytes, resource: Any, schema_url: str, limit: int, stats: ConversionStats
+    domain: bytes, resource: Any, schema_url: str, limit: int, stats: ConversionStats, project_id: Any = None
 ) -> tuple[str, str | None, str | None, str | None, Any]:
     """(attributes JSON, service name, provider, model, identity hasher) of one resource of a
-    metrics or logs request."""
+    metrics or logs request; the identity is the project's (`project_id`, a Uuid or None)."""
     attrs = key_values(resource.attributes, limit, stats)
     provider, model = provider_and_model(attrs)
     return (
@@ -31,7 +31,7 @@ def resource_header(
         as_text(attrs.get(SERVICE_NAME_KEY)),
         provider,
         model,
-        identity.resource_prefix(domain, resource, schema_url),
+        identity.resource_prefix(domain, resource, schema_url, project_id.bytes if project_id is not None else None),
     )
 
 

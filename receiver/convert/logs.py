@@ -26,6 +26,7 @@ from typing import Any
 
 from receiver.convert import identity
 from receiver.convert.attributes import any_value, clean_text, key_values
+from receiver.convert.budget import charge_texts
 from receiver.convert.common import Converted, ConvertOptions
 from receiver.convert.envelope import json_text, resource_header, scope_header
 from receiver.convert.genai import as_text, provider_and_model
@@ -44,17 +45,21 @@ def convert_logs(request: Any, options: ConvertOptions) -> Converted:
     stats = out.stats
     append = out.rows.append
     received_ns = options.received_unix_nanos
+    budget = options.budget
+    project_id = options.project_id
     window = options.window(SIGNAL)
     earliest, latest = window.bounds(received_ns)
     index = 0
     for resource_logs in request.resource_logs:
         resource_json, service_name, resource_provider, resource_model, resource_hash = resource_header(
-            identity.LOGS_DOMAIN, resource_logs.resource, resource_logs.schema_url, limit, stats
+            identity.LOGS_DOMAIN, resource_logs.resource, resource_logs.schema_url, limit, stats, project_id
         )
+        charge_texts(budget, resource_json)
         for scope_logs in resource_logs.scope_logs:
             scope_name, scope_version, scope_hash = scope_header(
                 resource_hash, scope_logs.scope, scope_logs.schema_url, limit, stats
             )
+            charge_texts(budget, scope_name, scope_version)
             for record in scope_logs.log_records:
                 severity = record.severity_number
                 if not 0 <= severity <= MAX_SEVERITY:
@@ -93,6 +98,9 @@ def convert_logs(request: Any, options: ConvertOptions) -> Converted:
                 attrs = key_values(record.attributes, limit, stats)
                 event_name = clean_text(record.event_name, limit, stats) or as_text(attrs.get("event.name"))
                 provider, model = provider_and_model(attrs) if attrs else (None, None)
+                severity_text = clean_text(record.severity_text, limit, stats) or None
+                attributes_json = json_text(attrs)
+                charge_texts(budget, body, event_name, severity_text, attributes_json)
                 append(
                     (
                         ts,
@@ -101,7 +109,7 @@ def convert_logs(request: Any, options: ConvertOptions) -> Converted:
                         Uuid(trace_id) if len(trace_id) == 16 and trace_id != _ZERO_TRACE_ID else None,
                         span_id.hex() if len(span_id) == 8 and span_id != _ZERO_SPAN_ID else None,
                         severity,
-                        clean_text(record.severity_text, limit, stats) or None,
+                        severity_text,
                         body,
                         body_json,
                         event_name,
@@ -111,8 +119,9 @@ def convert_logs(request: Any, options: ConvertOptions) -> Converted:
                         model or resource_model,
                         scope_name,
                         scope_version,
-                        json_text(attrs),
+                        attributes_json,
                         resource_json,
+                        project_id,
                     )
                 )
     return out

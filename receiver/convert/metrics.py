@@ -27,6 +27,7 @@ from typing import Any
 
 from receiver.convert import identity
 from receiver.convert.attributes import ConversionStats, clean_text, finite_or_label, key_values
+from receiver.convert.budget import charge_texts
 from receiver.convert.common import Converted, ConvertOptions
 from receiver.convert.envelope import json_text, resource_header, scope_header
 from receiver.convert.genai import provider_and_model
@@ -122,6 +123,8 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
     limit = options.max_attribute_bytes
     stats = out.stats
     append = out.rows.append
+    budget = options.budget
+    project_id = options.project_id
     window = options.window(SIGNAL)
     received = options.received_unix_nanos
     earliest, latest = window.bounds(received)
@@ -131,12 +134,14 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
     last_ts = last_start_ts = None
     for resource_metrics in request.resource_metrics:
         resource_json, service_name, resource_provider, resource_model, resource_hash = resource_header(
-            identity.METRICS_DOMAIN, resource_metrics.resource, resource_metrics.schema_url, limit, stats
+            identity.METRICS_DOMAIN, resource_metrics.resource, resource_metrics.schema_url, limit, stats, project_id
         )
+        charge_texts(budget, resource_json)
         for scope_metrics in resource_metrics.scope_metrics:
             scope_name, scope_version, scope_hash = scope_header(
                 resource_hash, scope_metrics.scope, scope_metrics.schema_url, limit, stats
             )
+            charge_texts(budget, scope_name, scope_version)
             for metric in scope_metrics.metrics:
                 index = metric_index
                 metric_index += 1
@@ -174,6 +179,7 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
                     temporality,
                     is_monotonic,
                 )
+                charge_texts(budget, name, head[2], head[3])
                 for point_index, point in enumerate(points):
                     time_ns = point.time_unix_nano
                     if time_ns == 0:
@@ -264,6 +270,9 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
                     if start_ns != last_start_ns:
                         last_start_ns = start_ns
                         last_start_ts = timestamp_from_unix_nanos(start_ns) if start_ns else None
+                    exemplars_text = exemplars_json(exemplars, limit, stats) if exemplars else None
+                    attributes_json = json_text(attrs)
+                    charge_texts(budget, exemplars_text, attributes_json)
                     append(
                         (
                             last_ts,
@@ -271,15 +280,16 @@ def convert_metrics(request: Any, options: ConvertOptions) -> Converted:
                             Uuid(identity.item_id(series_hash, point)),
                             *head,
                             *middle,
-                            exemplars_json(exemplars, limit, stats) if exemplars else None,
+                            exemplars_text,
                             int32_from_uint32(point.flags),
                             service_name,
                             provider or resource_provider,
                             model or resource_model,
                             scope_name,
                             scope_version,
-                            json_text(attrs),
+                            attributes_json,
                             resource_json,
+                            project_id,
                         )
                     )
     return out

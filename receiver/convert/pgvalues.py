@@ -2,33 +2,50 @@
 
 Conversion builds the exact Python objects asyncpg's binary COPY encoders take, so the writers never
 touch a row again. Keeping the choice here means a faster representation can be swapped in one place.
+
+Rows are tuples of atoms (str, numbers, datetime, Decimal, Uuid, None; lists for a few metric columns).
+With the native module built, Uuid is a type the garbage collector does not track and `untrack_rows`
+untracks such rows as soon as they are made: a queue of 100K rows then costs the collector's full passes
+nothing (each pass holds the GIL, and so the event loop, for as long as it walks them).
 """
 
 from __future__ import annotations
 
+import builtins
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 
 
-class Uuid:
-    """A 16-byte id handed to asyncpg's uuid encoder (which reads `.bytes`) without building uuid.UUID."""
+class _PythonUuid(bytes):
+    """A 16-byte id handed to asyncpg's uuid encoder (which reads `.bytes`) without building uuid.UUID.
 
-    __slots__ = ("bytes",)
+    The native module's Uuid (the same, but not tracked by the garbage collector: rows holding only
+    untracked values are then skipped by its full passes) replaces it when built."""
 
-    def __init__(self, raw: bytes) -> None:
-        self.bytes = raw
+    __slots__ = ()
+
+    @property
+    def bytes(self) -> builtins.bytes:
+        return builtins.bytes(self)
 
     def __repr__(self) -> str:
-        h = self.bytes.hex()
+        h = self.hex()
         return f"Uuid('{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}')"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Uuid) and other.bytes == self.bytes
 
-    def __hash__(self) -> int:
-        return hash(self.bytes)
+def _keep_tracked(rows: list[Any], start: int) -> None:
+    """Without the native module, rows stay tracked until the collector's next pass looks at them."""
+
+
+try:
+    from receiver.convert._fastotlp import Uuid
+    from receiver.convert._fastotlp import untrack as untrack_rows
+except ImportError:  # built without a C compiler
+    Uuid = _PythonUuid  # type: ignore[misc]
+    untrack_rows = _keep_tracked
 
 
 def timestamp_from_unix_nanos(nanos: int) -> datetime:

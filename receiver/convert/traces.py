@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from receiver.convert.attributes import ConversionStats, clean_text, key_values
+from receiver.convert.budget import charge_texts
 from receiver.convert.common import Converted, ConvertOptions
 from receiver.convert.envelope import SERVICE_NAME_KEY, json_text
 from receiver.convert.genai import ENVIRONMENT_KEYS, LLM_ATTRIBUTE_KEYS, as_text, extract_llm_fields, first
@@ -100,6 +102,7 @@ class RowContext:
     resource_json: str
     resource_environment: str | None
     price_book: PriceBook
+    project_id: UUID | None = None
 
 
 def resource_fields(resource_attrs: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -195,6 +198,7 @@ def span_row(
         context.resource_json,
         events_json,
         links_json,
+        context.project_id,
     )
 
 
@@ -204,6 +208,7 @@ def convert_traces(request: Any, options: ConvertOptions) -> Converted:
     limit = options.max_attribute_bytes
     stats = out.stats
     append = out.rows.append
+    budget = options.budget
     window = options.window(SIGNAL)
     received = options.received_unix_nanos
     earliest, latest = window.bounds(received)
@@ -211,6 +216,7 @@ def convert_traces(request: Any, options: ConvertOptions) -> Converted:
     for resource_spans in request.resource_spans:
         resource_attrs = key_values(resource_spans.resource.attributes, limit, stats)
         resource_json = json_text(resource_attrs)
+        charge_texts(budget, resource_json)
         service_name, resource_environment = resource_fields(resource_attrs)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
@@ -221,7 +227,9 @@ def convert_traces(request: Any, options: ConvertOptions) -> Converted:
                 resource_json,
                 resource_environment,
                 options.price_book,
+                options.project_id,
             )
+            charge_texts(budget, context.scope_name, context.scope_version)
             for span in scope_spans.spans:
                 problem = span_problem(span)
                 if problem is not None:
@@ -241,6 +249,13 @@ def convert_traces(request: Any, options: ConvertOptions) -> Converted:
                 status = span.status
                 parent = span.parent_span_id
                 kind = span.kind
+                name = clean_text(span.name, limit, stats)
+                status_message = clean_text(status.message, limit, stats) or None
+                trace_state = clean_text(span.trace_state, limit, stats) or None
+                attributes_json = json_text(attrs)
+                events_json = _events(span, limit, stats)
+                links_json = _links(span, limit, stats)
+                charge_texts(budget, name, status_message, trace_state, attributes_json, events_json, links_json)
                 append(
                     span_row(
                         context,
@@ -250,15 +265,15 @@ def convert_traces(request: Any, options: ConvertOptions) -> Converted:
                         Uuid(span.trace_id),
                         span.span_id.hex(),
                         parent.hex() if parent and parent != _ZERO_SPAN_ID else None,
-                        clean_text(span.name, limit, stats),
+                        name,
                         SPAN_KINDS[kind] if 0 <= kind < 6 else "unspecified",
                         (end_ns - start_ns) / 1e6,
                         STATUS_CODES[status.code] if 0 <= status.code < 3 else "unset",
-                        clean_text(status.message, limit, stats) or None,
-                        clean_text(span.trace_state, limit, stats) or None,
-                        json_text(attrs),
-                        _events(span, limit, stats),
-                        _links(span, limit, stats),
+                        status_message,
+                        trace_state,
+                        attributes_json,
+                        events_json,
+                        links_json,
                     )
                 )
     return out

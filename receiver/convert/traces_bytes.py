@@ -11,6 +11,9 @@ column by column, on hand-written edge cases, generated requests and mutated byt
 Bytes the decoder refuses are exactly those upb refuses (bad wire format, invalid UTF-8 in a string
 field, nesting deeper than 100 messages); both paths raise `WireFormatError` for them.
 
+With a budget in the options (receiver.convert.budget), both paths charge it the text they make; the
+decoder stops as soon as its text would pass what the budget has left.
+
 The native path is used when the extension imported, it was written for the installed trace schema
 (SCHEMA below, checked against the protobuf descriptors at import), and `ConvertOptions.native` is true
 (config `convert.native`). Otherwise the request is parsed with upb and converted by convert_traces.
@@ -25,8 +28,9 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from receiver.convert.attributes import ConversionStats
+from receiver.convert.budget import LimitExceeded
 from receiver.convert.common import MAX_ERROR_MESSAGES, Converted, ConvertOptions, WireFormatError
-from receiver.convert.pgvalues import Uuid
+from receiver.convert.pgvalues import Uuid, untrack_rows
 from receiver.convert.traces import (
     ROW_ATTRIBUTE_KEYS,
     SIGNAL,
@@ -129,6 +133,13 @@ def installed_schema() -> dict[tuple[str, int], tuple[str, int, bool]]:
     return found
 
 
+class _OutputOverBudget(Exception):
+    """Raised by the decoder when the text it makes would pass its max_output."""
+
+
+UNBOUNDED = (1 << 63) - 1
+
+
 def _make_decoder() -> tuple[Any, str]:
     if _fastotlp is None:
         return None, "the C extension receiver.convert._fastotlp is not built"
@@ -141,6 +152,7 @@ def _make_decoder() -> tuple[Any, str]:
         status_codes=STATUS_CODES,
         loads=orjson.loads,
         error=WireFormatError,
+        budget_error=_OutputOverBudget,
     )
     return decoder, "native"
 
@@ -174,30 +186,48 @@ def parse_trace_request(body: bytes) -> Any:
 def convert_traces_bytes(body: bytes, options: ConvertOptions) -> Converted:
     """convert_traces for request bytes: the same rows, rejections, messages and statistics.
 
-    Raises WireFormatError for bytes that are not a valid ExportTraceServiceRequest."""
+    Raises WireFormatError for bytes that are not a valid ExportTraceServiceRequest, and what the
+    options' budget raises (LimitExceeded, MemoryBusy)."""
     if _DECODER is None or not options.native:
         return convert_traces(parse_trace_request(body), options)
+    budget = options.budget
+    max_output = budget.remaining_bytes() if budget is not None else UNBOUNDED
     window = options.window(SIGNAL)
     received = options.received_unix_nanos
     earliest, latest = window.bounds(received)
-    resources, rejected, rejections, truncated, nul_replaced, non_finite, too_old, too_new = _DECODER.decode(
-        body,
-        options.max_attribute_bytes,
-        MAX_ERROR_MESSAGES,
-        earliest,
-        latest,
-        lambda start_ns: window.problem(START_TIME, start_ns, received),
-    )
+    try:
+        decoded = _DECODER.decode(
+            bytes(body),
+            options.max_attribute_bytes,
+            MAX_ERROR_MESSAGES,
+            max_output,
+            earliest,
+            latest,
+            lambda start_ns: window.problem(START_TIME, start_ns, received),
+        )
+    except _OutputOverBudget:
+        assert budget is not None
+        budget.charge(nbytes=max_output + 1)  # raises, naming the limit
+        raise LimitExceeded("request_memory", "decoded text over the request's memory budget") from None
+    resources, rejected, rejections, truncated, nul_replaced, non_finite, output, too_old, too_new = decoded
+    if budget is not None:
+        budget.charge(nbytes=output)
     out = Converted(stats=ConversionStats(truncated, nul_replaced, non_finite), too_old=too_old, too_new=too_new)
     for index, name, trace_id, problem in rejections:
         out.reject(f"{describe_span(index, name, trace_id)}: {problem}")
     out.rejected = rejected
     book = options.price_book
-    append = out.rows.append
+    project_id = options.project_id
+    rows = out.rows
+    append = rows.append
     for resource_json, resource_attrs, scopes in resources:
         service_name, resource_environment = resource_fields(resource_attrs)
         for scope_name, scope_version, spans in scopes:
-            context = RowContext(service_name, scope_name, scope_version, resource_json, resource_environment, book)
+            context = RowContext(
+                service_name, scope_name, scope_version, resource_json, resource_environment, book, project_id
+            )
+            start = len(rows)
             for span in spans:
                 append(span_row(context, *span))
+            untrack_rows(rows, start)  # no full GC pass walks these rows again (pgvalues)
     return out

@@ -1,10 +1,14 @@
-"""API-key authentication of export requests (auth.mode = "api_key").
+"""API-key authentication of requests (auth.mode = "api_key"), for any of the receiver's HTTP or gRPC
+servers: the OTLP front ends ask for the `ingest` scope, the read API (query.endpoint) for `read`.
 
-Clients send `Authorization: Bearer <key>` or `x-api-key: <key>` (HTTP headers or gRPC metadata;
-OTel SDKs: OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer <key>"). The receiver keeps the SHA-256
-of every active key in memory, refreshed from `api_keys` every `auth.refresh_interval_s`, so checking
-a key costs one hash and one dict lookup and never a database round trip: a revoked key stops
-working within one refresh interval, and a database outage does not lock clients out.
+Clients send `Authorization: Bearer <key>` or `x-api-key: <key>` (HTTP headers or gRPC metadata; OTel
+SDKs: OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer <key>"). The receiver keeps the SHA-256 of every
+active key in memory, refreshed from `api_keys` every `auth.refresh_interval_s`, so checking a key costs
+one hash and one dict lookup and never a database round trip: a revoked key stops working within one
+refresh interval, and a database outage does not lock clients out.
+
+`identify(headers, scope)` answers with the key (its project, scopes and rate: `ActiveKey`) or with the
+refusal to send; it knows nothing of the transport, so another aiohttp server reuses it as is.
 """
 
 from __future__ import annotations
@@ -41,8 +45,11 @@ class ApiKeyAuthenticator:
     def replace_keys(self, keys: dict[bytes, ActiveKey]) -> None:
         self._keys = keys
 
-    def check(self, headers: Mapping[str, str]) -> Refused | None:
-        """None when the request may proceed, else the refusal to answer with."""
+    def active_ids(self) -> set[UUID]:
+        return {key.id for key in (self._keys or {}).values()}
+
+    def identify(self, headers: Mapping[str, str], scope: str) -> ActiveKey | Refused:
+        """The key that sent the request, if it may act in `scope`; else the refusal to answer with."""
         key = presented_key(headers)
         if key is None:
             return Refused(
@@ -62,5 +69,12 @@ class ApiKeyAuthenticator:
             return Refused(Refusal.UNAUTHENTICATED, "unknown or revoked API key", cause="auth_invalid")
         if active.expires_at is not None and active.expires_at <= datetime.now(UTC):
             return Refused(Refusal.UNAUTHENTICATED, "API key expired", cause="auth_expired")
+        if scope not in active.scopes:
+            return Refused(
+                Refusal.FORBIDDEN,
+                f"API key {active.prefix}… has scopes {', '.join(sorted(active.scopes))}; this needs {scope!r} "
+                f"(create one with `keys create --project P --scope {scope}`)",
+                cause="auth_forbidden",
+            )
         self.used.add(active.id)
-        return None
+        return active

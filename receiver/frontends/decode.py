@@ -1,4 +1,10 @@
-"""Request bodies -> protobuf messages: bounded gunzip, protobuf parse, OTLP/JSON parse.
+"""Request bodies -> rows, bounded: gunzip, scan, protobuf or OTLP/JSON parse, convert.
+
+`decode_request` is the whole of it for one request (live or replayed from the spool). It runs in a
+worker thread, off the event loop, and every step charges the request's budget (`options.budget`,
+receiver.convert.budget) before it allocates: gunzip is capped at otlp.max_request_bytes, a scan of
+the bytes counts items, containers and the memory they will take before any decoder runs, and the
+converters charge the text they make. Past a bound the request is refused and nothing of it is kept.
 
 OTLP/JSON differs from protobuf's canonical JSON: trace and span ids are hex, not base64. And a value
 that cannot be represented must reject only its item (partial success), not the whole request, so
@@ -11,13 +17,20 @@ import base64
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from google.protobuf.json_format import ParseDict, ParseError
 from google.protobuf.message import DecodeError, Message
 
+from receiver.convert.budget import DecodeBudget
 from receiver.convert.common import Converted, ConvertOptions, WireFormatError
+from receiver.convert.pgvalues import untrack_rows
+from receiver.convert.scan import RequestScanner, charge_json, charge_protobuf, json_items_charge
+from receiver.convert.traces_bytes import native_available
+
+if TYPE_CHECKING:
+    from receiver.frontends.signals import SignalSpec
 
 
 class MalformedRequest(Exception):
@@ -85,6 +98,9 @@ class JsonEnvelope:
     point_containers: tuple[str, ...] = ()  # item keys holding {"dataPoints": [...], ...}
     point_list: str = "dataPoints"
     point_id_lists: tuple[tuple[str, ...], ...] = ()  # paths, inside a point, to lists with hex ids
+    # Lists inside an item (or, for metrics, inside a point) whose entries count as containers for
+    # limits.max_containers_per_request: events and links of a span, exemplars of a point.
+    container_lists: tuple[str, ...] = ()
     # True: an id that is not hex is dropped (the converter stores NULL) instead of rejecting the
     # item. For logs and exemplars the ids are optional correlation, not identity.
     lenient_ids: bool = False
@@ -144,14 +160,60 @@ class JsonParse:
     errors: list[str]
 
 
-def parse_json(message_type: type[Message], envelope: JsonEnvelope, body: bytes, max_errors: int = 5) -> JsonParse:
-    """OTLP/JSON body -> request message holding every item that parsed; the rest are rejected."""
+def _lists(node: Any, key: str) -> list[Any]:
+    value = node.get(key) if isinstance(node, dict) else None
+    return value if isinstance(value, list) else []
+
+
+def count_json(document: dict[str, Any], envelope: JsonEnvelope) -> tuple[int, int]:
+    """(items, containers) of a parsed OTLP/JSON document, as the limits count them."""
+    items = containers = 0
+    for resource in _lists(document, envelope.resource_list):
+        containers += 1
+        for scope in _lists(resource, envelope.scope_list):
+            containers += 1
+            entries = _lists(scope, envelope.item_list)
+            if not envelope.point_containers:
+                items += len(entries)
+                for item in entries:
+                    for key in envelope.container_lists:
+                        containers += len(_lists(item, key))
+                continue
+            containers += len(entries)  # metrics hold the points
+            for metric in entries:
+                if not isinstance(metric, dict):
+                    continue
+                for key in envelope.point_containers:
+                    points = _lists(metric.get(key), envelope.point_list)
+                    items += len(points)
+                    for point in points:
+                        for list_key in envelope.container_lists:
+                            containers += len(_lists(point, list_key))
+    return items, containers
+
+
+def parse_json(
+    message_type: type[Message],
+    envelope: JsonEnvelope,
+    body: bytes,
+    max_errors: int = 5,
+    budget: DecodeBudget | None = None,
+) -> JsonParse:
+    """OTLP/JSON body -> request message holding every item that parsed; the rest are rejected.
+
+    With a budget: the body's objects and arrays are charged before orjson parses it, and its items and
+    containers before they are parsed one by one."""
+    if budget is not None:
+        charge_json(budget, bytes(body))
     try:
         document = orjson.loads(body) if body else {}
     except orjson.JSONDecodeError as exc:
         raise MalformedRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise MalformedRequest("OTLP/JSON body must be a JSON object")
+    if budget is not None:
+        items, containers = count_json(document, envelope)
+        budget.charge(items=items, containers=containers, nbytes=json_items_charge(items, containers))
     request = message_type()
     rejected = 0
     errors: list[str] = []
@@ -267,3 +329,71 @@ def _parse_item_with_points(
             if len(errors) < max_errors:
                 errors.append(f"{label} data point {point_index}: {exc}")
     return rejected, errors
+
+
+# -- one request, bounded ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Decoded:
+    converted: Converted  # rejections include the items OTLP/JSON parsing refused
+    protobuf: bytes | None  # the request as protobuf when at hand (the spool stores it)
+    message: Message | None  # else the parsed message
+
+
+_SCANNERS: dict[str, RequestScanner] = {}
+
+
+def scanner_for(message_type: type[Message]) -> RequestScanner:
+    """The wire scanner of a request type (built once; immutable, shared by every thread)."""
+    name = message_type.DESCRIPTOR.full_name
+    scanner = _SCANNERS.get(name)
+    if scanner is None:
+        scanner = _SCANNERS[name] = RequestScanner(message_type.DESCRIPTOR)
+    return scanner
+
+
+def decode_path(spec: SignalSpec, options: ConvertOptions) -> str:
+    """Which decoder protobuf bodies of this signal take: native (C trace decoder) or upb."""
+    return "native" if spec.convert_bytes is not None and options.native and native_available() else "upb"
+
+
+def decode_request(spec: SignalSpec, body: bytes, json: bool, options: ConvertOptions) -> Decoded:
+    """One request body (decompressed) -> rows, charging `options.budget` as it goes.
+
+    Protobuf bodies of a signal with `convert_bytes` (traces: the native converter) are decoded and
+    converted in one step. OTLP/JSON is parsed item by item first (an unrepresentable item refuses
+    only itself), then converted the same way from its protobuf serialization, so every request of
+    the signal goes through one converter. Raises MalformedRequest, and LimitExceeded / MemoryBusy
+    (receiver.convert.budget) past the budget's bounds."""
+    budget = options.budget
+    if budget is not None:
+        budget.set_body(len(body))
+    if json:
+        parsed = parse_json(spec.request_type, spec.envelope, body, budget=budget)
+        converted: Converted | None = None
+        protobuf = None
+        if spec.convert_bytes is not None:
+            protobuf = parsed.message.SerializeToString()
+            try:
+                converted = spec.convert_bytes(protobuf, options)
+            except WireFormatError:
+                # Only a limit upb's parser has and its serializer lacks (nesting depth) gets here.
+                converted = None
+        if converted is None:
+            converted = spec.convert(parsed.message, options)
+        converted.rejected += parsed.rejected
+        converted.errors[:0] = parsed.errors  # parse errors first, as the items came
+        untrack_rows(converted.rows, 0)
+        return Decoded(converted, protobuf, parsed.message)
+    if budget is not None:
+        try:
+            charge_protobuf(budget, scanner_for(spec.request_type), bytes(body), decode_path(spec, options))
+        except WireFormatError as exc:
+            raise MalformedRequest(f"body is not a valid {spec.request_type.DESCRIPTOR.name} protobuf: {exc}") from None
+    if spec.convert_bytes is not None:
+        return Decoded(convert_protobuf(spec.request_type, spec.convert_bytes, body, options), body, None)
+    request = parse_protobuf(spec.request_type, body)
+    converted = spec.convert(request, options)
+    untrack_rows(converted.rows, 0)  # rows of atoms: no full GC pass needs to walk them (pgvalues)
+    return Decoded(converted, body, None)

@@ -13,9 +13,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from receiver.endpoints import StartupError
 from receiver.frontends.ingest import Ingest
-from receiver.frontends.outcomes import Accepted
+from receiver.frontends.outcomes import Accepted, Outcome, Refused
 from receiver.frontends.signals import SignalSpec
 from receiver.frontends.status import grpc_error, response_message
+from receiver.frontends.tls import TlsCredentials
 
 Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
 
@@ -27,13 +28,16 @@ def _export_handler(spec: SignalSpec, ingest: Ingest) -> Handler:
     success = response_message(spec.response_type, spec.rejected_field, Accepted(0)).SerializeToString()
 
     async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        refused = None
+        key = None
         if ingest.authenticating:  # the metadata is read only when a key is to be checked
             metadata = {
-                key.lower(): value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
+                name.lower(): value for name, value in (context.invocation_metadata() or ()) if isinstance(value, str)
             }
-            refused = ingest.authenticate(spec, metadata, "grpc")
-        outcome = refused or await ingest.handle(spec, request, json=False, gzip=False, transport="grpc")
+            key = ingest.authenticate(spec, metadata, "grpc")
+        if isinstance(key, Refused):
+            outcome: Outcome = key
+        else:
+            outcome = await ingest.handle(spec, request, json=False, gzip=False, transport="grpc", key=key)
         if isinstance(outcome, Accepted):
             if not outcome.rejected and not outcome.message:
                 return success
@@ -52,9 +56,12 @@ class GrpcFrontend:
         ingest: Ingest,
         signals: Iterable[SignalSpec],
         max_request_bytes: int,
+        tls: TlsCredentials | None = None,
+        *,
         reuse_port: bool = False,
     ) -> None:
         self.endpoint = endpoint
+        self._tls = tls
         # SO_REUSEPORT only when worker processes share the port: otherwise a second receiver started
         # by mistake on the same port must fail to bind, not silently take half the connections.
         self._reuse_port = reuse_port
@@ -84,7 +91,10 @@ class GrpcFrontend:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         try:
-            self.port = server.add_insecure_port(self.endpoint)
+            if self._tls is None:
+                self.port = server.add_insecure_port(self.endpoint)
+            else:
+                self.port = server.add_secure_port(self.endpoint, self._tls.grpc_credentials())
         except RuntimeError as exc:
             raise StartupError(
                 f"cannot listen for OTLP/gRPC on {self.endpoint} ({exc}); is another process using the port? "

@@ -15,6 +15,7 @@ from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted, Refusal, Refused
 from receiver.frontends.signals import SignalSpec
 from receiver.frontends.status import HttpReply, http_error, http_success, response_message
+from receiver.frontends.tls import TlsCredentials
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -61,10 +62,11 @@ def _export_route(
                 ),
                 json,
             )
+        key = None
         if ingest.authenticating:  # the headers are copied only when a key is to be checked
-            refused = ingest.authenticate(spec, {k.lower(): v for k, v in request.headers.items()}, "http")
-            if refused is not None:
-                return _reply(http_error(refused, json), json)
+            key = ingest.authenticate(spec, {k.lower(): v for k, v in request.headers.items()}, "http")
+            if isinstance(key, Refused):
+                return _reply(http_error(key, json), json)
         declared = request.content_length
         if declared is not None and declared > max_request_bytes:
             refused = Refused(
@@ -79,7 +81,7 @@ def _export_route(
                 Refusal.TOO_LARGE, f"request body exceeds the {max_request_bytes}-byte limit (otlp.max_request_bytes)"
             )
             return _reply(http_error(refused, json), json)
-        outcome = await ingest.handle(spec, body, json=json, gzip=gzip, transport="http")
+        outcome = await ingest.handle(spec, body, json=json, gzip=gzip, transport="http", key=key)
         if isinstance(outcome, Accepted):
             if not outcome.rejected and not outcome.message:
                 return _reply(success[json], json)
@@ -97,9 +99,12 @@ class HttpFrontend:
         ingest: Ingest,
         signals: Iterable[SignalSpec],
         max_request_bytes: int,
+        tls: TlsCredentials | None = None,
+        *,
         reuse_port: bool = False,
     ) -> None:
         self.endpoint = endpoint
+        self._tls = tls
         self._reuse_port = reuse_port  # SO_REUSEPORT: worker processes share the port
         self._ingest = ingest
         self._signals = tuple(signals)
@@ -119,6 +124,7 @@ class HttpFrontend:
             self.endpoint,
             "OTLP/HTTP",
             "otlp.http_endpoint",
+            ssl_context=self._tls.ssl_context() if self._tls is not None else None,
             reuse_port=self._reuse_port,
             auto_decompress=False,
         )

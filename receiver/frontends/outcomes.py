@@ -25,10 +25,12 @@ class Refusal(enum.Enum):
     MALFORMED = "malformed"  # not retryable: not an OTLP message
     UNSUPPORTED_MEDIA = "unsupported_media"  # not retryable: content type / encoding
     UNAUTHENTICATED = "unauthenticated"  # not retryable without a valid key
+    FORBIDDEN = "forbidden"  # not retryable: the key lacks the scope (ingest, read)
+    RATE_LIMITED = "rate_limited"  # retryable: the key is over its rate (items per second)
     INTERNAL = "internal"  # a defect in the receiver; logged with its traceback
 
 
-RETRYABLE = frozenset({Refusal.OVERLOADED, Refusal.SHUTTING_DOWN})
+RETRYABLE = frozenset({Refusal.OVERLOADED, Refusal.SHUTTING_DOWN, Refusal.RATE_LIMITED})
 
 
 @dataclass(frozen=True, slots=True)

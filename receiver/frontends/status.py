@@ -2,8 +2,10 @@
 `internal/errors`).
 
 Backpressure is gRPC UNAVAILABLE with `google.rpc.RetryInfo` and HTTP 503 with `Retry-After`: never a
-bare RESOURCE_EXHAUSTED, which Go exporters treat as permanent and drop. Error bodies are
-`google.rpc.Status`, in the request's own encoding.
+bare RESOURCE_EXHAUSTED, which Go exporters treat as permanent and drop. A key over its rate limit gets
+the same retryable gRPC answer and HTTP 429 (what HTTP clients expect for "too many requests"; OTel
+exporters retry 429 and 503 alike, honouring Retry-After). Error bodies are `google.rpc.Status`, in the
+request's own encoding.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ GRPC_CODES: dict[Refusal, grpc.StatusCode] = {
     Refusal.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
     Refusal.UNSUPPORTED_MEDIA: grpc.StatusCode.INVALID_ARGUMENT,
     Refusal.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    Refusal.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
+    Refusal.RATE_LIMITED: grpc.StatusCode.UNAVAILABLE,
     Refusal.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
@@ -37,6 +41,8 @@ HTTP_STATUSES: dict[Refusal, int] = {
     Refusal.MALFORMED: 400,
     Refusal.UNSUPPORTED_MEDIA: 415,
     Refusal.UNAUTHENTICATED: 401,
+    Refusal.FORBIDDEN: 403,
+    Refusal.RATE_LIMITED: 429,
     Refusal.INTERNAL: 500,
 }
 
@@ -45,6 +51,7 @@ _RPC_CODES = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: code_pb2.RESOURCE_EXHAUSTED,
     grpc.StatusCode.INVALID_ARGUMENT: code_pb2.INVALID_ARGUMENT,
     grpc.StatusCode.UNAUTHENTICATED: code_pb2.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED: code_pb2.PERMISSION_DENIED,
     grpc.StatusCode.INTERNAL: code_pb2.INTERNAL,
 }
 

@@ -6,6 +6,10 @@ estimate wrongly (huge attributes, fragmentation, request bodies in flight). RSS
 background (reading /proc is cheap, but not free per request). Refusing only helps while the queue
 holds data that will be released, so the guard only refuses while the queue is not empty — it can
 never lock the receiver out for good because the allocator keeps pages after a burst.
+
+It is also the pool the decode budgets of requests in flight reserve from (receiver.convert.budget):
+a request may be charged more decode memory while RSS plus everything reserved stays under the limit,
+or when it is the only request holding any (so one request can always make progress).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import Callable
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -38,6 +43,21 @@ class MemoryGuard:
         self.peak_rss_bytes = self.rss_bytes
         self.over_limit = False
         self._task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()  # budgets reserve from decode worker threads
+        self.reserved_bytes = 0  # decode memory reserved by the requests in flight
+
+    def reserve(self, nbytes: int, held: int) -> bool:
+        """Reserve decode memory for a request already holding `held` bytes of it (MemoryPool)."""
+        with self._lock:
+            alone = self.reserved_bytes == held
+            if self.enabled and not alone and self.rss_bytes + self.reserved_bytes + nbytes > self.limit_bytes:
+                return False
+            self.reserved_bytes += nbytes
+            return True
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self.reserved_bytes -= nbytes
 
     @property
     def enabled(self) -> bool:

@@ -71,6 +71,26 @@ class Pipeline:
             return self.spool.used_bytes + nbytes <= self.spool.max_bytes and not self.spool.refusing_for_disk()
         return self.queue.room_for_bytes(nbytes, table, rows)
 
+    def never_fits(self, nbytes: int, table: str, rows: int) -> str | None:
+        """Why rows charged `nbytes` could never be admitted, however empty the queue (so refusing them
+        with a retryable status would have the client retry forever), or None."""
+        queue = self.queue
+        if rows > queue.lane_max_rows:
+            return (
+                f"request holds {rows:,} rows, more than the queue ever holds for one signal "
+                f"(pipeline.queue_max_rows x pipeline.max_share = {queue.lane_max_rows:,}); send smaller batches"
+            )
+        if nbytes > queue.lane_max_bytes:
+            return (
+                f"request is charged {nbytes:,} bytes in the queue, more than it ever holds for one signal "
+                f"(pipeline.queue_max_bytes x pipeline.max_share = {queue.lane_max_bytes:,}); send smaller batches"
+            )
+        if self.spool is not None and nbytes > self.spool.max_bytes:
+            return (
+                f"request is larger than the spool (spool.max_bytes = {self.spool.max_bytes:,}); send smaller batches"
+            )
+        return None
+
     def memory_exhausted(self) -> bool:
         return self.memory is not None and self.memory.over_limit and self.queue.rows > 0
 

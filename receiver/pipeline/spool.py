@@ -29,7 +29,7 @@ import errno
 import os
 import struct
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +56,13 @@ NEAR_FULL_SHARE = 0.75
 Rows = Mapping[str, Sequence[tuple[Any, ...]]]
 # (rows by table, nbytes, on_done) -> True if the rows were taken into the queue
 HandOver = Callable[[Rows, int, Callable[[], None]], bool]
-# a record read back from disk -> (rows by table, nbytes), or None if it holds nothing storable
-Materialize = Callable[[SpoolRecord], tuple[Rows, int] | None]
+# a record read back from disk -> (rows by table, nbytes), or None if it holds nothing storable; raises
+# MaterializeLater when it cannot be decoded now (memory) but can later
+Materialize = Callable[[SpoolRecord], Awaitable[tuple[Rows, int] | None]]
+
+
+class MaterializeLater(Exception):
+    """A record that cannot be materialized now (the receiver's decode memory is in use): try again."""
 
 
 def frame(payload: bytes) -> bytes:
@@ -552,7 +557,11 @@ class Spool:
                     continue
                 data = await loop.run_in_executor(self._io, self._read_frame, segment.path, offset)
                 record = SpoolRecord.FromString(data[HEADER.size :])
-                materialized = self._materialize(record) if record.version == RECORD_VERSION else None
+                try:
+                    materialized = await self._materialize(record) if record.version == RECORD_VERSION else None
+                except MaterializeLater:
+                    await asyncio.sleep(0.05)
+                    continue
                 if materialized is None:
                     segment.handed += 1
                     segment.done += 1

@@ -40,6 +40,17 @@ async def distributed_tables(conn: asyncpg.Connection) -> dict[str, str]:
     return {r["name"]: r["kind"] for r in rows}
 
 
+async def undistributed(conn: asyncpg.Connection) -> bool:
+    """Whether `distribute` has something to do (a read: safe for the writer role and without the lock)."""
+    if not await citus_enabled(conn):
+        return False
+    current = await distributed_tables(conn)
+    for table in REFERENCE_TABLES:
+        if current.get(table) != "reference" and await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+            return True
+    return any(table not in current for table in DISTRIBUTION_COLUMNS)
+
+
 async def distribute(conn: asyncpg.Connection) -> list[str]:
     """Distribute what is not distributed yet (idempotent); returns what was done, for the report."""
     if not await citus_enabled(conn):

@@ -66,6 +66,7 @@ class PassReport:
     partitions: partitions.PartitionReport | None = None
     rollups: rollups.RollupReport | None = None
     timescale_jobs: list[dict[str, Any]] | None = None
+    timescale_rollup_lag_s: float | None = None
     errors: dict[str, str] = field(default_factory=dict)  # step -> what went wrong
 
     @property
@@ -111,6 +112,25 @@ FROM timescaledb_information.jobs j
 LEFT JOIN timescaledb_information.job_stats s USING (job_id)
 WHERE j.job_id >= 1000
 ORDER BY j.job_id
+"""
+
+# The last recorded error of each failing job, so the log line says why without a trip to psql.
+_TIMESCALE_JOB_LAST_ERRORS = """
+SELECT DISTINCT ON (job_id) job_id, err_message
+FROM timescaledb_information.job_errors
+WHERE job_id = ANY($1::int[])
+ORDER BY job_id, finish_time DESC
+"""
+
+# The timescale flavor's rollup lag: how long ago the 1-minute rollup's refresh policy last succeeded
+# (a refresh materializes everything ingested before it started; the coarser rollups are built from it).
+# A policy that has not run yet reports -infinity: that is "no lag known" (NULL), not an error.
+_TIMESCALE_ROLLUP_LAG = """
+SELECT extract(epoch FROM now() - max(s.last_successful_finish)
+                          FILTER (WHERE isfinite(s.last_successful_finish)))::float8
+FROM timescaledb_information.jobs j
+JOIN timescaledb_information.job_stats s USING (job_id)
+WHERE j.proc_name = 'policy_refresh_continuous_aggregate' AND j.hypertable_name = 'llm_metrics_1min_store'
 """
 
 
@@ -207,6 +227,11 @@ class Maintenance:
     async def _step(self, report: PassReport, name: str, action: Callable[[], Awaitable[None]]) -> None:
         try:
             await action()
+        except asyncpg.InsufficientPrivilegeError as exc:
+            report.errors[name] = (
+                f"{describe(exc)}: this step needs the tables' owner; set maintenance.database_url to the owner's "
+                "URL (README, 'Least privilege in the database')"
+            )
         except (asyncpg.PostgresError, RuntimeError) as exc:
             report.errors[name] = describe(exc)
 
@@ -282,10 +307,19 @@ class Maintenance:
             report.timescale_jobs = [dict(r) for r in await conn.fetch(_TIMESCALE_JOBS)]
             failing = [j for j in report.timescale_jobs if j["last_run_status"] == "Failed"]
             if failing:
-                names = ", ".join(f"{j['job_id']} {j['application_name']}" for j in failing)
+                ids = [j["job_id"] for j in failing]
+                last_errors = {r["job_id"]: r["err_message"] for r in await conn.fetch(_TIMESCALE_JOB_LAST_ERRORS, ids)}
+                names = ", ".join(
+                    f"{j['job_id']} {j['application_name']}: {last_errors.get(j['job_id'], '?')}" for j in failing
+                )
                 raise RuntimeError(f"TimescaleDB jobs failing: {names} (see timescaledb_information.job_errors)")
 
         await self._step(report, "timescaledb:jobs", jobs)
+
+        async def rollup_lag() -> None:
+            report.timescale_rollup_lag_s = await conn.fetchval(_TIMESCALE_ROLLUP_LAG)
+
+        await self._step(report, "timescaledb:rollup_lag", rollup_lag)
 
     # -- visibility --------------------------------------------------------------------------------
 
@@ -307,6 +341,7 @@ class Maintenance:
             m.maintenance_last_success.set(report.started_at.timestamp())
         else:
             self.consecutive_failures += 1
+        m.maintenance_failing_passes.set(self.consecutive_failures)
         p = report.partitions
         if p is not None:
             for name in p.created:
@@ -345,6 +380,8 @@ class Maintenance:
                     lag_s=round(r.lag_s, 1) if r.lag_s is not None else None,
                     caught_up=r.caught_up,
                 )
+        if report.timescale_rollup_lag_s is not None:
+            m.rollup_lag.set(report.timescale_rollup_lag_s)
         if report.timescale_jobs is not None:
             m.timescale_jobs_failing.set(sum(1 for j in report.timescale_jobs if j["last_run_status"] == "Failed"))
 
@@ -378,4 +415,6 @@ class Maintenance:
                 }
                 for j in last.timescale_jobs
             ]
+            lag = last.timescale_rollup_lag_s
+            out["rollups"] = {"lag_s": round(lag, 1) if lag is not None else None}
         return out

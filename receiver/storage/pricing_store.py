@@ -66,6 +66,12 @@ def read_pricing_file(path: Path) -> list[ModelPrice]:
     return prices
 
 
+async def may_seed_prices(conn: asyncpg.Connection) -> bool:
+    """Whether this role may write model_pricing: a writer role (migration 011) may not; prices are then
+    seeded by `migrate`, run as the owner, and the receiver only reads them."""
+    return bool(await conn.fetchval("SELECT has_table_privilege('model_pricing', 'INSERT, UPDATE')"))
+
+
 async def seed_prices(conn: asyncpg.Connection, prices: list[ModelPrice]) -> None:
     await conn.executemany(
         """

@@ -63,7 +63,7 @@ class Rollup:
     measures: tuple[str, ...]
 
 
-_DIMS = ("provider", "model", "service_name")
+_DIMS = ("project_id", "provider", "model", "service_name")  # project_id: migration 010
 ROLLUPS = (
     Rollup("llm_metrics_1min", "llm_metrics_1min_store", "minute", _DIMS, MEASURES),
     Rollup("llm_metrics_1hour", "llm_metrics_1hour_store", f"date_bin('1 hour', minute, {ORIGIN})", _DIMS, MEASURES),
@@ -90,9 +90,20 @@ SELECT least(
 ) - make_interval(secs => $1::double precision)
 """
 
+# Sessions writing llm_traces right now (a lock on it, granted) whose activity pg_stat_activity hides from
+# this role: another role's writers, seen only by members of pg_read_all_stats. The horizon cannot wait
+# for transactions it cannot see, so a pass that finds one stops instead of counting wrong.
+_HIDDEN_WRITERS = """
+SELECT count(DISTINCT l.pid)
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'RowExclusiveLock'
+  AND l.relation = 'llm_traces'::regclass
+  AND a.datname = current_database() AND a.state IS NULL AND a.pid <> pg_backend_pid()
+"""
+
 _DELTA_TABLE = """
 CREATE TEMP TABLE _rollup_delta (
-    minute timestamptz, provider text, model text, service_name text, user_id text, environment text,
+    minute timestamptz, project_id uuid, provider text, model text, service_name text, user_id text, environment text,
     request_count bigint, error_count bigint, input_tokens numeric, output_tokens numeric, total_tokens numeric,
     input_cost numeric, output_cost numeric, total_cost numeric,
     duration_sum_ms double precision, duration_min_ms double precision, duration_max_ms double precision,
@@ -103,7 +114,7 @@ CREATE TEMP TABLE _rollup_delta (
 # The finest grain every rollup can be derived from: minute x all dimensions of every rollup.
 _DELTA = f"""
 INSERT INTO _rollup_delta
-SELECT date_bin('1 minute', ts, {ORIGIN}), provider, model, service_name, user_id, environment,
+SELECT date_bin('1 minute', ts, {ORIGIN}), project_id, provider, model, service_name, user_id, environment,
        count(*), count(*) FILTER (WHERE status_code = 'error'),
        coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(total_tokens), 0),
        coalesce(sum(input_cost), 0), coalesce(sum(output_cost), 0), coalesce(sum(total_cost), 0),
@@ -112,7 +123,7 @@ FROM llm_traces
 WHERE ingested_at >= (SELECT watermark FROM rollup_watermarks WHERE source = $1)
   AND ingested_at < $2
   AND (provider IS NOT NULL OR model IS NOT NULL)
-GROUP BY 1, 2, 3, 4, 5, 6
+GROUP BY 1, 2, 3, 4, 5, 6, 7
 """
 
 # The next window: from the watermark, WINDOW long, never past the horizon ($1). The row lock keeps two
@@ -140,12 +151,17 @@ _MERGE_INTO_STORE = {  # how a rollup row absorbs the delta's row
 }
 
 
+# What a NULL dimension is compared as (with an IS NULL test beside it, so no real value can match it).
+_NULL_AS = {"project_id": "'00000000-0000-0000-0000-000000000000'::uuid"}
+
+
 def _same_group(left: str, right: str, dimensions: tuple[str, ...]) -> str:
     """NULL-safe equality of the group keys, written so the planner can hash-join it."""
     parts = [f"{left}.bucket = {right}.bucket"]
     for dim in dimensions:
+        null_as = _NULL_AS.get(dim, "''")
         parts.append(f"({left}.{dim} IS NULL) = ({right}.{dim} IS NULL)")
-        parts.append(f"coalesce({left}.{dim}, '') = coalesce({right}.{dim}, '')")
+        parts.append(f"coalesce({left}.{dim}, {null_as}) = coalesce({right}.{dim}, {null_as})")
     return " AND ".join(parts)
 
 
@@ -185,7 +201,19 @@ class RollupReport:
     caught_up: bool = True
 
 
+class HiddenWritersError(RuntimeError):
+    """The rollups cannot see every writer's transaction (see _HIDDEN_WRITERS)."""
+
+
 async def horizon(conn: asyncpg.Connection, delay_s: float) -> datetime:
+    hidden = await conn.fetchval(_HIDDEN_WRITERS)
+    if hidden:
+        user = await conn.fetchval("SELECT current_user")
+        raise HiddenWritersError(
+            f"{hidden} session(s) of another role are writing llm_traces and pg_stat_activity hides their "
+            f"transactions from role {user}, so the rollups cannot tell which of their spans are committed: "
+            f"GRANT pg_read_all_stats TO {user} (or run the maintenance as the role the writers use)"
+        )
     return await conn.fetchval(_HORIZON, delay_s)
 
 

@@ -45,8 +45,10 @@ INDEXES: dict[str, tuple[str, ...]] = {
 }
 NATIVE_INDEXES: dict[str, tuple[str, ...]] = {
     "llm_traces": ("llm_traces_ingested_at_brin",),
-    **{r.store: (f"{r.store}_bucket_idx",) for r in ROLLUPS},
+    **{r.store: (f"{r.store}_bucket_idx", f"{r.store}_project_bucket_idx") for r in ROLLUPS},
 }
+# TimescaleDB flavor: on the continuous aggregates' materialization hypertables (migration 010).
+TIMESCALE_INDEXES: dict[str, tuple[str, ...]] = {r.store: (f"{r.store}_project_bucket_idx",) for r in ROLLUPS}
 FOREIGN_KEYS = (
     ("api_keys", "project_id", "projects"),
     ("api_keys", "user_id", "users"),
@@ -71,6 +73,11 @@ RETENTION = {
     "llm_metrics_1hour_store": "210 days",
     "llm_metrics_1day_store": "1095 days",
     "cost_analysis_hourly_store": "210 days",
+    # The rollups' rows from before migration 010 (no project), kept as long as their rollup keeps rows.
+    "llm_metrics_1min_history": "37 days",
+    "llm_metrics_1hour_history": "210 days",
+    "llm_metrics_1day_history": "1095 days",
+    "cost_analysis_hourly_history": "210 days",
 }
 
 
@@ -177,11 +184,20 @@ class Verifier:
         if flavor == "native":
             for table, names in NATIVE_INDEXES.items():
                 expected[table] = expected.get(table, ()) + names
+        relation = {table: table for table in expected}
+        if flavor == "timescale":  # a continuous aggregate's indexes are on its materialization hypertable
+            for view, names in TIMESCALE_INDEXES.items():
+                expected[view] = names
+                relation[view] = await self.conn.fetchval(
+                    "SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name) "
+                    "FROM timescaledb_information.continuous_aggregates WHERE view_name = $1",
+                    view,
+                )
         for table, names in expected.items():
             rows = await self.conn.fetch(
                 "SELECT c.relname, i.indisvalid AND i.indisready AS healthy FROM pg_index i "
                 "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass($1)",
-                table,
+                relation[table],
             )
             found = {r["relname"]: r["healthy"] for r in rows}
             missing = [n for n in names if n not in found]

@@ -11,9 +11,10 @@ How series combine, per metric type:
   a series never goes below what was last exposed (increments a killed worker made after the last
   scrape are the only ones that can be missing).
 - gauges: by what they mean. Sizes and capacities add up (`SUM_GAUGES`: queue rows and bytes, buffers,
-  connections, spool bytes); states, limits, lags and per-process memory take the worst or largest value
-  (breaker state 2 = open anywhere, peak RSS of the largest worker); start times take the earliest. A
-  gauge not listed takes the maximum: the safe reading for a state or a level.
+  connections, spool bytes, requests being decoded and their decode memory: each worker has its own
+  decode pool); states, limits, lags and per-process memory take the worst or largest value (breaker
+  state 2 = open anywhere, event-loop lag of the slowest worker, peak RSS of the largest worker); start
+  times take the earliest. A gauge not listed takes the maximum: the safe reading for a state or a level.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ SUM_GAUGES = frozenset(
         "observatory_spool_capacity_bytes",
         "observatory_spool_backlog_bytes",
         "observatory_spool_segments",
+        "observatory_decode_requests",
+        "observatory_decode_memory_reserved_bytes",
         "process_resident_memory_bytes",
         "process_virtual_memory_bytes",
         "process_open_fds",

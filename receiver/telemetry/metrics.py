@@ -17,6 +17,7 @@ ITEM_NOUNS = {"traces": "spans", "metrics": "metric_points", "logs": "log_record
 
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000)
+_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class Children:
@@ -89,8 +90,23 @@ class Metrics:
         )
         self.auth_refused = Counter(
             "observatory_auth_refused_requests",
-            "requests refused by auth.mode = api_key (missing, invalid, expired key; keys not loaded yet)",
+            "requests refused by auth.mode = api_key (missing, invalid, expired key; missing scope; keys not loaded)",
             ["reason"],
+            registry=r,
+        )
+        self.key_refreshes = Counter(
+            "observatory_api_key_refreshes",
+            "re-reads of the active API keys (auth.refresh_interval_s) by outcome; a key revoked before a "
+            "successful one started is refused from its end on",
+            ["outcome"],
+            registry=r,
+        )
+        self.keys_active = Gauge("observatory_api_keys_active", "API keys usable now (loaded)", registry=r)
+        self.key_refused = Counter(
+            "observatory_key_refused_requests",
+            "requests of a known API key refused, by the key's prefix (keys list) and reason "
+            "(rate_limited, auth_forbidden)",
+            ["key_prefix", "reason"],
             registry=r,
         )
         self.queue_size = Gauge(
@@ -152,6 +168,11 @@ class Metrics:
         self.maintenance_failures = Counter(
             "observatory_maintenance_failures", "failed maintenance steps (retried next pass)", ["step"], registry=r
         )
+        self.maintenance_failing_passes = Gauge(
+            "observatory_maintenance_consecutive_failed_passes",
+            "maintenance passes failed in a row (3 or more: /health says degraded)",
+            registry=r,
+        )
         self.maintenance_last_success = Gauge(
             "observatory_maintenance_last_success_timestamp_seconds",
             "when the last fully successful pass started",
@@ -198,7 +219,10 @@ class Metrics:
             "observatory_rollup_rows_expired", "rollup rows deleted for retention", ["rollup"], registry=r
         )
         self.rollup_lag = Gauge(
-            "observatory_rollup_lag_seconds", "age of the newest ingestion time fully in the rollups", registry=r
+            "observatory_rollup_lag_seconds",
+            "age of the newest ingestion time fully in the rollups (timescale: since the 1-minute rollup's "
+            "last successful refresh)",
+            registry=r,
         )
         self.timescale_jobs_failing = Gauge(
             "observatory_timescaledb_jobs_failing", "TimescaleDB policy jobs whose last run failed", registry=r
@@ -239,9 +263,44 @@ class Metrics:
         self.spool_quarantined = Counter(
             "observatory_spool_quarantined_bytes", "corrupt or torn spool bytes moved to quarantine/", registry=r
         )
+        # Decoding (receiver.frontends.decode_pool, receiver.convert.budget) and the event loop it must not hold.
+        self.decode_in_flight = Gauge(
+            "observatory_decode_requests", "requests waiting for or being decoded in the decode pool", registry=r
+        )
+        self.decode_reserved = Gauge(
+            "observatory_decode_memory_reserved_bytes",
+            "decode memory reserved by the requests being decoded (counts toward limits.memory_limit_mib)",
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "observatory_event_loop_lag_seconds",
+            "how late the event loop woke a task that asked to wake every 50 ms (a stall shows here)",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag_max = Gauge(
+            "observatory_event_loop_lag_max_seconds", "largest event-loop lag of the last 60 s", registry=r
+        )
         self.memory_limit = Gauge("observatory_memory_limit_bytes", "limits.memory_limit_mib in bytes", registry=r)
         self.memory_rss = Gauge("observatory_memory_rss_bytes", "resident memory as last sampled", registry=r)
         self.memory_peak = Gauge("observatory_memory_peak_rss_bytes", "highest resident memory sampled", registry=r)
+
+        self._initialize_rare_series()
+
+    def _initialize_rare_series(self) -> None:
+        """Export the series of rare events at 0 from the start. A series born at its first event has no
+        earlier sample, so `increase()` and `rate()` miss that event: alerts on dead letters, spool
+        errors, internal errors and failed maintenance passes would stay silent the first time."""
+        for signal in ITEM_NOUNS:
+            for reason in ("quarantined", "dead_letter_full", "shutdown"):
+                self.send_failed[signal].labels(reason)
+            for transport in ("grpc", "http"):
+                for reason in ("internal", "spool_error", "spool_disk_full"):
+                    self.refused_requests.labels(transport, signal, reason)
+        for outcome in ("ok", "failed", "skipped"):
+            self.maintenance_passes.labels(outcome)
+        for state in ("open", "half_open", "closed"):
+            self.breaker_transitions.labels(state)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -345,3 +345,18 @@ def sdk_log_exporter(protocol: str, receiver: object) -> Any:
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpExporter
 
     return HttpExporter(endpoint=f"{receiver.http_url}/v1/logs")  # type: ignore[attr-defined]
+
+
+def sdk_spans(service_name: str, names: list[str]) -> list[Any]:
+    """Finished SDK spans (ReadableSpan), for calling an exporter's `export` directly and seeing its result."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    collected = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(SimpleSpanProcessor(collected))
+    tracer = provider.get_tracer("tests")
+    for name in names:
+        with tracer.start_as_current_span(name):
+            pass
+    provider.shutdown()
+    return list(collected.get_finished_spans())

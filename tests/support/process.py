@@ -40,6 +40,7 @@ class ReceiverProcess:
         self.host = host
         self.grpc_port, self.http_port, self.admin_port = ports or (free_port(), free_port(), free_port())
         self.settings = settings
+        self.extra_env: dict[str, str] = {}  # set before start(): e.g. systemd's NOTIFY_SOCKET
         self.proc: asyncio.subprocess.Process | None = None
         self.log_path = workdir / "receiver.log"
         self._log_start = 0
@@ -58,7 +59,8 @@ class ReceiverProcess:
         return f"http://{self.host}:{self.admin_port}"
 
     def environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OBSERVATORY__", "DB_"))}
+        inherited = ("OBSERVATORY__", "DB_", "NOTIFY_SOCKET", "WATCHDOG_")  # the test's own, never the runner's
+        env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
         env.pop("DATABASE_URL", None)
         if self.dsn:
             env["DATABASE_URL"] = self.dsn
@@ -75,6 +77,7 @@ class ReceiverProcess:
         for key, value in self.settings.items():
             section, name = key.split("__", 1)
             env[f"OBSERVATORY__{section.upper()}__{name.upper()}"] = str(value)
+        env.update(self.extra_env)
         return env
 
     async def start(self, wait_ready: bool = True) -> None:

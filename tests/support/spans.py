@@ -24,6 +24,8 @@ from receiver.storage.rollups import PERCENTILE_RELATIVE_ERROR
 
 PROVIDERS = (("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-3-5-sonnet"), ("bedrock", None))
 PROVIDERS += ((None, "llama-3-70b"),)
+# Two tenants and spans sent with auth off (no project): the rollups must keep all three apart.
+PROJECTS = (None, uuid.UUID("11111111-1111-4111-8111-111111111111"), uuid.UUID("22222222-2222-4222-8222-222222222222"))
 
 
 def span_row(
@@ -40,6 +42,7 @@ def span_row(
     output_cost: Decimal | None = Decimal("0.000020"),
     user_id: str | None = "u1",
     environment: str | None = "prod",
+    project_id: uuid.UUID | None = None,
 ) -> tuple[Any, ...]:
     total_tokens = (
         None if input_tokens is None and output_tokens is None else (input_tokens or 0) + (output_tokens or 0)
@@ -84,12 +87,16 @@ def span_row(
         "resource_attributes": '{"service.name": "svc"}',
         "events": None,
         "links": None,
+        "project_id": project_id,
     }
     return tuple(values[c] for c in schema.TRACES_COLUMNS)
 
 
-def varied_rows(start: datetime, days: int, count: int, seed: int = 1) -> list[tuple[Any, ...]]:
-    """`count` spans spread over `days` days from `start`, one in eight of them not an LLM span."""
+def varied_rows(
+    start: datetime, days: int, count: int, seed: int = 1, projects: Sequence[uuid.UUID | None] = PROJECTS
+) -> list[tuple[Any, ...]]:
+    """`count` spans spread over `days` days from `start`, one in eight of them not an LLM span, each of
+    one of `projects`."""
     rng = random.Random(seed)
     rows = []
     for i in range(count):
@@ -105,6 +112,7 @@ def varied_rows(start: datetime, days: int, count: int, seed: int = 1) -> list[t
                     input_cost=None,
                     output_cost=None,
                     user_id=None,
+                    project_id=rng.choice(projects),
                 )
             )
             continue
@@ -125,21 +133,32 @@ def varied_rows(start: datetime, days: int, count: int, seed: int = 1) -> list[t
                 output_cost=Decimal(rng.randint(1, 10**6)) / Decimal(10**9) if priced else None,
                 user_id=rng.choice(("alice", "bob", "carol", None)),
                 environment=rng.choice(("prod", "staging", None)),
+                project_id=rng.choice(projects),
             )
         )
     return rows
 
 
-async def copy_spans(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    await conn.copy_records_to_table(schema.TRACES_TABLE, records=rows, columns=list(schema.TRACES_COLUMNS))
+async def copy_spans(
+    conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]], *, before_tenancy: bool = False
+) -> None:
+    """COPY span rows; `before_tenancy`: into a schema older than migration 010 (no project_id column)."""
+    columns = list(schema.TRACES_COLUMNS)
+    if before_tenancy:
+        index = columns.index("project_id")
+        assert all(row[index] is None for row in rows), "spans had no project before migration 010"
+        del columns[index]
+        rows = [row[:index] + row[index + 1 :] for row in rows]
+    await conn.copy_records_to_table(schema.TRACES_TABLE, records=rows, columns=columns)
 
 
 # The rollups recomputed from the raw spans, with percentile_disc for the true percentiles.
+_DIMS = ("project_id", "provider", "model", "service_name")
 _BUCKETS = {
-    "llm_metrics_1min": ("1 minute", ("provider", "model", "service_name")),
-    "llm_metrics_1hour": ("1 hour", ("provider", "model", "service_name")),
-    "llm_metrics_1day": ("1 day", ("provider", "model", "service_name")),
-    "cost_analysis_hourly": ("1 hour", ("provider", "model", "service_name", "user_id", "environment")),
+    "llm_metrics_1min": ("1 minute", _DIMS),
+    "llm_metrics_1hour": ("1 hour", _DIMS),
+    "llm_metrics_1day": ("1 day", _DIMS),
+    "cost_analysis_hourly": ("1 hour", (*_DIMS, "user_id", "environment")),
 }
 
 

@@ -22,9 +22,12 @@ _MESSAGE_FIELDS: dict[str, dict[int, str | None]] = {}
 
 def _message_types() -> dict[str, dict[int, str | None]]:
     if not _MESSAGE_FIELDS:
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-        pending = [ExportTraceServiceRequest.DESCRIPTOR]
+        requests = (ExportTraceServiceRequest, ExportMetricsServiceRequest, ExportLogsServiceRequest)
+        pending = [request.DESCRIPTOR for request in requests]
         while pending:
             message = pending.pop()
             if message.full_name in _MESSAGE_FIELDS:
@@ -40,7 +43,11 @@ def _message_types() -> dict[str, dict[int, str | None]]:
 
 
 def encode_varint(value: int, pad: int = 0) -> bytes:
-    """Base-128 varint of a value in [0, 2^64); `pad` extra bytes make it non-canonical (same value)."""
+    """Base-128 varint of a value in [0, 2^64); `pad` extra bytes make it non-canonical (same value).
+
+    Any padding is produced, also past what protobuf accepts: upb reads a tag or a length in at most
+    5 bytes and any varint in at most 10 (e.g. a length of 0 padded to 6 bytes, 80 80 80 80 80 00,
+    is "wire format was corrupt")."""
     value &= (1 << 64) - 1
     out = bytearray()
     while value >= 0x80:
@@ -198,7 +205,11 @@ class Perturber:
         return self.rng.random() < self.rate
 
     def _pad(self) -> int:
-        return self.rng.choice((0, 0, 0, 1, 2)) if self._chance() else 0
+        if not self._chance():
+            return 0
+        if self.rng.random() < 0.05:  # now and then past upb's limits (tags and lengths: 5 bytes, varints: 10)
+            return self.rng.randint(4, 9)
+        return self.rng.choice((0, 0, 1, 2, 3))
 
     def unknown_field(self, depth: int = 0) -> bytes:
         rng = self.rng

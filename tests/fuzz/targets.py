@@ -1,0 +1,342 @@
+"""The fuzz targets: one function per target, bytes in, an exception out when something is wrong.
+
+No atheris here: the runner (tests/fuzz/__main__.py) drives them under libFuzzer, tests/test_fuzz.py
+replays their seeds, and Hypothesis can drive them where atheris is not installed.
+
+An input's first byte picks how its bytes become a request, so libFuzzer mutates both raw wire bytes and
+the seeds of structured generators (a valid request, re-encoded with wire-level deviations) that reach
+deep into the message where random bytes rarely get:
+  0: the rest is the request, as is
+  1: the rest seeds a random request (tests/support/generate.py and the generators below)
+  2: ... and that request re-encoded by wire.Perturber (unknown fields, repeats, splits, padding)
+  3: the rest parsed (when it parses) and re-encoded by wire.Perturber
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import random
+from collections.abc import Callable
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
+
+from receiver.convert.budget import DecodeBudget, DecodeLimits, LimitExceeded
+from receiver.convert.common import WireFormatError
+from receiver.convert.scan import RequestScanner
+from receiver.frontends.decode import MalformedRequest, decode_request, parse_json
+from receiver.frontends.signals import LOGS, METRICS, SIGNALS, TRACES, SignalSpec
+from tests.support import generate, hostile, wire
+from tests.support.differential import OPTIONS, assert_same, ordered_json
+from tests.support.otlp import to_otlp_json
+
+Target = Callable[[bytes], None]
+
+
+# -- random metrics and logs requests (traces: tests/support/generate.py) -------------------------
+
+
+class RandomTelemetry(generate.RandomRequests):
+    """Metric and log requests over the same value pools as the trace generator."""
+
+    def resource(self) -> resource_pb2.Resource:
+        return resource_pb2.Resource(attributes=self.attributes())
+
+    def _point_common(self, point: object) -> None:
+        point.attributes.extend(self.attributes())  # type: ignore[attr-defined]
+        point.time_unix_nano = self.nanos()  # type: ignore[attr-defined]
+        point.start_time_unix_nano = self.nanos()  # type: ignore[attr-defined]
+        point.flags = self.rng.choice((0, 1, 2**31, 2**32 - 1))  # type: ignore[attr-defined]
+
+    def exemplars(self) -> list[metrics_pb2.Exemplar]:
+        rng = self.rng
+        out = []
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            exemplar = metrics_pb2.Exemplar(
+                time_unix_nano=self.nanos(),
+                trace_id=self.id(16),
+                span_id=self.id(8),
+                filtered_attributes=self.attributes(),
+            )
+            if rng.random() < 0.5:
+                exemplar.as_double = rng.choice(generate.DOUBLES)
+            else:
+                exemplar.as_int = rng.choice(generate.INTS)
+            out.append(exemplar)
+        return out
+
+    def metric(self) -> metrics_pb2.Metric:
+        rng = self.rng
+        metric = metrics_pb2.Metric(
+            name=self.text() if rng.random() < 0.9 else "", description=self.text(), unit=self.text()
+        )
+        kind = rng.choice(("gauge", "sum", "histogram", "exponential_histogram", "summary", "none"))
+        n = rng.choice((0, 1, 2, 3))
+        if kind in ("gauge", "sum"):
+            data = metric.gauge if kind == "gauge" else metric.sum
+            if kind == "sum":
+                metric.sum.is_monotonic = rng.random() < 0.5
+                metric.sum.aggregation_temporality = rng.choice((0, 1, 2, 7))
+            for _ in range(n):
+                point = data.data_points.add()
+                self._point_common(point)
+                if rng.random() < 0.5:
+                    point.as_double = rng.choice(generate.DOUBLES)
+                elif rng.random() < 0.9:
+                    point.as_int = rng.choice(generate.INTS)
+                point.exemplars.extend(self.exemplars())
+        elif kind == "histogram":
+            metric.histogram.aggregation_temporality = rng.choice((0, 1, 2))
+            for _ in range(n):
+                point = metric.histogram.data_points.add()
+                self._point_common(point)
+                bounds = sorted(rng.sample(generate.DOUBLES[3:], rng.randint(0, 4)))
+                point.explicit_bounds.extend(bounds if rng.random() < 0.8 else list(reversed(bounds)))
+                size = len(bounds) + 1 if rng.random() < 0.8 else rng.randint(0, 6)
+                point.bucket_counts.extend(rng.choice((0, 1, 7, 2**63, 2**64 - 1)) for _ in range(size))
+                point.count = rng.choice((0, 3, 2**63, 2**64 - 1))
+                if rng.random() < 0.5:
+                    point.sum, point.min, point.max = (rng.choice(generate.DOUBLES) for _ in range(3))
+                point.exemplars.extend(self.exemplars())
+        elif kind == "exponential_histogram":
+            metric.exponential_histogram.aggregation_temporality = rng.choice((0, 1, 2))
+            for _ in range(n):
+                point = metric.exponential_histogram.data_points.add()
+                self._point_common(point)
+                point.scale = rng.choice((-11, -10, 0, 3, 20, 21))
+                point.zero_threshold = rng.choice(generate.DOUBLES)
+                point.count = rng.choice((0, 5, 2**63))
+                point.zero_count = rng.choice((0, 1, 2**64 - 1))
+                for buckets in (point.positive, point.negative):
+                    if rng.random() < 0.6:
+                        buckets.offset = rng.choice((0, -3, 2**31 - 1, -(2**31)))
+                        buckets.bucket_counts.extend(
+                            rng.choice((0, 1, 300, 2**64 - 1)) for _ in range(rng.randint(0, 5))
+                        )
+                point.exemplars.extend(self.exemplars())
+        elif kind == "summary":
+            for _ in range(n):
+                point = metric.summary.data_points.add()
+                self._point_common(point)
+                point.count = rng.choice((0, 4, 2**64 - 1))
+                point.sum = rng.choice(generate.DOUBLES)
+                for _ in range(rng.randint(0, 3)):
+                    point.quantile_values.add(
+                        quantile=rng.choice((0.0, 0.5, 1.0, 1.5, -0.1)), value=rng.choice(generate.DOUBLES)
+                    )
+        return metric
+
+    def metrics_request(self) -> ExportMetricsServiceRequest:
+        rng = self.rng
+        request = ExportMetricsServiceRequest()
+        for _ in range(rng.randint(1, 2)):
+            resource_metrics = request.resource_metrics.add(resource=self.resource())
+            for _ in range(rng.randint(0, 2)):
+                scope = resource_metrics.scope_metrics.add()
+                scope.scope.name = self.text()
+                scope.metrics.extend(self.metric() for _ in range(rng.randint(0, 3)))
+        return request
+
+    def logs_request(self) -> ExportLogsServiceRequest:
+        rng = self.rng
+        request = ExportLogsServiceRequest()
+        for _ in range(rng.randint(1, 2)):
+            resource_logs = request.resource_logs.add(resource=self.resource())
+            for _ in range(rng.randint(0, 2)):
+                scope = resource_logs.scope_logs.add()
+                scope.scope.name = self.text()
+                for _ in range(rng.randint(0, 3)):
+                    record = logs_pb2.LogRecord(
+                        time_unix_nano=self.nanos() if rng.random() < 0.8 else 0,
+                        observed_time_unix_nano=self.nanos() if rng.random() < 0.5 else 0,
+                        severity_number=rng.choice((0, 9, 17, 24, 25, -1)),
+                        severity_text=self.text(),
+                        attributes=self.attributes(),
+                        trace_id=self.id(16),
+                        span_id=self.id(8),
+                        event_name=self.text() if rng.random() < 0.3 else "",
+                        flags=rng.choice((0, 1, 2**32 - 1)),
+                    )
+                    value = self.value()
+                    if value is not None:
+                        record.body.CopyFrom(value)
+                    scope.log_records.append(record)
+        return request
+
+
+def random_request(spec: SignalSpec, rng: random.Random) -> object:
+    generator = RandomTelemetry(rng)
+    if spec is TRACES:
+        return generator.request()
+    return generator.metrics_request() if spec is METRICS else generator.logs_request()
+
+
+def _rng(data: bytes) -> random.Random:
+    return random.Random(int.from_bytes(data[:8].ljust(8, b"\0"), "little"))
+
+
+def request_bytes(spec: SignalSpec, data: bytes) -> bytes:
+    """The request an input stands for (see the module docstring)."""
+    if not data:
+        return b""
+    mode, rest = data[0] % 4, data[1:]
+    if mode == 0:
+        return rest
+    if mode == 3:
+        try:
+            fields = wire.parse(rest, spec.request_type.DESCRIPTOR.full_name)
+        except (IndexError, ValueError):
+            return rest
+        return wire.Perturber(_rng(rest[-8:]), 0.3).encode(fields)
+    rng = _rng(rest)
+    body = random_request(spec, rng).SerializeToString()  # type: ignore[attr-defined]
+    if mode == 2 and len(body) < 16384:  # re-encoding repeats fields at every level: keep inputs small
+        body = wire.Perturber(rng, rng.choice((0.05, 0.1, 0.2))).encode(
+            wire.parse(body, spec.request_type.DESCRIPTOR.full_name)
+        )
+    return body
+
+
+# -- what every decode must satisfy ---------------------------------------------------------------
+
+_SCANNERS = {
+    spec.name: (
+        RequestScanner(spec.request_type.DESCRIPTOR),
+        RequestScanner(spec.request_type.DESCRIPTOR, native=False),
+    )
+    for spec in SIGNALS.values()
+}
+
+
+def scanners_agree(spec: SignalSpec, body: bytes) -> bool:
+    """The C scanner and the pure one count and refuse the same; never refuse what upb accepts.
+    Returns whether upb accepts the bytes."""
+    outcomes = []
+    for scanner in _SCANNERS[spec.name]:
+        try:
+            outcomes.append(scanner.scan(body))
+        except WireFormatError:
+            outcomes.append(None)
+    assert outcomes[0] == outcomes[1], f"C scanner {outcomes[0]} != pure scanner {outcomes[1]}"
+    try:
+        spec.request_type.FromString(body)
+        accepted = True
+    except Exception:  # upb's DecodeError (and RuntimeError for nesting)
+        accepted = False
+    if accepted:
+        assert outcomes[0] is not None, "the scanners refuse bytes upb accepts"
+    return accepted
+
+
+def bounded_decode(spec: SignalSpec, body: bytes, json: bool, native: bool, seed: int) -> None:
+    """decode_request under a small budget: only the refusals it documents escape it, and what it
+    charges never passes the budget's bounds."""
+    limits = DecodeLimits(1 + seed % 64, 1 + seed % 32, (seed % 64 + 1) * 16384)
+    budget = DecodeBudget(limits)
+    options = dataclasses.replace(OPTIONS, native=native, budget=budget, received_unix_nanos=generate.T0)
+    try:
+        decode_request(spec, body, json, options)
+    except (MalformedRequest, LimitExceeded):
+        return
+    assert budget.items <= limits.max_items, budget.items
+    assert budget.containers <= limits.max_containers, budget.containers
+    assert budget.nbytes <= limits.max_memory_bytes, budget.nbytes
+
+
+# -- the targets ----------------------------------------------------------------------------------
+
+
+def check_native(data: bytes) -> None:
+    """The C trace decoder against upb + the pure converter (rows, rejections, statistics, refusals),
+    the scanners against each other and upb, and both paths under a small budget."""
+    body = request_bytes(TRACES, data)
+    limit = generate.LIMITS[data[-1] % len(generate.LIMITS)] if data else 64
+    assert_same(body, dataclasses.replace(OPTIONS, max_attribute_bytes=limit))
+    seed = data[-2] if len(data) > 1 else 0
+    for native in (True, False):
+        bounded_decode(TRACES, body, False, native, seed)
+
+
+def check_json(data: bytes) -> None:
+    """The OTLP/JSON decoder: any bytes are refused cleanly or decoded; a request as OTLP/JSON gives the
+    same rows as the same request as protobuf."""
+    if not data:
+        return
+    spec = (TRACES, METRICS, LOGS)[data[0] % 3]
+    rest = data[1:]
+    if len(rest) > 1 and rest[0] % 2:  # a random request, through both encodings
+        body = to_otlp_json(random_request(spec, _rng(rest[1:])))  # type: ignore[arg-type]
+        # JSON cannot carry a NaN's payload bits (the generator makes some): compare with the request as
+        # JSON gives it back, so the point and record identities hash the same doubles.
+        protobuf = parse_json(spec.request_type, spec.envelope, body).message.SerializeToString()
+        options = dataclasses.replace(OPTIONS, received_unix_nanos=generate.T0)
+        from_protobuf = decode_request(spec, protobuf, False, options).converted
+        from_json = decode_request(spec, body, True, options).converted
+        assert (from_json.rejected, len(from_json.rows)) == (from_protobuf.rejected, len(from_protobuf.rows))
+        for got, want in zip(from_json.rows, from_protobuf.rows, strict=True):
+            for x, y in zip(got, want, strict=True):
+                if isinstance(x, str) and isinstance(y, str) and x[:1] in "[{" and x != y:
+                    assert ordered_json(x) == ordered_json(y)
+                else:
+                    assert repr(x) == repr(y), f"{x!r} != {y!r}"
+        bounded_decode(spec, body, True, True, rest[0])
+        return
+    bounded_decode(spec, rest, True, True, len(rest))
+
+
+def check_converters(data: bytes) -> None:
+    """Metrics and logs (and traces on the pure path): the scanners against each other and upb, upb
+    and the converters (any exception but a documented refusal is a bug), under a small budget too."""
+    if not data:
+        return
+    spec = (METRICS, LOGS, TRACES)[data[0] % 3]
+    body = request_bytes(spec, data[1:])
+    accepted = scanners_agree(spec, body)
+    options = dataclasses.replace(OPTIONS, native=False, received_unix_nanos=generate.T0)
+    try:
+        decode_request(spec, body, False, options)
+        assert accepted, "decoded bytes upb refuses"
+    except MalformedRequest:
+        assert not accepted, "refused bytes upb accepts"
+    bounded_decode(spec, body, False, False, len(body))
+
+
+TARGETS: dict[str, Target] = {"native": check_native, "json": check_json, "converters": check_converters}
+
+
+# Inputs the fuzzer found failing, kept as seeds once fixed (base64, as libFuzzer prints them).
+REGRESSIONS: dict[str, list[str]] = {
+    # A NaN with payload bits (0xffff2fde6bd60160) in a log attribute: JSON gives back the canonical NaN, so
+    # the record's identity differed between the request as protobuf and as JSON. Not a decoder bug: the
+    # parity holds for what JSON can carry (the target now compares with the JSON round trip).
+    "json": ["AgPDbQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAADv9dKboWAAAAOqK6YakWOg1nGAAAAAAAAAAYJF4r"],
+}
+
+
+def seeds(target: str) -> list[bytes]:
+    """A starting corpus: valid requests of every signal, hostile shapes (small), generator seeds, and the
+    inputs that once failed."""
+    rng = random.Random(9)
+    out: list[bytes] = [base64.b64decode(text) for text in REGRESSIONS.get(target, [])]
+    out += [bytes([1, i]) + rng.randbytes(8) for i in range(8)]  # generator seeds
+    out += [bytes([2, i]) + rng.randbytes(8) for i in range(8)]
+    small = [shape.build(600) for shape in hostile.SHAPES.values() if not shape.json and shape.name != "valid_spans"]
+    if target == "native":
+        generator = generate.RandomRequests(rng)
+        out += [b"\x00" + generator.request().SerializeToString() for _ in range(8)]
+        out += [b"\x00" + body for body in small]
+    elif target == "json":
+        for k, spec in enumerate((TRACES, METRICS, LOGS)):
+            out.append(bytes([k, 0]) + to_otlp_json(random_request(spec, rng)))  # type: ignore[arg-type]
+            out.append(bytes([k, 1]) + rng.randbytes(9))  # a random request through both encodings
+        out += [b"\x00\x00" + s.build(600) for s in hostile.SHAPES.values() if s.json and s.name != "json_valid_spans"]
+    else:
+        telemetry = RandomTelemetry(rng)
+        out += [b"\x00\x00" + telemetry.metrics_request().SerializeToString() for _ in range(6)]
+        out += [b"\x01\x00" + telemetry.logs_request().SerializeToString() for _ in range(6)]
+        out += [bytes([k % 3, 0]) + body for k, body in enumerate(small)]
+    return out
