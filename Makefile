@@ -24,7 +24,7 @@ SOAK_DURATION ?= 1800
 SOAK_RATE     ?= 10000
 SOAK_ARGS     ?=
 
-.PHONY: run test install postgres ops-tools lint bench bench-query soak clean proto fidelity-envs fidelity fuzz sanitize
+.PHONY: run test install postgres haproxy ops-tools lint bench bench-query soak clean proto fidelity-envs fidelity fuzz sanitize
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c receiver/convert/_otlpjson.c
@@ -39,6 +39,9 @@ install: $(STAMP)
 
 postgres:
 	@scripts/ensure-postgres
+
+haproxy:  # the load-balancer recipe's test (tests/test_haproxy.py) runs config/haproxy.cfg
+	@scripts/ensure-haproxy
 
 # promtool and prometheus (extracted from Debian's package into the venv: no service is started) and
 # systemd-analyze: the tests check the alert rules, a real Prometheus and the unit file with them.
@@ -58,7 +61,7 @@ fidelity-envs: install
 fidelity: install postgres fidelity-envs
 	$(BIN)/pytest -q tests/test_fidelity.py
 
-test: install postgres ops-tools fidelity-envs
+test: install postgres haproxy ops-tools fidelity-envs
 	$(BIN)/ruff check receiver tests benchmarks loadgen
 	$(BIN)/pytest -q
 

@@ -11,8 +11,14 @@
    STDIN, no Python in the path — into a freshly migrated database (same schema, same indexes), once
    with one stream and once with one stream per CPU, after a CHECKPOINT. The better one is the ceiling.
 
+5. Small requests (after the main run, against the same receiver): loadgen closed loop with
+   `--small-exporters` (32) exporters sending 1-span requests (`--small grpc:1,http:1`, add e.g. grpc:16)
+   for `--small-duration` seconds each, verified like the main run. The fixed cost of a request is the
+   receiver's CPU time over that run divided by the export attempts it answered: µs/request.
+
 Printed: acknowledged and landed spans/s, µs of receiver CPU per landed span (and of PostgreSQL and
-loadgen), peak receiver RSS, the ceiling and the ratio to it. `--json` prints the same as JSON.
+loadgen), peak receiver RSS, the ceiling and the ratio to it, and µs of receiver CPU per small request.
+`--json` prints the same as JSON. `--small-only` runs only the small-request part (no ceiling).
 Everything runs on this machine: the figures say how the receiver does *here*, next to what the
 database alone can do here.
 """
@@ -34,6 +40,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_observatory_loadgen.ids import RunId
 from receiver.storage.embedded import EmbeddedPostgres
 from tests.support.cleanup import OWNER_FILE, throwaway_dir
 
@@ -176,6 +183,20 @@ class Receiver:
             time.sleep(0.1)
         raise RuntimeError(f"the receiver was not ready within {timeout_s:g} s:\n{self.log_tail()}")
 
+    def peak_rss_mb(self) -> dict[str, object]:
+        """VmHWM of the receiver's process and of each worker process it started (--workers)."""
+        assert self.proc is not None
+        workers = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                found = _stat(int(entry))
+                if found is not None and found[0] == self.proc.pid:
+                    rss = peak_rss_mb(int(entry))
+                    if rss is not None:
+                        workers.append(round(rss, 1))
+        main = peak_rss_mb(self.proc.pid)
+        return {"main": round(main, 1) if main is not None else None, "workers": sorted(workers)}
+
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
@@ -221,12 +242,20 @@ class Psql:
         return done.stdout.strip()
 
 
-def export_rows(psql: Psql, database: str, directory: Path, streams: int) -> list[Path]:
-    """The stored rows, in binary COPY format, split into `streams` files."""
+def run_range(run_id: str) -> str:
+    """SQL condition selecting the rows of one loadgen run (its trace-id range)."""
+    low, high = RunId.parse(run_id).trace_id_range()
+    return f"trace_id BETWEEN '{low}' AND '{high}'"
+
+
+def export_rows(psql: Psql, database: str, directory: Path, streams: int, run: str) -> list[Path]:
+    """The stored rows of the main run, in binary COPY format, split into `streams` files."""
     files = []
     for i in range(streams):
         path = directory / f"rows-{streams}-{i}.bin"
-        where = "" if streams == 1 else f" WHERE (hashtext(span_id)::bigint + 2147483648) % {streams} = {i}"
+        where = f" WHERE {run}"
+        if streams > 1:
+            where += f" AND (hashtext(span_id)::bigint + 2147483648) % {streams} = {i}"
         psql.run(database, f"\\copy (SELECT * FROM llm_traces{where}) TO '{path}' WITH (FORMAT binary)")
         files.append(path)
     return files
@@ -270,23 +299,27 @@ def postmaster_pid(cluster: EmbeddedPostgres) -> int:
     return int((cluster.data_dir / "postmaster.pid").read_text().splitlines()[0])
 
 
-def run_loadgen(receiver: Receiver, args: argparse.Namespace, dsn: str, extra: list[str]) -> dict:
+def run_loadgen(
+    receiver: Receiver, protocol: str, duration: float, exporters: int, batch_spans: int, dsn: str, extra: list[str]
+) -> dict:
     command = [
         sys.executable,
         "-m",
         "llm_observatory_loadgen",
         "--target",
-        receiver.target(args.protocol),
+        receiver.target(protocol),
         "--protocol",
-        args.protocol,
+        protocol,
         "--rate",
         "0",
         "--duration",
-        str(args.duration),
+        str(duration),
         "--exporters",
-        str(args.exporters),
+        str(exporters),
         "--batch-spans",
-        str(args.batch_spans),
+        str(batch_spans),
+        "--max-in-flight",
+        str(max(64, exporters)),
         "--verify",
         dsn,
         "--json",
@@ -296,6 +329,64 @@ def run_loadgen(receiver: Receiver, args: argparse.Namespace, dsn: str, extra: l
     if done.returncode == 2 or not done.stdout.strip():
         raise RuntimeError(f"loadgen could not run (exit {done.returncode})")
     return json.loads(done.stdout)
+
+
+def landed_at(report: dict) -> float:
+    """Wall time at which the run's last acknowledged span was committed (or found)."""
+    v = report["verification"] or {}
+    after = v.get("last_commit_after_s")
+    if after is None:
+        after = v.get("complete_after_s") or 0.0
+    return report["run"]["sending_ended_at"] + max(0.0, after)
+
+
+def checked(report: dict) -> dict:
+    v = report["verification"] or {}
+    if "error" in v:
+        raise RuntimeError(f"loadgen's verification failed: {v['error']}")
+    return v
+
+
+def parse_small(text_value: str) -> list[tuple[str, int]]:
+    """'grpc:1,http:1,grpc:16' -> [('grpc', 1), ('http', 1), ('grpc', 16)]; '' -> []."""
+    out = []
+    for item in filter(None, (x.strip() for x in text_value.split(","))):
+        protocol, _, spans = item.partition(":")
+        if protocol not in ("grpc", "http") or not spans.isdigit() or int(spans) < 1:
+            raise argparse.ArgumentTypeError(f"{item!r} is not PROTOCOL:SPANS (e.g. grpc:1)")
+        out.append((protocol, int(spans)))
+    return out
+
+
+def small_requests(
+    receiver: Receiver, sampler: CpuSampler, args: argparse.Namespace, dsn: str, extra: list[str]
+) -> list[dict]:
+    """The fixed cost of a request: receiver CPU per export attempt, closed loop, small requests."""
+    results = []
+    for protocol, spans in args.small:
+        print(f"bench: {spans}-span requests over {protocol}, {args.small_exporters} exporters", file=sys.stderr)
+        report = run_loadgen(receiver, protocol, args.small_duration, args.small_exporters, spans, dsn, extra)
+        v = checked(report)
+        started, ended = report["run"]["started_at"], landed_at(report)
+        cpu = sampler.between("receiver", started, ended)
+        traces = report["signals"]["traces"]
+        attempts = traces["requests"]["attempts"]
+        results.append(
+            {
+                "protocol": protocol,
+                "batch_spans": spans,
+                "exporters": args.small_exporters,
+                "requests": attempts,
+                "requests_per_s": round(attempts / (ended - started), 1) if ended > started else None,
+                "receiver_cpu_us_per_request": round(cpu / attempts * 1e6, 1) if attempts else None,
+                "receiver_cores": round(cpu / (ended - started), 2) if ended > started else None,
+                "acknowledged_spans": traces["acknowledged"],
+                "lost": v.get("lost"),
+                "verified": v.get("ok"),
+                "refusals": traces["refusals"],
+            }
+        )
+    return results
 
 
 def bench(args: argparse.Namespace, extra: list[str]) -> dict:
@@ -314,72 +405,82 @@ def bench(args: argparse.Namespace, extra: list[str]) -> dict:
             key, _, value = item.partition("=")
             section, _, name = key.partition(".")
             settings[f"OBSERVATORY__{section.upper()}__{name.upper()}"] = value
+        if args.workers is not None:
+            settings["OBSERVATORY__OTLP__WORKERS"] = str(args.workers)
         receiver = Receiver(dsn, root, settings)
         receiver.start()
-        print("bench: receiver ready; running loadgen flat out", file=sys.stderr, flush=True)
         sampler = CpuSampler({"receiver": receiver.proc.pid, "postgres": postmaster_pid(cluster)})  # type: ignore[union-attr]
         sampler.start()
-        report = run_loadgen(receiver, args, dsn, extra)
+        result: dict = {
+            "cpus": os.cpu_count(),
+            "workers": args.workers or 1,
+            "receiver_settings": settings,
+        }
+        report = None
+        if not args.small_only:
+            print("bench: receiver ready; running loadgen flat out", file=sys.stderr, flush=True)
+            report = run_loadgen(receiver, args.protocol, args.duration, args.exporters, args.batch_spans, dsn, extra)
+        result["small_requests"] = small_requests(receiver, sampler, args, dsn, extra)
         sampler.stop()
-        rss = peak_rss_mb(receiver.proc.pid)  # type: ignore[union-attr]
+        rss = receiver.peak_rss_mb()
         receiver.stop()
+        result["receiver_peak_rss_mb"] = rss
+        if report is None:
+            return result
 
         traces = report["signals"]["traces"]
-        v = report["verification"] or {}
-        if "error" in v:
-            raise RuntimeError(f"loadgen's verification failed: {v['error']}")
+        v = checked(report)
         started = report["run"]["started_at"]
-        ended = report["run"]["sending_ended_at"]
-        after = v.get("last_commit_after_s")
-        if after is None:
-            after = v.get("complete_after_s") or 0.0
-        landed_at = ended + max(0.0, after)
+        landed_time = landed_at(report)
         landed = v.get("found", 0)
-        cpu = {name: sampler.between(name, started, landed_at) for name in ("receiver", "postgres")}
+        cpu = {name: sampler.between(name, started, landed_time) for name in ("receiver", "postgres")}
 
         print("bench: measuring the raw-COPY ceiling (psql, binary COPY)", file=sys.stderr, flush=True)
         psql = Psql(cluster)
-        stored = int(psql.scalar("observatory", "SELECT count(*) FROM llm_traces"))
+        run = run_range(report["run_id"])
+        stored = int(psql.scalar("observatory", f"SELECT count(*) FROM llm_traces WHERE {run}"))
         streams = sorted({1, max(1, os.cpu_count() or 1)} | set(args.copy_streams))
         ceilings = []
         for n in streams:
-            files = export_rows(psql, "observatory", root, n)
+            files = export_rows(psql, "observatory", root, n, run)
             ceilings.append(copy_ceiling(psql, cluster, files, stored, root))
             for f in files:
                 f.unlink()
         best = max(ceilings, key=lambda c: c["rows_per_s"])
-        landed_per_s = landed / (landed_at - started) if landed_at > started else 0.0
-        return {
-            "duration_s": args.duration,
-            "rate": report["config"]["rate"],
-            "protocol": args.protocol,
-            "exporters": args.exporters,
-            "batch_spans": args.batch_spans,
-            "bytes_per_span": report["workload"]["bytes_per_span"],
-            "cpus": os.cpu_count(),
-            "flavor": psql.scalar("observatory", "SELECT flavor FROM schema_migrations ORDER BY version DESC LIMIT 1"),
-            "acknowledged_spans": traces["acknowledged"],
-            "acknowledged_per_s": traces["acknowledged_per_s"],
-            "landed_spans": landed,
-            "landed_per_s": round(landed_per_s, 1),
-            "landed_in_s": round(landed_at - started, 3),
-            "lost": v.get("lost"),
-            "verified": v.get("ok"),
-            "refusals": traces["refusals"],
-            "export_latency_ms": traces["latency_ms"]["rpc"],
-            "landing_latency_ms": v.get("landing_latency_ms"),
-            "receiver_cpu_s": round(cpu["receiver"], 3),
-            "receiver_cpu_us_per_span": round(cpu["receiver"] / landed * 1e6, 1) if landed else None,
-            "receiver_cores": round(cpu["receiver"] / (landed_at - started), 2),
-            "postgres_cpu_us_per_span": round(cpu["postgres"] / landed * 1e6, 1) if landed else None,
-            "loadgen_cpu_us_per_span": report["generator"]["cpu_us_per_span"],
-            "receiver_peak_rss_mb": round(rss, 1) if rss is not None else None,
-            "copy_ceilings": ceilings,
-            "copy_ceiling_rows_per_s": best["rows_per_s"],
-            "ratio_to_copy_ceiling": round(landed_per_s / best["rows_per_s"], 3) if best["rows_per_s"] else None,
-            "receiver_settings": settings,
-            "loadgen_run_id": report["run_id"],
-        }
+        landed_per_s = landed / (landed_time - started) if landed_time > started else 0.0
+        result.update(
+            {
+                "duration_s": args.duration,
+                "rate": report["config"]["rate"],
+                "protocol": args.protocol,
+                "exporters": args.exporters,
+                "batch_spans": args.batch_spans,
+                "bytes_per_span": report["workload"]["bytes_per_span"],
+                "flavor": psql.scalar(
+                    "observatory", "SELECT flavor FROM schema_migrations ORDER BY version DESC LIMIT 1"
+                ),
+                "acknowledged_spans": traces["acknowledged"],
+                "acknowledged_per_s": traces["acknowledged_per_s"],
+                "landed_spans": landed,
+                "landed_per_s": round(landed_per_s, 1),
+                "landed_in_s": round(landed_time - started, 3),
+                "lost": v.get("lost"),
+                "verified": v.get("ok"),
+                "refusals": traces["refusals"],
+                "export_latency_ms": traces["latency_ms"]["rpc"],
+                "landing_latency_ms": v.get("landing_latency_ms"),
+                "receiver_cpu_s": round(cpu["receiver"], 3),
+                "receiver_cpu_us_per_span": round(cpu["receiver"] / landed * 1e6, 1) if landed else None,
+                "receiver_cores": round(cpu["receiver"] / (landed_time - started), 2),
+                "postgres_cpu_us_per_span": round(cpu["postgres"] / landed * 1e6, 1) if landed else None,
+                "loadgen_cpu_us_per_span": report["generator"]["cpu_us_per_span"],
+                "copy_ceilings": ceilings,
+                "copy_ceiling_rows_per_s": best["rows_per_s"],
+                "ratio_to_copy_ceiling": round(landed_per_s / best["rows_per_s"], 3) if best["rows_per_s"] else None,
+                "loadgen_run_id": report["run_id"],
+            }
+        )
+        return result
     finally:
         if sampler is not None:
             sampler.stop()
@@ -394,7 +495,29 @@ def bench(args: argparse.Namespace, extra: list[str]) -> dict:
             shutil.rmtree(root, ignore_errors=True)
 
 
+def small_lines(r: dict) -> list[str]:
+    lines = []
+    for s in r.get("small_requests", []):
+        protocol = "gRPC" if s["protocol"] == "grpc" else "HTTP"
+        verified = "exactly" if s["verified"] else "NO"
+        lines.append(
+            f"  {s['batch_spans']:>3}-span {protocol:<4} {s['receiver_cpu_us_per_request']:>8,.1f} us/request "
+            f"receiver CPU  ({s['requests']:,} requests, {s['requests_per_s']:,.0f}/s, {s['exporters']} in flight, "
+            f"{s['receiver_cores']:.2f} cores; lost {s['lost']}, verified {verified}; "
+            f"refusals {s['refusals'] or 'none'})"
+        )
+    return lines
+
+
 def text(r: dict) -> str:
+    peak = r["receiver_peak_rss_mb"]
+    rss = f"receiver peak RSS (VmHWM) {peak['main']} MB" + (
+        f", workers {', '.join(f'{w:g}' for w in peak['workers'])} MB" if peak["workers"] else ""
+    )
+    if "landed_spans" not in r:
+        return "\n".join(
+            [f"make bench (small requests only): {r['cpus']} CPUs, {r['workers']} worker(s); {rss}", *small_lines(r)]
+        )
     lat = r["export_latency_ms"]
     land = r["landing_latency_ms"] or {}
     ceilings = ", ".join(f"{c['streams']} stream(s) {c['rows_per_s']:,}/s" for c in r["copy_ceilings"])
@@ -404,7 +527,7 @@ def text(r: dict) -> str:
     lines = [
         f"make bench: {r['duration_s']:g} s {load}, OTLP/{protocol}, {r['exporters']} exporters x "
         f"{r['batch_spans']}-span requests, {r['bytes_per_span']:,} B/span; {r['cpus']} CPUs shared by "
-        f"loadgen, receiver and PostgreSQL; schema flavor {r['flavor']}",
+        f"loadgen, receiver ({r['workers']} worker(s)) and PostgreSQL; schema flavor {r['flavor']}",
         f"  acknowledged  {r['acknowledged_per_s']:>10,.0f} spans/s  ({r['acknowledged_spans']:,} spans; "
         f"refusals {r['refusals'] or 'none'})",
         f"  landed        {r['landed_per_s']:>10,.0f} spans/s  ({r['landed_spans']:,} in {r['landed_in_s']:.2f} s; "
@@ -412,12 +535,14 @@ def text(r: dict) -> str:
         f"  receiver CPU  {r['receiver_cpu_us_per_span']:>10,.1f} us/span  ({r['receiver_cores']:.2f} cores; "
         f"PostgreSQL {r['postgres_cpu_us_per_span']:,.1f} us/span, "
         f"loadgen {r['loadgen_cpu_us_per_span']:,.1f} us/span)",
-        f"  receiver RSS  {r['receiver_peak_rss_mb']:>10,.0f} MB peak (VmHWM)",
+        f"  {rss}",
         f"  latency       export p50 {lat.get('p50', 0):.0f} ms, p99 {lat.get('p99', 0):.0f} ms; "
         f"landing (first send -> commit) p50 {land.get('p50', 0):.0f} ms, p99 {land.get('p99', 0):.0f} ms",
         f"  raw COPY      {r['copy_ceiling_rows_per_s']:>10,} rows/s  (psql binary COPY into the same schema and "
         f"indexes: {ceilings})",
         f"  ratio         {r['ratio_to_copy_ceiling']:>10.1%}  of the raw-COPY ceiling (landed / ceiling)",
+        "  small requests (fixed cost per request):",
+        *small_lines(r),
     ]
     return "\n".join(lines)
 
@@ -447,6 +572,17 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="schema flavor: timescale where TimescaleDB is installed (auto, as make run), or force one",
     )
+    parser.add_argument(
+        "--small",
+        type=parse_small,
+        default=parse_small("grpc:1,http:1"),
+        metavar="PROTO:SPANS,...",
+        help="small-request runs after the main run (grpc:1,http:1; add grpc:16; '' = none)",
+    )
+    parser.add_argument("--small-duration", type=float, default=10.0, help="seconds of each small-request run (10)")
+    parser.add_argument("--small-exporters", type=int, default=32, help="small requests in flight (32)")
+    parser.add_argument("--small-only", action="store_true", help="only the small-request runs (no ceiling)")
+    parser.add_argument("--workers", type=int, default=None, help="receiver worker processes (otlp.workers)")
     parser.add_argument("--keep", action="store_true", help="keep the database directory (stopped) for inspection")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
     args, extra = parser.parse_known_args(argv)

@@ -35,22 +35,35 @@ def is_loopback(endpoint: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%", 1)[0]).is_loopback for info in infos)
 
 
+UNIX_PREFIX = "unix:"  # an endpoint that is a Unix socket path (a worker's private admin endpoint)
+
+
 async def serve_http(
     app: Any,
     endpoint: str,
     what: str,
     setting: str,
     ssl_context: ssl.SSLContext | None = None,
+    *,
+    reuse_port: bool = False,
     **runner_options: Any,
 ) -> tuple[Any, int]:
-    """Start an aiohttp app on `endpoint` (TLS with `ssl_context`); returns (runner, bound port). A bind
+    """Start an aiohttp app on `endpoint` (host:port, or unix:PATH; TLS with `ssl_context`); returns (runner,
+    bound port, 0 for a Unix socket). `reuse_port`: SO_REUSEPORT, so worker processes share the port. A bind
     failure becomes a StartupError naming the setting (and its environment variable) to change."""
     from aiohttp import web
 
-    host, port = split_endpoint(endpoint)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_options)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True, ssl_context=ssl_context)
+    site: Any
+    if endpoint.startswith(UNIX_PREFIX):
+        host, port = "", 0
+        site = web.UnixSite(runner, endpoint[len(UNIX_PREFIX) :])
+    else:
+        host, port = split_endpoint(endpoint)
+        site = web.TCPSite(
+            runner, host, port, backlog=1024, reuse_address=True, reuse_port=reuse_port or None, ssl_context=ssl_context
+        )
     try:
         await site.start()
     except OSError as exc:
@@ -59,5 +72,7 @@ async def serve_http(
         raise StartupError(
             f"cannot listen for {what} on {endpoint} ({exc.strerror or exc}); change {setting} (env {env})"
         ) from None
-    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    if endpoint.startswith(UNIX_PREFIX):
+        return runner, 0
+    sockets = site._server.sockets if site._server else []
     return runner, (sockets[0].getsockname()[1] if sockets else port)

@@ -244,8 +244,16 @@ async def test_overload_is_refused_with_retry_hints_and_memory_stays_bounded(mod
         for key, value in (await proc.metrics()).items()
         if key.startswith("observatory_refused_requests_total{") and 'signal="traces"' in key and value > 0
     }  # (rare reasons are exported at 0 from the start)
-    # every refusal visible with its reason, decoded or not
-    assert sum(by_reason.values()) == refused and all('reason="queue_full"' in key for key in by_reason), by_reason
+    # every refusal visible with its reason, decoded or not: almost all before decoding (queue_full); a few
+    # may come after (full: the lane filled while it decoded, the <= 5% above) or from the memory limits
+    # this test sets (memory, decode_memory) on a busy machine: all retryable backpressure.
+    assert sum(by_reason.values()) == refused, by_reason
+    reasons: dict[str, float] = {}
+    for key, value in by_reason.items():
+        reason = key.split('reason="', 1)[1].split('"', 1)[0]
+        reasons[reason] = reasons.get(reason, 0) + value
+    assert set(reasons) <= {"queue_full", "full", "memory", "decode_memory"}, list(by_reason)
+    assert reasons.get("queue_full", 0) >= 0.9 * refused, list(by_reason.items())
     print(
         f"overload: {len(acked)} spans acknowledged and stored once, {refused:.0f} requests refused "
         f"({converted_then_refused:.0f} of them after conversion), peak RSS {peak / 2**20:.0f} MiB"

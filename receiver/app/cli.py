@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import structlog
 import uvloop
 
 from receiver import __version__
-from receiver.app.config import Config, ConfigError, load_config
-from receiver.endpoints import StartupError
+from receiver.app.config import Config, ConfigError, load_config, worker_count
+from receiver.endpoints import UNIX_PREFIX, StartupError
 from receiver.storage.database import Database
 from receiver.storage.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from receiver.storage.migrate import MigrationError, migrate
@@ -38,11 +40,12 @@ def _load(path: str | None) -> Config:
     return load_config(path if path is not None else _default_config_path())
 
 
-async def _serve(config: Config, config_path: str | None) -> int:
+async def _serve(config: Config, config_path: str | None, worker: Any = None) -> int:
     from receiver.app.service import Receiver  # imported late: `config check` stays light
     from receiver.telemetry.systemd import SystemdNotifier
 
-    receiver = Receiver(config, SystemdNotifier.from_environment())
+    # A worker's environment has no NOTIFY_SOCKET (its supervisor speaks to systemd): the notifier is idle.
+    receiver = Receiver(config, SystemdNotifier.from_environment(), worker=worker)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, receiver.request_stop)
@@ -96,10 +99,33 @@ async def _with_database(config: Config, action: Callable[[Any], Awaitable[int]]
             await asyncio.to_thread(embedded.stop)
 
 
+def _workers_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1-256) or auto")
+    return int(text)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
+    if args.workers is not None:  # --workers overrides otlp.workers
+        config = dataclasses.replace(config, otlp=dataclasses.replace(config.otlp, workers=args.workers))
     configure_logging(config.logging.level, config.logging.format)
-    return uvloop.run(_serve(config, args.config if args.config else _default_config_path()))
+    config_path = args.config if args.config else _default_config_path()
+    if args.worker_index is not None:  # started by the supervisor
+        from receiver.app.service import WorkerRole
+
+        structlog.contextvars.bind_contextvars(worker=args.worker_index)
+        role = WorkerRole(args.worker_index, UNIX_PREFIX + args.admin_socket)
+        return uvloop.run(_serve(config, config_path, role))
+    count = worker_count(config.otlp.workers)
+    if count > 1:
+        from receiver.app.workers import Supervisor
+        from receiver.telemetry.systemd import SystemdNotifier
+
+        return uvloop.run(Supervisor(config, config_path, count, SystemdNotifier.from_environment()).run())
+    return uvloop.run(_serve(config, config_path))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -113,6 +139,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         report = await migrate(conn, config.database.flavor)
         for label in report.applied:
             print(f"applied {label} ({report.flavor})")
+        for line in report.distributed:
+            print(f"citus: {line}")
         print(f"schema up to date ({report.flavor} flavor, {report.already + len(report.applied)} migrations)")
         # Receivers that run as a writer role (migration 011) read prices but may not write them.
         path = Path(config.pricing.file) if config.pricing.file else default_pricing_file()
@@ -330,7 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", metavar="PATH", help="TOML config (default: config/receiver.toml if present)")
         return p
 
-    with_config(sub.add_parser("run", help="serve OTLP until SIGTERM")).set_defaults(func=cmd_run)
+    run = with_config(sub.add_parser("run", help="serve OTLP until SIGTERM"))
+    run.add_argument(
+        "--workers",
+        type=_workers_arg,
+        metavar="N",
+        help="processes sharing the OTLP ports (otlp.workers; auto = one per CPU core)",
+    )
+    run.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
+    run.add_argument("--admin-socket", help=argparse.SUPPRESS)
+    run.set_defaults(func=cmd_run)
     with_config(sub.add_parser("migrate", help="apply pending migrations and exit")).set_defaults(func=cmd_migrate)
     db_cmd = sub.add_parser("db", help="database commands")
     db_sub = db_cmd.add_subparsers(dest="db_command", required=True)

@@ -30,6 +30,7 @@ def _setting(
     choices: tuple[Any, ...] | None = None,
     endpoint: bool = False,
     optional_endpoint: bool = False,
+    auto: bool = False,
     path: bool = False,
 ) -> Any:
     return field(
@@ -41,6 +42,7 @@ def _setting(
             "choices": choices,
             "endpoint": endpoint or optional_endpoint,
             "optional": optional_endpoint,
+            "auto": auto,
             "path": path,
         },
     )
@@ -63,10 +65,24 @@ class OtlpConfig:
         min=1024,
         max=1024 * 1024 * 1024,
     )
+    workers: int | str = _setting(
+        1,
+        "processes sharing the OTLP ports (SO_REUSEPORT); auto = one per CPU core; `run --workers N` overrides",
+        min=1,
+        max=256,
+        auto=True,
+    )
     decode_threads: int = _setting(
-        2, "threads that decode and convert request bodies, off the event loop", min=1, max=256
+        2, "threads (per worker process) that decode and convert request bodies, off the event loop", min=1, max=256
     )
     tls: TlsConfig = field(default_factory=TlsConfig)
+
+
+def worker_count(value: int | str) -> int:
+    """otlp.workers as a number: `auto` is the number of CPU cores this process may run on."""
+    if value == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -345,6 +361,12 @@ def sections() -> dict[str, type]:
 
 def _coerce(key: str, raw: Any, kind: type, meta: Mapping[str, Any], from_env: bool) -> tuple[Any, str | None]:
     value = raw
+    if meta.get("auto"):  # an integer, or the word auto
+        if isinstance(raw, str) and raw.strip().lower() == "auto":
+            return "auto", None
+        if isinstance(raw, str) and not (from_env and raw.strip().isdigit()):
+            return None, f'{key}: expected an integer or "auto", got {raw!r}'
+        kind = int
     if kind is bool:
         if from_env and isinstance(raw, str):
             lowered = raw.strip().lower()
@@ -389,7 +411,7 @@ def _coerce(key: str, raw: Any, kind: type, meta: Mapping[str, Any], from_env: b
 
 def _kind(cls: type, name: str) -> type:
     annotation = {f.name: f.type for f in fields(cls)}[name]
-    return {"str": str, "int": int, "float": float, "bool": bool}[str(annotation)]
+    return {"str": str, "int": int, "float": float, "bool": bool, "int | str": int}[str(annotation)]
 
 
 def _legacy_env(env: Mapping[str, str]) -> dict[tuple[str, str], str]:

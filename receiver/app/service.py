@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,11 +101,24 @@ class FatalError(Exception):
     """The receiver cannot do its job until an operator acts; the message says what to do."""
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """This receiver is worker `index` of a supervisor (otlp.workers > 1): it shares the OTLP ports with
+    the other workers and serves its admin endpoint privately, for the supervisor to aggregate."""
+
+    index: int
+    admin_endpoint: str  # unix:PATH
+
+
 class Receiver:
-    def __init__(self, config: Config, notifier: SystemdNotifier | None = None) -> None:
+    def __init__(
+        self, config: Config, notifier: SystemdNotifier | None = None, *, worker: WorkerRole | None = None
+    ) -> None:
         self.config = config
-        # systemd (Type=notify): READY=1 once serving, STOPPING=1 on drain, STATUS=, watchdog pings.
-        self.notifier = notifier or SystemdNotifier()
+        self.worker = worker
+        # systemd (Type=notify): READY=1 once serving, STOPPING=1 on drain, STATUS=, watchdog pings. A worker
+        # gets none: systemd talks to its supervisor, which says READY=1 once every worker serves.
+        self.notifier = notifier if notifier is not None and worker is None else SystemdNotifier()
         self.heartbeat = SystemdHeartbeat(self.notifier, self.status_line, lambda: not self.ready and not self.draining)
         self.metrics = Metrics()
         self.log = get_logger("receiver")
@@ -181,7 +196,8 @@ class Receiver:
         self.database = Database(dsn, cfg.database.connect_timeout_s)
         self.loop_lag.start()
 
-        self.admin = AdminServer(cfg.admin.endpoint, self.metrics, self.health_report, self.readiness)
+        admin_endpoint = self.worker.admin_endpoint if self.worker is not None else cfg.admin.endpoint
+        self.admin = AdminServer(admin_endpoint, self.metrics, self.health_report, self.readiness)
         await self.admin.start()
 
         db = self.database
@@ -226,21 +242,23 @@ class Receiver:
         await self.pipeline.start()
 
         signals = list(SIGNALS.values())
-        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, cfg.otlp.max_request_bytes, self.tls)
-        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, cfg.otlp.max_request_bytes, self.tls)
+        shared = self.worker is not None  # workers share the OTLP ports (SO_REUSEPORT)
+        limit = cfg.otlp.max_request_bytes
+        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, limit, self.tls, reuse_port=shared)
+        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, limit, self.tls, reuse_port=shared)
         await self.grpc.start()
         await self.http.start()
         if cfg.query.endpoint:
             self.query = QueryServer(
                 cfg.query, self.metrics, self.authenticator, self.readiness, cfg.database.connect_timeout_s
             )
-            await self.query.start(dsn)
+            await self.query.start(dsn, reuse_port=shared)  # workers share the read API's port too
         self.log.info(
             "receiver listening",
             version=__version__,
             grpc=f"{cfg.otlp.grpc_endpoint} (port {self.grpc.port})",
             http=f"{cfg.otlp.http_endpoint} (port {self.http.port})",
-            admin=f"{cfg.admin.endpoint} (port {self.admin.port})",
+            admin=admin_endpoint if shared else f"{cfg.admin.endpoint} (port {self.admin.port})",
             query=f"{cfg.query.endpoint} (port {self.query.port})" if self.query else "off",
             tls=self.tls.describe() if self.tls is not None else "off",
             tls_certificate_sha256=self.tls.material.fingerprint if self.tls is not None else None,
@@ -261,6 +279,8 @@ class Receiver:
         every project's data."""
         if self.config.auth.mode != "none":
             return  # API keys authenticate every sender and reader
+        if self.worker is not None and self.worker.index > 0:
+            return  # workers share the ports and the configuration: worker 0 warns for all of them
         query = self.config.query.endpoint
         if query and not is_loopback(query):
             self.log.warning(
@@ -341,6 +361,8 @@ class Receiver:
                         report = await migrate(conn, self.config.database.flavor)
                         if report.applied:
                             self.log.info("migrations applied", flavor=report.flavor, applied=report.applied)
+                        if report.distributed:
+                            self.log.info("citus: tables distributed", tables=report.distributed)
                     missing = await pending(conn)
                     if missing:
                         self.not_ready_reason = f"migrations not applied: {', '.join(missing)} (run `migrate`)"
@@ -573,6 +595,7 @@ class Receiver:
             "status": status,
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
             "version": __version__,
+            "pid": os.getpid(),
             "ready": self.readiness()[0],
             "reason": self.readiness()[1] or None,
             "database": {"postgres": postgres},

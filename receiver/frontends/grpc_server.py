@@ -24,16 +24,23 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 def _export_handler(spec: SignalSpec, ingest: Ingest) -> Handler:
+    # The answer to almost every request: nothing rejected. Serialized once, not per request.
+    success = response_message(spec.response_type, spec.rejected_field, Accepted(0)).SerializeToString()
+
     async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        metadata = {
-            key.lower(): value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
-        }
-        key = ingest.authenticate(spec, metadata, "grpc")
+        key = None
+        if ingest.authenticating:  # the metadata is read only when a key is to be checked
+            metadata = {
+                name.lower(): value for name, value in (context.invocation_metadata() or ()) if isinstance(value, str)
+            }
+            key = ingest.authenticate(spec, metadata, "grpc")
         if isinstance(key, Refused):
             outcome: Outcome = key
         else:
             outcome = await ingest.handle(spec, request, json=False, gzip=False, transport="grpc", key=key)
         if isinstance(outcome, Accepted):
+            if not outcome.rejected and not outcome.message:
+                return success
             return response_message(spec.response_type, spec.rejected_field, outcome).SerializeToString()
         error = grpc_error(outcome)
         await context.abort(error.code, error.message, error.trailing_metadata)
@@ -50,9 +57,14 @@ class GrpcFrontend:
         signals: Iterable[SignalSpec],
         max_request_bytes: int,
         tls: TlsCredentials | None = None,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self._tls = tls
+        # SO_REUSEPORT only when worker processes share the port: otherwise a second receiver started
+        # by mistake on the same port must fail to bind, not silently take half the connections.
+        self._reuse_port = reuse_port
         self._ingest = ingest
         self._signals = tuple(signals)
         self._max_request_bytes = max_request_bytes
@@ -65,7 +77,7 @@ class GrpcFrontend:
             options=[
                 ("grpc.max_receive_message_length", self._max_request_bytes),
                 ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if self._reuse_port else 0),
             ]
         )
         by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}

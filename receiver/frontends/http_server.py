@@ -35,6 +35,12 @@ def _reply(reply: HttpReply, json: bool) -> web.Response:
 def _export_route(
     spec: SignalSpec, ingest: Ingest, max_request_bytes: int
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    # The answer to almost every request (nothing rejected), per encoding: encoded once, not per request.
+    success = {
+        json: http_success(response_message(spec.response_type, spec.rejected_field, Accepted(0)), json)
+        for json in (False, True)
+    }
+
     async def export(request: web.Request) -> web.Response:
         media = (request.headers.get("Content-Type") or JSON).split(";", 1)[0].strip().lower()
         json = _CONTENT_TYPES.get(media)
@@ -56,9 +62,11 @@ def _export_route(
                 ),
                 json,
             )
-        key = ingest.authenticate(spec, {k.lower(): v for k, v in request.headers.items()}, "http")
-        if isinstance(key, Refused):
-            return _reply(http_error(key, json), json)
+        key = None
+        if ingest.authenticating:  # the headers are copied only when a key is to be checked
+            key = ingest.authenticate(spec, {k.lower(): v for k, v in request.headers.items()}, "http")
+            if isinstance(key, Refused):
+                return _reply(http_error(key, json), json)
         declared = request.content_length
         if declared is not None and declared > max_request_bytes:
             refused = Refused(
@@ -75,6 +83,8 @@ def _export_route(
             return _reply(http_error(refused, json), json)
         outcome = await ingest.handle(spec, body, json=json, gzip=gzip, transport="http", key=key)
         if isinstance(outcome, Accepted):
+            if not outcome.rejected and not outcome.message:
+                return _reply(success[json], json)
             response = response_message(spec.response_type, spec.rejected_field, outcome)
             return _reply(http_success(response, json), json)
         return _reply(http_error(outcome, json), json)
@@ -90,9 +100,12 @@ class HttpFrontend:
         signals: Iterable[SignalSpec],
         max_request_bytes: int,
         tls: TlsCredentials | None = None,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self._tls = tls
+        self._reuse_port = reuse_port  # SO_REUSEPORT: worker processes share the port
         self._ingest = ingest
         self._signals = tuple(signals)
         self._max_request_bytes = max_request_bytes
@@ -112,6 +125,7 @@ class HttpFrontend:
             "OTLP/HTTP",
             "otlp.http_endpoint",
             ssl_context=self._tls.ssl_context() if self._tls is not None else None,
+            reuse_port=self._reuse_port,
             auto_decompress=False,
         )
 

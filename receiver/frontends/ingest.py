@@ -37,7 +37,7 @@ from receiver.pipeline.pipeline import Admission, Pipeline
 from receiver.pipeline.spool import MaterializeLater
 from receiver.storage.api_keys import INGEST, ActiveKey, display_prefix
 from receiver.telemetry.logging import RateLimitedLog, get_logger
-from receiver.telemetry.metrics import Metrics
+from receiver.telemetry.metrics import Children, Metrics
 
 # Reasons of items refused for their time (receiver.convert.window), as metric labels.
 REASON_TOO_OLD = "older_than_retention"
@@ -97,6 +97,16 @@ class Ingest:
         self._in_flight: dict[str, tuple[int, int]] = {}
         self._log = get_logger("ingest")
         self._limited = RateLimitedLog(self._log)
+        # Labelled children looked up once (the per-request path counts every request).
+        self._requests = Children(metrics.requests)
+        self._refused_requests = Children(metrics.refused_requests)
+        self._accepted = {signal: Children(counter) for signal, counter in metrics.accepted.items()}
+        self._refused = {signal: Children(counter) for signal, counter in metrics.refused.items()}
+
+    @property
+    def authenticating(self) -> bool:
+        """True with auth.mode = api_key: only then do the front ends collect the request headers."""
+        return self._authenticator is not None
 
     def authenticate(self, spec: SignalSpec, headers: Mapping[str, str], transport: str) -> ActiveKey | Refused | None:
         """The request's API key (auth.mode = api_key), checked for the ingest scope before the body is
@@ -285,7 +295,7 @@ class Ingest:
             }[admission]
             return self._refuse_busy(Refusal.OVERLOADED, message, count, cause=admission.value)
         if rows:
-            self._metrics.accepted[spec.name].labels(transport).inc(len(rows))
+            self._accepted[spec.name](transport).inc(len(rows))
         return Accepted(len(rows), rejected, message)
 
     def _expected(self, spec: SignalSpec, body: bytes, json: bool) -> tuple[int, int]:
@@ -356,7 +366,7 @@ class Ingest:
         return {spec.table: rows}, len(record.request) + len(rows) * self._limits.row_overhead_bytes
 
     def _count_rejected(self, spec: SignalSpec, transport: str, converted: Converted) -> None:
-        refused = self._metrics.refused[spec.name]
+        refused = self._refused[spec.name]
         invalid = converted.rejected - converted.too_old - converted.too_new
         for reason, count in (
             ("invalid", invalid),
@@ -364,7 +374,7 @@ class Ingest:
             (REASON_TOO_NEW, converted.too_new),
         ):
             if count:
-                refused.labels(transport, reason).inc(count)
+                refused(transport, reason).inc(count)
 
     def _count_altered(self, spec: SignalSpec, stats: object) -> None:
         for kind in ("truncated_values", "nul_replaced", "non_finite_numbers"):
@@ -377,9 +387,9 @@ class Ingest:
             label = "partial" if outcome.rejected else "success"
         else:
             label = "refused" if outcome.reason is not Refusal.INTERNAL else "failure"
-            self._metrics.refused_requests.labels(transport, spec.name, outcome.label).inc()
+            self._refused_requests(transport, spec.name, outcome.label).inc()
             if outcome.items:
-                self._metrics.refused[spec.name].labels(transport, outcome.label).inc(outcome.items)
+                self._refused[spec.name](transport, outcome.label).inc(outcome.items)
             self._limited.warning(
                 f"refused:{spec.name}:{outcome.label}",
                 "request refused",
@@ -388,4 +398,4 @@ class Ingest:
                 reason=outcome.label,
                 detail=outcome.message,  # names the key's prefix when the key is the reason
             )
-        self._metrics.requests.labels(transport, spec.name, label).inc()
+        self._requests(transport, spec.name, label).inc()

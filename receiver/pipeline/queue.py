@@ -100,6 +100,10 @@ class BoundedQueue:
         self._turn = 0
         self._closed = False
         self._wakeup: asyncio.Future[None] | None = None  # shared by writers waiting for data
+        # A full batch, as the writers last asked for one (`take`'s max_rows): an offer wakes the
+        # waiting writers only when it makes a lane ready or gives an empty lane its first chunk (a
+        # new deadline). Waking them for every small request cost more than the request itself.
+        self._batch_rows = 1
 
     # -- admission -------------------------------------------------------------------------------
 
@@ -136,17 +140,22 @@ class BoundedQueue:
             if self._held_bytes[table] + add_bytes[table] > self.lane_max_bytes:
                 return False
         now = self._clock()
+        wake = False
         for chunk in chunks:
             chunk.enqueued_at = now
             chunk.ticket.remaining += 1
-            self._pending[chunk.table].append(chunk)
+            lane = self._pending[chunk.table]
+            wake = wake or not lane
+            lane.append(chunk)
             self._pending_rows[chunk.table] += len(chunk.rows)
         for table, rows in add_rows.items():
             self._held_rows[table] += rows
             self._held_bytes[table] += add_bytes[table]
+            wake = wake or self._pending_rows[table] >= self._batch_rows
         self.rows += total_rows
         self.nbytes += total_bytes
-        self._notify()
+        if wake:
+            self._notify()
         return True
 
     # -- writers ---------------------------------------------------------------------------------
@@ -157,6 +166,7 @@ class BoundedQueue:
         A lane already holding `lane_max_writers` batches is skipped until one of them completes.
         Returns None once the queue is closed and empty. After `close`, everything is ready at once.
         """
+        self._batch_rows = max_rows
         while True:
             now = self._clock()
             deadline = None

@@ -100,12 +100,17 @@ class QueryServer:
             app.router.add_get(prefix + path, self._wrap(endpoint, handler))
         return app
 
-    async def start(self, dsn: str) -> None:
+    async def start(self, dsn: str, *, reuse_port: bool = False) -> None:
         self._dsn = dsn
         # Request lines up to 64 KiB: filters carry ids of up to 4 KiB, percent-encoded; past aiohttp's
         # default 8 KiB a long one would be refused by the HTTP parser as text, not as a 400 naming it.
         self._runner, self.port = await serve_http(
-            self._app(), self.config.endpoint, "the read API", "query.endpoint", max_line_size=65536
+            self._app(),
+            self.config.endpoint,
+            "the read API",
+            "query.endpoint",
+            reuse_port=reuse_port,
+            max_line_size=65536,
         )
 
     async def stop(self) -> None:

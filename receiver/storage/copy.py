@@ -5,6 +5,14 @@ ts), so a row that is already stored — a client retry, a spool replay after a 
 fail with a unique violation. Only then the batch goes the slow way: COPY into a session-private
 staging table and `INSERT … SELECT … ON CONFLICT DO NOTHING`, which skips what is already there.
 Retries are rare, so the common case pays nothing for idempotency.
+
+On Citus a COPY that spans shards reports any error a worker raised (a unique violation, but also a
+NOT NULL or CHECK violation) as a plain XX000 with the worker's message, so XX000 takes the slow way too.
+That hides no error: the staging path stores the same rows or raises, and its own error is what the
+writer classifies (storage/errors.py). A NOT NULL violation fails the COPY into the local staging table
+with 23502 (bisected and quarantined, where the XX000 alone would have been retried forever); an error
+that is not about the rows fails again and stays transient. Only plain XX000 is taken: its subclasses
+(XX001 data corrupted, XX002 index corrupted) are raised as they are. tests/test_citus.py checks both.
 """
 
 from __future__ import annotations
@@ -38,10 +46,12 @@ async def _copy_via_staging(
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
         await conn.copy_records_to_table(stage, records=rows, columns=list(columns))
-        status = await conn.execute(
-            f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {stage} ON CONFLICT DO NOTHING"
+        # Counted from RETURNING, not the command tag: Citus's INSERT … SELECT reports the rows selected.
+        inserted = await conn.fetchval(
+            f"WITH inserted AS (INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {stage}"
+            " ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM inserted"
         )
-    return int(status.rsplit(" ", 1)[1])
+    return int(inserted)
 
 
 async def copy_rows(
@@ -49,10 +59,13 @@ async def copy_rows(
 ) -> CopyResult:
     """Store `rows` so that each distinct row exists exactly once, whatever was stored before."""
     try:
-        async with conn.transaction():
-            await conn.copy_records_to_table(table, records=rows, columns=list(columns))
+        # One statement is its own transaction: no BEGIN/COMMIT round trips around it.
+        await conn.copy_records_to_table(table, records=rows, columns=list(columns))
         return CopyResult(len(rows), 0, False)
     except asyncpg.UniqueViolationError:
         pass
+    except asyncpg.InternalServerError as exc:
+        if type(exc) is not asyncpg.InternalServerError:  # XX001/XX002: corruption, not a duplicate
+            raise
     inserted = await _copy_via_staging(conn, table, columns, rows)
     return CopyResult(inserted, len(rows) - inserted, True)

@@ -68,6 +68,24 @@ def _pg_config_dir(bindir: Path, option: str) -> Path | None:
     return Path(result.stdout.strip()) if result.returncode == 0 and result.stdout.strip() else None
 
 
+def extension_installed(name: str, library: str, bindir: Path | None = None) -> bool:
+    """True when extension `name` (its control file and `library`*.so) is installed for the PostgreSQL
+    whose binaries are in `bindir`."""
+    try:
+        bindir = bindir or find_bindir()
+    except EmbeddedDatabaseError:
+        return False
+    sharedir = _pg_config_dir(bindir, "--sharedir")
+    libdir = _pg_config_dir(bindir, "--pkglibdir")
+    if sharedir is None or libdir is None:
+        return False
+    return (sharedir / "extension" / f"{name}.control").exists() and any(libdir.glob(f"{library}*.so"))
+
+
+def citus_installed(bindir: Path | None = None) -> bool:
+    return extension_installed("citus", "citus", bindir)
+
+
 def timescaledb_installed(bindir: Path | None = None) -> bool:
     """True when the timescaledb extension (control file and library) is installed for the PostgreSQL
     whose binaries are in `bindir`: then a cluster can preload it and migrate with the timescale flavor."""
@@ -133,8 +151,11 @@ class EmbeddedPostgres:
         port: int = 5432,
         extra_settings: dict[str, str] | None = None,
         timescale: bool | None = None,
+        listen_addresses: str = "",
     ) -> None:
-        """`timescale`: preload TimescaleDB (True), never (False), or when it is installed (None)."""
+        """`timescale`: preload TimescaleDB (True), never (False), or when it is installed (None).
+        `listen_addresses`: TCP as well as the Unix socket (e.g. 127.0.0.1 for a Citus node)."""
+        self.listen_addresses = listen_addresses
         self.root = Path(data_dir).resolve()
         self.data_dir = self.root / "data"
         self.port = port
@@ -227,7 +248,7 @@ class EmbeddedPostgres:
             )
             self._write_settings()
         if not self.running():
-            options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses=''"
+            options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses='{self.listen_addresses}'"
             if self.timescale:
                 # On the command line rather than in postgresql.auto.conf, so a cluster created before
                 # TimescaleDB was installed gets it too (its recorded schema flavor does not change).

@@ -14,13 +14,14 @@ import hashlib
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from receiver.resources import migrations_dir
+from receiver.storage import citus
 
 FLAVORS = ("native", "timescale")
 _FILE = re.compile(r"^(\d{3})_([a-z0-9_]+?)(?:\.(native|timescale))?\.sql$")
@@ -170,6 +171,7 @@ class MigrationReport:
     flavor: str
     applied: list[str]
     already: int
+    distributed: list[str] = field(default_factory=list)  # Citus: tables distributed by this run
 
 
 async def applied_flavor(conn: asyncpg.Connection) -> str | None:
@@ -183,7 +185,9 @@ async def migrate(
     conn: asyncpg.Connection, requested_flavor: str = "auto", migrations: list[Migration] | None = None
 ) -> MigrationReport:
     migrations = load_migrations() if migrations is None else migrations
-    if not await pending(conn, migrations):  # nothing to do, and no DDL: a writer role (011) may call this too
+    # Nothing to do, and no DDL: a writer role (011) may call this too. A Citus database whose tables are
+    # not all distributed yet (the extension created after the migrations) takes the locked path below.
+    if not await pending(conn, migrations) and not await citus.undistributed(conn):
         await verify_checksums(conn, migrations)
         flavor = await applied_flavor(conn) or requested_flavor
         if requested_flavor not in ("auto", flavor):
@@ -214,10 +218,16 @@ async def migrate(
                 paused.extend(await _pause_timescale_jobs(conn))
 
         try:
-            return await _apply(conn, migrations, recorded, flavor, before_each)
+            report = await _apply(conn, migrations, recorded, flavor, before_each)
         finally:
             if paused:
                 await _resume_timescale_jobs(conn, paused)
+        if flavor == "native":
+            try:
+                report.distributed.extend(await citus.distribute(conn))
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"distributing the tables over the Citus cluster failed: {exc}") from exc
+        return report
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
 

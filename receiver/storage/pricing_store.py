@@ -127,7 +127,7 @@ _INSERT = """
         source_version = EXCLUDED.source_version,
         match_rule = EXCLUDED.match_rule,
         other_prices = EXCLUDED.other_prices,
-        updated_at = now()
+        updated_at = EXCLUDED.updated_at  -- its default, now(); Citus refuses functions here (reference table)
     WHERE (model_pricing.input_price_per_million, model_pricing.output_price_per_million,
            model_pricing.cache_read_price_per_million, model_pricing.cache_write_price_per_million,
            model_pricing.reasoning_price_per_million, model_pricing.price_per_thousand_requests,

@@ -8,8 +8,9 @@ breaker, spool).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -21,6 +22,12 @@ from receiver.telemetry.metrics import Metrics
 HealthReport = Callable[[], Awaitable[dict[str, Any]]]
 
 
+class Exposition(Protocol):
+    """What /metrics renders: a receiver's Metrics, or the supervisor's view of all its workers (async)."""
+
+    def render(self) -> bytes | Awaitable[bytes]: ...
+
+
 def _json(payload: dict[str, Any], status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
 
@@ -29,7 +36,7 @@ class AdminServer:
     def __init__(
         self,
         endpoint: str,
-        metrics: Metrics,
+        metrics: Metrics | Exposition,
         health_report: HealthReport,
         readiness: Callable[[], tuple[bool, str]],
     ) -> None:
@@ -49,7 +56,10 @@ class AdminServer:
         return app
 
     async def _metrics_handler(self, _request: web.Request) -> web.Response:
-        response = web.Response(body=self._metrics.render())
+        body = self._metrics.render()
+        if inspect.isawaitable(body):
+            body = await body
+        response = web.Response(body=body)
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 

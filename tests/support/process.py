@@ -25,12 +25,20 @@ def free_port() -> int:
 class ReceiverProcess:
     running: set[ReceiverProcess] = set()  # noqa: RUF012 - every receiver started and not yet stopped
 
-    def __init__(self, dsn: str, workdir: Path, **settings: object) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        workdir: Path,
+        *,
+        host: str = "127.0.0.1",
+        ports: tuple[int, int, int] | None = None,
+        **settings: object,
+    ) -> None:
+        """`host`/`ports` (gRPC, HTTP, admin): where to listen; free loopback ports by default."""
         self.dsn = dsn
         self.workdir = workdir
-        self.grpc_port = free_port()
-        self.http_port = free_port()
-        self.admin_port = free_port()
+        self.host = host
+        self.grpc_port, self.http_port, self.admin_port = ports or (free_port(), free_port(), free_port())
         self.query_port = free_port()
         self.settings = settings
         self.extra_env: dict[str, str] = {}  # set before start(): e.g. systemd's NOTIFY_SOCKET
@@ -41,19 +49,19 @@ class ReceiverProcess:
 
     @property
     def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self.host}:{self.grpc_port}"
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://{self.host}:{self.http_port}"
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"http://{self.host}:{self.admin_port}"
 
     @property
     def query_url(self) -> str:
-        return f"http://127.0.0.1:{self.query_port}"
+        return f"http://{self.host}:{self.query_port}"
 
     def environment(self) -> dict[str, str]:
         inherited = ("OBSERVATORY__", "DB_", "NOTIFY_SOCKET", "WATCHDOG_")  # the test's own, never the runner's
@@ -64,9 +72,9 @@ class ReceiverProcess:
         env.update(
             {
                 "OBSERVATORY__OTLP__GRPC_ENDPOINT": self.grpc_target,
-                "OBSERVATORY__OTLP__HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
-                "OBSERVATORY__ADMIN__ENDPOINT": f"127.0.0.1:{self.admin_port}",
-                "OBSERVATORY__QUERY__ENDPOINT": f"127.0.0.1:{self.query_port}",
+                "OBSERVATORY__OTLP__HTTP_ENDPOINT": f"{self.host}:{self.http_port}",
+                "OBSERVATORY__ADMIN__ENDPOINT": f"{self.host}:{self.admin_port}",
+                "OBSERVATORY__QUERY__ENDPOINT": f"{self.host}:{self.query_port}",
                 "OBSERVATORY__PIPELINE__FLUSH_INTERVAL_MS": "50",
                 "OBSERVATORY__SPOOL__DIR": str(self.workdir / "spool"),
                 "OBSERVATORY__DEAD_LETTER__DIR": str(self.workdir / "dead-letter"),
