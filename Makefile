@@ -16,6 +16,9 @@ BENCH_ARGS      ?=
 # make bench-query: the read API over QUERY_ROWS spans loaded by COPY (QUERY_ARGS: --flavor, --keep DIR, ...).
 QUERY_ROWS ?= 5000000
 QUERY_ARGS ?=
+# make test: pytest's options. Two processes, a test module each at a time (module fixtures are shared
+# within a module): most tests wait on PostgreSQL, receivers and sockets, so two overlap well even on 2 cores.
+TEST_ARGS ?= -n 2 --dist loadfile
 # make fuzz: seconds per fuzz target (tests/fuzz: native, json, converters); make sanitize runs each this long too.
 FUZZ_SECONDS    ?= 60
 
@@ -63,7 +66,7 @@ fidelity: install postgres fidelity-envs
 
 test: install postgres haproxy ops-tools fidelity-envs
 	$(BIN)/ruff check receiver tests benchmarks loadgen
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(TEST_ARGS)
 
 # Coverage-guided fuzzing (atheris); corpus and failing inputs under var/fuzz/. `make test` runs each target ~3 s.
 fuzz: install
