@@ -450,6 +450,12 @@ async def test_a_rollup_pass_summarizes_the_new_brin_ranges_first(database):
         assert report.rollups.brin_ranges_summarized > 10, report.rollups
         assert await conn.fetchval("SELECT brin_summarize_new_values($1::regclass)", index) == 0
         await assert_rollups_match_raw(conn)
+        # ... so autovacuum is not asked to (migration 014; partitions made since switch it off when attached).
+        asking = await conn.fetchval(
+            "SELECT count(*) FROM pg_class c JOIN pg_am a ON a.oid = c.relam "
+            "WHERE a.amname = 'brin' AND c.relkind = 'i' AND NOT c.reloptions @> ARRAY['autosummarize=off']"
+        )
+        assert asking == 0
     finally:
         await maintenance.shutdown()
         await conn.close()

@@ -202,7 +202,22 @@ async def create_partition(
         # Indexes (primary key included) are created on the partition by ATTACH, after the rows are in.
         await conn.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ({lo_sql}) TO ({hi_sql})")
         await conn.execute(f"ALTER TABLE {name} DROP CONSTRAINT {name}_range")
+        await _maintenance_summarizes(conn, name)
     return moved
+
+
+async def _maintenance_summarizes(conn: asyncpg.Connection, partition: str) -> None:
+    """The new partition's BRIN indexes inherit autosummarize from the parent's; the maintenance task
+    summarizes them instead (receiver.storage.brin; migration 014 says why)."""
+    for row in await conn.fetch(_AUTOSUMMARIZED, partition):
+        await conn.execute(f"ALTER INDEX {row['index']} SET (autosummarize = off)")
+
+
+_AUTOSUMMARIZED = """
+SELECT ix.indexrelid::regclass::text AS index
+FROM pg_index ix JOIN pg_class c ON c.oid = ix.indexrelid JOIN pg_am a ON a.oid = c.relam
+WHERE ix.indrelid = $1::regclass AND a.amname = 'brin' AND c.reloptions @> ARRAY['autosummarize=on']
+"""
 
 
 async def create_day(conn: asyncpg.Connection, table: str, day: date, default: str | None, lock_timeout_ms: int) -> int:
