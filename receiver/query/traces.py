@@ -40,12 +40,17 @@ def _window(args: SqlArgs, where: list[str], window: tuple[datetime | None, date
         where.append(f"ts < {args.add(end)}::timestamptz")
 
 
-def spans_sql(
+def _by_trace_sql(
+    table: str,
+    columns: Any,
+    tiebreak: str,
     trace_id: uuid.UUID,
     project: uuid.UUID | str | None,
-    max_spans: int,
-    window: tuple[datetime | None, datetime | None] = (None, None),
+    limit: int,
+    window: tuple[datetime | None, datetime | None],
 ) -> tuple[str, list[Any]]:
+    """One trace's rows of `table` (of the caller's project, inside the optional window), oldest first,
+    one more than `limit` so the caller can tell it was cut."""
     args = SqlArgs()
     where = [f"trace_id = {args.add(trace_id)}::uuid"]
     tenant = project_condition(args, project)
@@ -53,10 +58,19 @@ def spans_sql(
         where.append(tenant)
     _window(args, where, window)
     sql = (
-        f"SELECT {select_list(SPAN_FULL_COLUMNS)} FROM llm_traces WHERE {' AND '.join(where)} "
-        f"ORDER BY ts, span_id LIMIT {args.add(max_spans + 1)}"
+        f"SELECT {select_list(columns)} FROM {table} WHERE {' AND '.join(where)} "
+        f"ORDER BY ts, {tiebreak} LIMIT {args.add(limit + 1)}"
     )
     return sql, args.values
+
+
+def spans_sql(
+    trace_id: uuid.UUID,
+    project: uuid.UUID | str | None,
+    max_spans: int,
+    window: tuple[datetime | None, datetime | None] = (None, None),
+) -> tuple[str, list[Any]]:
+    return _by_trace_sql("llm_traces", SPAN_FULL_COLUMNS, "span_id", trace_id, project, max_spans, window)
 
 
 def logs_sql(
@@ -65,17 +79,7 @@ def logs_sql(
     max_logs: int,
     window: tuple[datetime | None, datetime | None] = (None, None),
 ) -> tuple[str, list[Any]]:
-    args = SqlArgs()
-    where = [f"trace_id = {args.add(trace_id)}::uuid"]
-    tenant = project_condition(args, project)
-    if tenant:
-        where.append(tenant)
-    _window(args, where, window)
-    sql = (
-        f"SELECT {select_list(LOG_COLUMNS)} FROM llm_logs WHERE {' AND '.join(where)} "
-        f"ORDER BY ts, record_id LIMIT {args.add(max_logs + 1)}"
-    )
-    return sql, args.values
+    return _by_trace_sql("llm_logs", LOG_COLUMNS, "record_id", trace_id, project, max_logs, window)
 
 
 def _tree_order(spans: list[dict[str, Any]]) -> list[str]:
