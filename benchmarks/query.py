@@ -113,13 +113,8 @@ async def load(dsn: str, flavor: str, args: argparse.Namespace, report: Any) -> 
         report(f"  loaded {spans_in:,} spans, {logs_in:,} log records, {points:,} metric points")
         report(f"  metric points in {time.perf_counter() - t0:.0f} s")
         t0 = time.perf_counter()
-        if flavor == "native":
-            while not (await rollups.refresh(conn, 0.0)).caught_up:
-                pass
-        else:
-            for view in ("llm_metrics_1min_store", "llm_metrics_1hour_store", "llm_metrics_1day_store"):
-                await conn.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
-            await conn.execute("CALL refresh_continuous_aggregate('cost_analysis_hourly_store', NULL, NULL)")
+        while not (await rollups.refresh(conn, 0.0)).caught_up:  # both flavors (migration 015)
+            pass
         report(f"  rollups refreshed in {time.perf_counter() - t0:.1f} s")
         t0 = time.perf_counter()
         await conn.execute("VACUUM ANALYZE")

@@ -2,7 +2,7 @@
 pg_dump / pg_restore: a database with spans, metric points, log records, dead letters and rollups is
 dumped, restored into a fresh database, and compared table by table and rollup row by rollup row.
 
-Both schema flavors; the timescale one (hypertables, compressed chunks, continuous aggregates) needs the
+Both schema flavors; the timescale one (hypertables, compressed chunks, rollup hypertables) needs the
 extension's pre/post-restore steps and is skipped where TimescaleDB is not installed.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from receiver.storage import rollups
 from receiver.storage.embedded import find_bindir
 from receiver.storage.maintenance import Maintenance, MaintenanceSettings
 from receiver.storage.migrate import migrate
@@ -118,21 +119,20 @@ async def test_native_backup_restores_rows_and_rollups(pg_cluster, tmp_path: Pat
 
 
 @pytest.mark.timescale
-async def test_timescale_backup_restores_hypertables_and_continuous_aggregates(timescale_cluster, tmp_path: Path):
+async def test_timescale_backup_restores_hypertables_and_rollups(timescale_cluster, tmp_path: Path):
     source = await create_database(timescale_cluster)
     target = await create_database(timescale_cluster)
     try:
         await populate(source, "timescale")
         conn = await source.connect()
         try:
-            # Policies off (they would refresh at random moments), rollups refreshed fine to coarse, and a
+            # Policies off (they would compress and drop at random moments), rollups brought up to date, and a
             # chunk compressed: the dump must carry compressed chunks too.
             await conn.execute(
                 "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE job_id >= 1000"
             )
-            for store in ("llm_metrics_1min_store", "llm_metrics_1hour_store", "llm_metrics_1day_store"):
-                await conn.execute(f"CALL refresh_continuous_aggregate('{store}', NULL, NULL)")
-            await conn.execute("CALL refresh_continuous_aggregate('cost_analysis_hourly_store', NULL, NULL)")
+            while not (await rollups.refresh(conn, 0.0)).caught_up:
+                pass
             compressed = await conn.fetchval(
                 "SELECT count(compress_chunk(c)) "
                 "FROM show_chunks('llm_traces', older_than => now() - interval '1 day') c"
@@ -155,7 +155,7 @@ async def test_timescale_backup_restores_hypertables_and_continuous_aggregates(t
         conn = await target.connect()
         try:
             assert await conn.fetchval("SELECT count(*) FROM timescaledb_information.hypertables") >= 3
-            await conn.execute("CALL refresh_continuous_aggregate('llm_metrics_1min_store', NULL, NULL)")
+            assert (await rollups.refresh(conn, 0.0)).spans == 0, "the watermark came with the dump"
             await assert_rollups_match_raw(conn)
             # The jobs came back as they were dumped (unscheduled above); schedule them as in production.
             await conn.execute(

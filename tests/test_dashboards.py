@@ -47,8 +47,10 @@ async def populate(conn, flavor: str, database) -> None:
         await conn.execute(
             "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE job_id >= 1000"
         )
-        for store in ("llm_metrics_1min", "llm_metrics_1hour", "llm_metrics_1day", "cost_analysis_hourly"):
-            await conn.execute(f"CALL refresh_continuous_aggregate('{store}_store', NULL, NULL)")
+        from receiver.storage import rollups as rollup_passes  # (a local below is named rollups)
+
+        while not (await rollup_passes.refresh(conn, 0.0)).caught_up:
+            pass
 
 
 async def run_usage_dashboard(conn) -> None:

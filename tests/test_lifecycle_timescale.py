@@ -1,6 +1,7 @@
 """TimescaleDB flavor, against a real TimescaleDB (skipped where the extension is not installed):
-hypertables, continuous aggregates equal to direct aggregates and to the native flavor's rollups,
-compression and retention policies doing their job, and `db verify` passing."""
+hypertables, rollups equal to direct aggregates and to the native flavor's rollups, the upgrade from
+continuous aggregates (migrations 010 and 015), compression and retention policies doing their job,
+and `db verify` passing."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from receiver import schema
+from receiver.storage import rollups
 from receiver.storage.copy import copy_rows
 from receiver.storage.maintenance import Maintenance, MaintenanceSettings
 from receiver.storage.migrate import migrate
@@ -53,12 +55,23 @@ async def unschedule_jobs(conn) -> None:
 
 
 async def refresh_all(conn) -> None:
-    """Fine before coarse: 1hour is built from 1min, 1day from 1hour (outside a transaction). In one
-    batch: TimescaleDB 2.28 otherwise refreshes bucket by bucket (~3 s per day of a 1-minute aggregate
-    here, whatever the rows)."""
+    """The rollups brought up to date. From migration 015 on, the maintenance task's incremental passes.
+    Before it, the continuous aggregates, fine before coarse: 1hour is built from 1min, 1day from 1hour
+    (outside a transaction), in one batch: TimescaleDB 2.28 otherwise refreshes bucket by bucket (~3 s per
+    day of a 1-minute aggregate here, whatever the rows)."""
+    if await conn.fetchval("SELECT to_regclass('rollup_watermarks') IS NOT NULL"):
+        while not (await rollups.refresh(conn, 0.0)).caught_up:
+            pass
+        return
     one_batch = '{"buckets_per_batch": 100000000}'
     for store in STORES:
         await conn.execute(f"CALL refresh_continuous_aggregate('{store}', NULL, NULL, options => '{one_batch}')")
+
+
+async def ingested_on_time(conn) -> None:
+    """Spans copied now with old times, as if each had arrived a minute after its start (the rollups
+    leave out spans dated more than rollups.LATE_LIMIT before their ingestion in this flavor)."""
+    await conn.execute("UPDATE llm_traces SET ingested_at = ts + interval '1 minute'")
 
 
 async def job_id(conn, proc: str, target: str) -> int:
@@ -90,14 +103,15 @@ async def test_timescale_schema_is_complete_and_verifies(ts_database):
             pass_report = await maintenance.run_once()
         finally:
             await maintenance.shutdown()
-        # Refresh (4) and retention (4) of the rollups, their pre-010 history's retention (4), compression
-        # (3) and retention (3) of the signal tables.
-        assert pass_report.ok and len(pass_report.timescale_jobs) == 18
+        # Retention of the rollup stores (4), compression (3) and retention (3) of the signal tables; the
+        # rollups are the maintenance pass's own work (migration 015), no refresh jobs.
+        assert pass_report.ok and len(pass_report.timescale_jobs) == 10, pass_report.timescale_jobs
+        assert pass_report.rollups is not None and pass_report.rollups.caught_up
     finally:
         await conn.close()
 
 
-async def test_continuous_aggregates_equal_direct_aggregates_and_the_native_rollups(ts_database, database):
+async def test_rollups_equal_direct_aggregates_and_the_native_rollups(ts_database, database):
     ts = await ts_database.connect()
     native = await database.connect()
     maintenance = Maintenance(database.connect, "native", MaintenanceSettings(rollup_delay_s=0.0), Metrics())
@@ -112,7 +126,7 @@ async def test_continuous_aggregates_equal_direct_aggregates_and_the_native_roll
         assert (await maintenance.run_once()).ok
         await assert_rollups_match_raw(ts)
 
-        # Late spans for old buckets: invalidated and re-materialized by the next refresh.
+        # Late spans for old buckets: added to them by the next pass.
         late = varied_rows(midnight(-3), days=4, count=200, seed=12)
         for conn in (ts, native):
             await copy_spans(conn, late)
@@ -145,6 +159,7 @@ async def test_compression_and_retention_policies_run(ts_database):
         old = [span_row(midnight(-10) + timedelta(minutes=i)) for i in range(20)]
         expired = [span_row(midnight(-100) + timedelta(minutes=i)) for i in range(5)]
         await copy_spans(conn, [*old, *expired, span_row(datetime.now(UTC) - timedelta(minutes=1))])
+        await ingested_on_time(conn)
 
         await conn.execute("CALL run_job($1)", await job_id(conn, "policy_compression", "llm_traces"))
         compressed = await conn.fetch(
@@ -167,6 +182,33 @@ async def test_compression_and_retention_policies_run(ts_database):
         await conn.close()
 
 
+async def test_spans_dated_over_a_week_before_their_ingestion_are_stored_but_not_rolled_up(ts_database):
+    """rollups.LATE_LIMIT: the passes do not look into chunks old enough to be compressed, so a span dated
+    more than 7 days before it arrives is stored and left out of the rollups; one dated 6 days back is in."""
+    conn = await ts_database.connect()
+    try:
+        await migrate(conn, "timescale")
+        await unschedule_jobs(conn)
+        now = datetime.now(UTC)
+        six_days, eight_days = now - timedelta(days=6), now - timedelta(days=8)
+        await copy_spans(conn, [span_row(six_days), span_row(eight_days), span_row(now - timedelta(minutes=1))])
+        await refresh_all(conn)
+        assert await conn.fetchval("SELECT count(*) FROM llm_traces") == 3
+        assert await conn.fetchval("SELECT sum(request_count) FROM llm_metrics_1min") == 2
+        week_ago = now - timedelta(days=7)
+        assert await conn.fetchval("SELECT count(*) FROM llm_metrics_1min WHERE bucket < $1", week_ago) == 0
+        # The chunks' BRIN indexes leave summarizing to the maintenance task (autovacuum's queue overflows).
+        options = await conn.fetch(
+            "SELECT c.relname, c.reloptions FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_am a ON a.oid = c.relam JOIN pg_inherits h ON h.inhrelid = i.indrelid "
+            "WHERE a.amname = 'brin' AND h.inhparent = 'llm_traces'::regclass"
+        )
+        assert len(options) >= 2 * 3, options  # ts and ingested_at, on the three spans' chunks
+        assert all("autosummarize=off" in (r["reloptions"] or []) for r in options), options
+    finally:
+        await conn.close()
+
+
 async def test_large_values_in_new_chunks_are_lz4_compressed(ts_database):
     """Migration 008 on a hypertable: chunks created afterwards take lz4 from it."""
     conn = await ts_database.connect()
@@ -181,10 +223,12 @@ async def test_large_values_in_new_chunks_are_lz4_compressed(ts_database):
         await conn.close()
 
 
-async def test_upgrade_to_tenancy_keeps_rollup_history_and_groups_new_spans_by_project(ts_database):
+async def test_upgrades_keep_rollup_history_group_by_project_then_move_to_incremental_rollups(ts_database):
     """Migration 010 recreates the continuous aggregates with project_id: rollup rows older than its
     cutover (28 days back) are kept as history, which outlives the raw spans; newer buckets are computed
-    again from the raw spans, per project, and the views stay exact over both."""
+    again from the raw spans, per project, and the views stay exact over both. Migration 015 replaces the
+    continuous aggregates by stores the maintenance task keeps: every bucket before its floor (6 days back)
+    is kept as it was, newer ones are recomputed from the raw spans, and the views stay exact."""
     from receiver.storage.migrate import load_migrations
 
     conn = await ts_database.connect()
@@ -198,7 +242,8 @@ async def test_upgrade_to_tenancy_keeps_rollup_history_and_groups_new_spans_by_p
             r["bucket"]: r["n"]
             for r in await conn.fetch("SELECT bucket, sum(request_count) AS n FROM llm_metrics_1day GROUP BY 1")
         }
-        assert (await migrate(conn, "timescale")).applied[0] == "010_tenancy"
+        upgrade = await migrate(conn, "timescale", [m for m in load_migrations() if m.version < 15])
+        assert upgrade.applied[0] == "010_tenancy"
         await unschedule_jobs(conn)
         cutover = midnight(-28)
         history = await conn.fetchval("SELECT count(*) FROM llm_metrics_1min_history")
@@ -207,15 +252,21 @@ async def test_upgrade_to_tenancy_keeps_rollup_history_and_groups_new_spans_by_p
         await copy_spans(conn, varied_rows(midnight(-20), days=20, count=900, seed=22))  # None and two projects
         await refresh_all(conn)
         await assert_rollups_match_raw(conn)
+        views_before = {view: sorted(map(tuple, await conn.fetch(f"SELECT * FROM {view}")), key=repr) for view in VIEWS}
+
+        assert (await migrate(conn, "timescale")).applied == ["015_rollups_kept_incrementally"]
+        floor = midnight(-6)
+        assert await conn.fetchval("SELECT ts_floor FROM rollup_watermarks") == floor
+        for view in VIEWS:  # kept: every bucket before the floor; the newer ones wait for the first pass
+            kept = sorted(map(tuple, await conn.fetch(f"SELECT * FROM {view}")), key=repr)
+            assert kept == [r for r in views_before[view] if r[0] < floor] and kept, view
+        await refresh_all(conn)
+        await assert_rollups_match_raw(conn)  # the recomputed buckets too (sums of floats in another order)
         # Everything verifies but what this test did to the jobs: unscheduled them (cancelling runs in progress).
-        failed = [
-            c.line()
-            for c in await verify(conn)
-            if not c.ok and not c.name.startswith(("continuous aggregate ", "timescaledb jobs"))
-        ]
+        failed = [c.line() for c in await verify(conn) if not c.ok and not c.name.startswith("timescaledb jobs")]
         assert not failed, failed
 
-        # Raw spans before the cutover are dropped by retention: their rollups stay, as before the upgrade.
+        # Raw spans before the cutover are dropped by retention: their rollups stay, as before the upgrades.
         await conn.execute("SELECT drop_chunks('llm_traces', older_than => $1::timestamptz)", cutover)
         await refresh_all(conn)
         kept = {

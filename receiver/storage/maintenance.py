@@ -66,7 +66,6 @@ class PassReport:
     partitions: partitions.PartitionReport | None = None
     rollups: rollups.RollupReport | None = None
     timescale_jobs: list[dict[str, Any]] | None = None
-    timescale_rollup_lag_s: float | None = None
     errors: dict[str, str] = field(default_factory=dict)  # step -> what went wrong
 
     @property
@@ -120,17 +119,6 @@ SELECT DISTINCT ON (job_id) job_id, err_message
 FROM timescaledb_information.job_errors
 WHERE job_id = ANY($1::int[])
 ORDER BY job_id, finish_time DESC
-"""
-
-# The timescale flavor's rollup lag: how long ago the 1-minute rollup's refresh policy last succeeded
-# (a refresh materializes everything ingested before it started; the coarser rollups are built from it).
-# A policy that has not run yet reports -infinity: that is "no lag known" (NULL), not an error.
-_TIMESCALE_ROLLUP_LAG = """
-SELECT extract(epoch FROM now() - max(s.last_successful_finish)
-                          FILTER (WHERE isfinite(s.last_successful_finish)))::float8
-FROM timescaledb_information.jobs j
-JOIN timescaledb_information.job_stats s USING (job_id)
-WHERE j.proc_name = 'policy_refresh_continuous_aggregate' AND j.hypertable_name = 'llm_metrics_1min_store'
 """
 
 
@@ -211,7 +199,7 @@ class Maintenance:
                         if self.flavor == "native":
                             await self._native_pass(conn, report, rebuild_rollups, partitions_only)
                         else:
-                            await self._timescale_pass(conn, report)
+                            await self._timescale_pass(conn, report, rebuild_rollups, partitions_only)
                     finally:
                         if not conn.is_closed():
                             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
@@ -271,22 +259,32 @@ class Maintenance:
 
         if partitions_only:  # the start-up pass: partitions before the first row; the rest can wait
             return
-        if rebuild_rollups:
+        await self._rollups(conn, report, rebuild_rollups, expire=True)
+
+    async def _rollups(self, conn: asyncpg.Connection, report: PassReport, rebuild: bool, expire: bool) -> None:
+        """Both flavors: add the spans ingested since the last pass to the rollups; `expire` deletes rows
+        past their retention (the native flavor; TimescaleDB's retention policies drop chunks instead)."""
+        s = self.settings
+        if rebuild:
             await self._step(report, "rollups:rebuild", lambda: rollups.rebuild(conn))
 
         async def refresh() -> None:
             report.rollups = await rollups.refresh(conn, s.rollup_delay_s)
 
         await self._step(report, "rollups:refresh", refresh)
+        if not expire:
+            return
 
-        async def expire() -> None:
+        async def expire_rows() -> None:
             if report.rollups is None:
                 report.rollups = rollups.RollupReport()
             await rollups.expire(conn, s.retention_days, report.rollups)
 
-        await self._step(report, "rollups:retention", expire)
+        await self._step(report, "rollups:retention", expire_rows)
 
-    async def _timescale_pass(self, conn: asyncpg.Connection, report: PassReport) -> None:
+    async def _timescale_pass(
+        self, conn: asyncpg.Connection, report: PassReport, rebuild_rollups: bool, partitions_only: bool = False
+    ) -> None:
         async def chunk_lengths() -> None:
             """New chunks take the configured length (maintenance.partition_hours); existing ones keep theirs."""
             wanted = partitions.chunk_intervals(self.settings.partition_hours)
@@ -316,10 +314,8 @@ class Maintenance:
 
         await self._step(report, "timescaledb:jobs", jobs)
 
-        async def rollup_lag() -> None:
-            report.timescale_rollup_lag_s = await conn.fetchval(_TIMESCALE_ROLLUP_LAG)
-
-        await self._step(report, "timescaledb:rollup_lag", rollup_lag)
+        if not partitions_only:
+            await self._rollups(conn, report, rebuild_rollups, expire=False)  # stores: retention policies (015)
 
     # -- visibility --------------------------------------------------------------------------------
 
@@ -380,8 +376,6 @@ class Maintenance:
                     lag_s=round(r.lag_s, 1) if r.lag_s is not None else None,
                     caught_up=r.caught_up,
                 )
-        if report.timescale_rollup_lag_s is not None:
-            m.rollup_lag.set(report.timescale_rollup_lag_s)
         if report.timescale_jobs is not None:
             m.timescale_jobs_failing.set(sum(1 for j in report.timescale_jobs if j["last_run_status"] == "Failed"))
 
@@ -396,14 +390,14 @@ class Maintenance:
             "consecutive_failures": self.consecutive_failures,
             "last_errors": last.errors if last and last.errors else None,
         }
+        r = last.rollups if last else None
+        out["rollups"] = {
+            "watermark": r.watermark.isoformat() if r and r.watermark else None,
+            "lag_s": round(r.lag_s, 1) if r and r.lag_s is not None else None,
+            "caught_up": r.caught_up if r else None,
+        }
         if self.flavor == "native":
             out["partitions"] = self.partition_state
-            r = last.rollups if last else None
-            out["rollups"] = {
-                "watermark": r.watermark.isoformat() if r and r.watermark else None,
-                "lag_s": round(r.lag_s, 1) if r and r.lag_s is not None else None,
-                "caught_up": r.caught_up if r else None,
-            }
         elif last and last.timescale_jobs is not None:
             out["timescaledb_jobs"] = [
                 {
@@ -415,6 +409,4 @@ class Maintenance:
                 }
                 for j in last.timescale_jobs
             ]
-            lag = last.timescale_rollup_lag_s
-            out["rollups"] = {"lag_s": round(lag, 1) if lag is not None else None}
         return out

@@ -1,5 +1,7 @@
-"""The native flavor's rollups: llm_metrics_1min / 1hour / 1day and cost_analysis_hourly, kept
-incrementally by the maintenance task (the TimescaleDB flavor uses continuous aggregates instead).
+"""The rollups: llm_metrics_1min / 1hour / 1day and cost_analysis_hourly, kept incrementally by the
+maintenance task in both schema flavors. (The TimescaleDB flavor used continuous aggregates until
+migration 015: they recompute a whole bucket from the raw spans whenever it changes, so the hourly
+per-user one re-read the current hour every 5 minutes and its cost grew through the hour.)
 
 Incremental by ingestion time, exactly once. Every rollup column is additive (counts, sums, min/max, the
 latency histogram's counts), so a pass does not recompute buckets: it aggregates the spans *ingested*
@@ -21,6 +23,13 @@ roles write llm_traces, grant it to the receiver's role.
 Bounded work: one transaction per window of at most WINDOW of ingestion time, at most MAX_WINDOWS per
 pass; a receiver that was down catches up over several passes. (The first pass of a database that has
 never been rolled up, e.g. just upgraded from migration 002, reads everything in one window.)
+
+Which spans count: those with a provider or a model, dated at or after `rollup_watermarks.ts_floor`
+(migration 015: older buckets came from the continuous aggregates). In the TimescaleDB flavor also only
+spans dated at most LATE_LIMIT before they were ingested: older chunks are compressed (after 7 days,
+migration 007), and finding the new rows of a compressed chunk means decompressing all of it on every
+pass. Such very late spans are stored but not rolled up (the continuous aggregates had the same rule
+at 30 days).
 """
 
 from __future__ import annotations
@@ -31,13 +40,14 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from receiver.storage.brin import summarize_new_ranges
+from receiver.storage.brin import is_hypertable, summarize_new_ranges
 from receiver.telemetry.logging import get_logger
 
 SOURCE = "llm_traces"
 # latency_quantile()'s bound (migration 005): 8 log-spaced buckets per doubling, geometric midpoints.
 PERCENTILE_RELATIVE_ERROR = 2 ** (1 / 16) - 1  # 4.43 %, for durations in [0.0625 ms, 2^26 ms)
 WINDOW = timedelta(minutes=10)
+LATE_LIMIT = timedelta(days=7)  # TimescaleDB flavor: the compression policy's compress_after (007)
 MAX_WINDOWS = 36
 ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"  # time_bucket's alignment: UTC minutes, hours, days
 RETENTION_BATCH = 100_000  # rows deleted per store per pass at most
@@ -123,16 +133,22 @@ SELECT date_bin('1 minute', ts, {ORIGIN}), project_id, provider, model, service_
        coalesce(sum(input_cost), 0), coalesce(sum(output_cost), 0), coalesce(sum(total_cost), 0),
        sum(duration_ms), min(duration_ms), max(duration_ms), latency_histogram(duration_ms)
 FROM llm_traces
-WHERE ingested_at >= (SELECT watermark FROM rollup_watermarks WHERE source = $1)
+WHERE ingested_at >= $1
   AND ingested_at < $2
+  AND ts >= $3
   AND (provider IS NOT NULL OR model IS NOT NULL)
+  {{late}}
 GROUP BY 1, 2, 3, 4, 5, 6, 7
 """
+# TimescaleDB: $3 also bounds ts by the window's start minus LATE_LIMIT, which excludes the compressed
+# chunks from the scan; this keeps the rule per span, whatever the window.
+_LATE = "AND ts >= ingested_at - $4::interval"
+
 
 # The next window: from the watermark, WINDOW long, never past the horizon ($1). The row lock keeps two
 # passes (two receivers) from rolling up the same window.
 _NEXT_WINDOW = """
-SELECT w.window_end, w.window_end > r.watermark AS pending
+SELECT r.watermark AS window_start, w.window_end, w.window_end > r.watermark AS pending, r.ts_floor
 FROM rollup_watermarks r,
      LATERAL (SELECT CASE WHEN isfinite(r.watermark) THEN least($1, r.watermark + $2::interval) ELSE $1 END
               AS window_end) w
@@ -221,7 +237,18 @@ async def horizon(conn: asyncpg.Connection, delay_s: float) -> datetime:
     return await conn.fetchval(_HORIZON, delay_s)
 
 
-async def _one_window(conn: asyncpg.Connection, until: datetime, report: RollupReport) -> bool:
+def ts_lower_bound(window_start: datetime, ts_floor: datetime, late_limit: timedelta | None) -> datetime:
+    """The earliest span time a window can count: the floor, and with a late limit, the window's start
+    minus it (a constant the planner uses to skip old chunks; the per-span rule is in _LATE)."""
+    if late_limit is None or window_start == datetime.min:  # asyncpg's -infinity: a naive datetime.min
+        return ts_floor
+    bound = window_start - late_limit
+    return bound if ts_floor == datetime.min else max(ts_floor, bound)
+
+
+async def _one_window(
+    conn: asyncpg.Connection, until: datetime, report: RollupReport, late_limit: timedelta | None
+) -> bool:
     """Roll up one window of ingestion time ending at most at `until`; False when there was nothing left."""
     async with conn.transaction():
         state = await conn.fetchrow(_NEXT_WINDOW, until, WINDOW, SOURCE)
@@ -230,7 +257,12 @@ async def _one_window(conn: asyncpg.Connection, until: datetime, report: RollupR
         if not state["pending"]:
             return False
         await conn.execute(_DELTA_TABLE)
-        await conn.execute(_DELTA, SOURCE, state["window_end"])
+        start, floor = state["window_start"], state["ts_floor"]
+        if late_limit is None:
+            await conn.execute(_DELTA.format(late=""), start, state["window_end"], floor)
+        else:
+            lower = ts_lower_bound(start, floor, late_limit)
+            await conn.execute(_DELTA.format(late=_LATE), start, state["window_end"], lower, late_limit)
         spans = int(await conn.fetchval("SELECT coalesce(sum(request_count), 0) FROM _rollup_delta"))
         if spans:
             for view, sql in _UPSERTS.items():
@@ -274,8 +306,9 @@ async def refresh(conn: asyncpg.Connection, delay_s: float) -> RollupReport:
     started = time.monotonic()
     until = await horizon(conn, delay_s)
     report.brin_ranges_summarized = await _summarize(conn, until)
+    late_limit = LATE_LIMIT if await is_hypertable(conn, SOURCE) else None
     while report.windows < MAX_WINDOWS:
-        if not await _one_window(conn, until, report):
+        if not await _one_window(conn, until, report, late_limit):
             break
     else:
         report.caught_up = False
@@ -311,7 +344,7 @@ async def rebuild(conn: asyncpg.Connection) -> None:
     async with conn.transaction():
         await conn.execute(f"TRUNCATE {', '.join(r.store for r in ROLLUPS)}")
         await conn.execute(
-            "UPDATE rollup_watermarks SET watermark = '-infinity', rows_rolled = 0, updated_at = now() "
-            "WHERE source = $1",
+            "UPDATE rollup_watermarks SET watermark = '-infinity', ts_floor = '-infinity', rows_rolled = 0, "
+            "updated_at = now() WHERE source = $1",
             SOURCE,
         )

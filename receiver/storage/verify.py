@@ -58,20 +58,23 @@ NATIVE_INDEXES: dict[str, tuple[str, ...]] = {
 }
 NATIVE_INDEXES["cost_analysis_hourly_store"] += ("cost_analysis_hourly_store_user_bucket_idx",)  # 013
 NATIVE_INDEXES["llm_metrics"] = ("llm_metrics_name_ts_idx",)  # 013
-# TimescaleDB flavor: on the continuous aggregates' materialization hypertables (migrations 010, 013).
-TIMESCALE_INDEXES: dict[str, tuple[str, ...]] = {r.store: (f"{r.store}_project_bucket_idx",) for r in ROLLUPS}
+# TimescaleDB flavor (015): the rollup stores are hypertables (create_hypertable made their bucket index).
+TIMESCALE_INDEXES: dict[str, tuple[str, ...]] = {
+    "llm_traces": ("llm_traces_ingested_at_brin",),
+    **{r.store: (f"{r.store}_bucket_idx", f"{r.store}_project_bucket_idx") for r in ROLLUPS},
+}
 TIMESCALE_INDEXES["cost_analysis_hourly_store"] += ("cost_analysis_hourly_store_user_bucket_idx",)
+ROLLUP_CHUNKS = {  # TimescaleDB flavor: the rollup stores' chunk lengths (migration 015)
+    "llm_metrics_1min_store": "1 day",
+    "llm_metrics_1hour_store": "30 days",
+    "llm_metrics_1day_store": "365 days",
+    "cost_analysis_hourly_store": "7 days",
+}
 FOREIGN_KEYS = (
     ("api_keys", "project_id", "projects"),
     ("api_keys", "user_id", "users"),
     ("projects", "owner_id", "users"),
 )
-REFRESH_SCHEDULES = {
-    "llm_metrics_1min_store": "00:00:30",
-    "llm_metrics_1hour_store": "00:05:00",
-    "llm_metrics_1day_store": "01:00:00",
-    "cost_analysis_hourly_store": "00:05:00",
-}
 SEGMENT_BY = {
     "llm_traces": "provider, model",
     "llm_metrics": "provider, model, metric_name",
@@ -85,11 +88,6 @@ RETENTION = {
     "llm_metrics_1hour_store": "210 days",
     "llm_metrics_1day_store": "1095 days",
     "cost_analysis_hourly_store": "210 days",
-    # The rollups' rows from before migration 010 (no project), kept as long as their rollup keeps rows.
-    "llm_metrics_1min_history": "37 days",
-    "llm_metrics_1hour_history": "210 days",
-    "llm_metrics_1day_history": "1095 days",
-    "cost_analysis_hourly_history": "210 days",
 }
 
 
@@ -180,7 +178,7 @@ class Verifier:
             "histogram functions", not missing, f"missing: {', '.join(missing)}" if missing else ", ".join(FUNCTIONS)
         )
         for rollup in ROLLUPS:
-            kind = "continuous aggregate" if flavor == "timescale" else "table"
+            kind = "hypertable" if flavor == "timescale" else "table"
             store = await self.conn.fetchval("SELECT to_regclass($1) IS NOT NULL", rollup.store)
             try:
                 await self.conn.fetch(f"SELECT * FROM {rollup.view} LIMIT 0")
@@ -196,15 +194,10 @@ class Verifier:
         if flavor == "native":
             for table, names in NATIVE_INDEXES.items():
                 expected[table] = expected.get(table, ()) + names
+        if flavor == "timescale":
+            for table, names in TIMESCALE_INDEXES.items():
+                expected[table] = expected.get(table, ()) + names
         relation = {table: table for table in expected}
-        if flavor == "timescale":  # a continuous aggregate's indexes are on its materialization hypertable
-            for view, names in TIMESCALE_INDEXES.items():
-                expected[view] = names
-                relation[view] = await self.conn.fetchval(
-                    "SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name) "
-                    "FROM timescaledb_information.continuous_aggregates WHERE view_name = $1",
-                    view,
-                )
         for table, names in expected.items():
             rows = await self.conn.fetch(
                 "SELECT c.relname, i.indisvalid AND i.indisready AS healthy FROM pg_index i "
@@ -326,28 +319,24 @@ class Verifier:
                     else "not a hypertable"
                 ),
             )
-        caggs = {
-            r["view_name"]
-            for r in await self.conn.fetch("SELECT view_name FROM timescaledb_information.continuous_aggregates")
-        }
         jobs = await self.conn.fetch(
             "SELECT j.job_id, j.proc_name, coalesce(j.hypertable_name, '') AS target, "
             "j.schedule_interval::text AS every, j.config, j.scheduled, s.last_run_status "
             "FROM timescaledb_information.jobs j LEFT JOIN timescaledb_information.job_stats s USING (job_id)"
         )
-        refresh = {j["target"]: j for j in jobs if j["proc_name"] == "policy_refresh_continuous_aggregate"}
-        for store, every in REFRESH_SCHEDULES.items():
-            job = refresh.get(store)
-            ok = store in caggs and job is not None and job["every"] == every and job["scheduled"]
-            if store not in caggs:
-                detail = "continuous aggregate missing"
-            elif job is None:
-                detail = "no refresh policy (add_continuous_aggregate_policy)"
-            else:
-                detail = f"refresh policy every {job['every']}" + (
-                    "" if job["scheduled"] else ", but unscheduled (alter_job ... scheduled => true)"
-                )
-            self.add(f"continuous aggregate {store}", ok, detail)
+        for store, interval in ROLLUP_CHUNKS.items():
+            found = await self.conn.fetchval(
+                "SELECT time_interval::text FROM timescaledb_information.dimensions "
+                "WHERE hypertable_name = $1 AND dimension_number = 1",
+                store,
+            )
+            self.add(
+                f"rollup store {store}",
+                found == interval,
+                f"hypertable, chunks of {found}, kept by the maintenance task"
+                if found
+                else "not a hypertable: run `migrate` (migration 015)",
+            )
         settings = await self.conn.fetch(
             "SELECT hypertable_name, string_agg(attname, ', ' ORDER BY segmentby_column_index) "
             "FILTER (WHERE segmentby_column_index IS NOT NULL) AS segmentby "

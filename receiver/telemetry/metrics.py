@@ -221,8 +221,7 @@ class Metrics:
         )
         self.rollup_lag = Gauge(
             "observatory_rollup_lag_seconds",
-            "age of the newest ingestion time fully in the rollups (timescale: since the 1-minute rollup's "
-            "last successful refresh)",
+            "age of the newest ingestion time fully in the rollups",
             registry=r,
         )
         self.timescale_jobs_failing = Gauge(
