@@ -20,18 +20,9 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from receiver.storage.partitions import list_partitions
+from receiver.storage.partitions import brin_indexes, list_partitions
 
 RECENT = timedelta(days=1)  # pieces whose range ends later than this before now, or starts within it after
-
-_BRIN_INDEXES = """
-SELECT ix.indexrelid::regclass::text AS index
-FROM pg_index ix
-JOIN pg_class ic ON ic.oid = ix.indexrelid
-JOIN pg_am am ON am.oid = ic.relam
-WHERE am.amname = 'brin' AND ix.indrelid = ANY($1::regclass[])
-ORDER BY 1
-"""
 
 
 def recent_partitions(ranges: dict[str, tuple[datetime, datetime]], now: datetime) -> list[str]:
@@ -70,7 +61,7 @@ async def summarize_new_ranges(conn: asyncpg.Connection, table: str, now: dateti
     many. A piece that autovacuum holds (it summarizes too) is skipped after `lock_timeout_ms`.
     Raises asyncpg.InsufficientPrivilegeError when this role does not own the table."""
     names: Iterable[str] = await recent_pieces(conn, table, now)
-    indexes = [r["index"] for r in await conn.fetch(_BRIN_INDEXES, list(names))]
+    indexes = await brin_indexes(conn, list(names))
     summarized = 0
     for index in indexes:
         try:

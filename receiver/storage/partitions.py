@@ -209,15 +209,22 @@ async def create_partition(
 async def _maintenance_summarizes(conn: asyncpg.Connection, partition: str) -> None:
     """The new partition's BRIN indexes inherit autosummarize from the parent's; the maintenance task
     summarizes them instead (receiver.storage.brin; migration 014 says why)."""
-    for row in await conn.fetch(_AUTOSUMMARIZED, partition):
-        await conn.execute(f"ALTER INDEX {row['index']} SET (autosummarize = off)")
+    for index in await brin_indexes(conn, [partition], autosummarized_only=True):
+        await conn.execute(f"ALTER INDEX {index} SET (autosummarize = off)")
 
 
-_AUTOSUMMARIZED = """
+_BRIN_INDEXES = """
 SELECT ix.indexrelid::regclass::text AS index
 FROM pg_index ix JOIN pg_class c ON c.oid = ix.indexrelid JOIN pg_am a ON a.oid = c.relam
-WHERE ix.indrelid = $1::regclass AND a.amname = 'brin' AND c.reloptions @> ARRAY['autosummarize=on']
+WHERE ix.indrelid = ANY($1::regclass[]) AND a.amname = 'brin'
+  AND (NOT $2 OR coalesce(c.reloptions @> ARRAY['autosummarize=on'], false))
+ORDER BY 1
 """
+
+
+async def brin_indexes(conn: asyncpg.Connection, relations: list[str], autosummarized_only: bool = False) -> list[str]:
+    """The BRIN indexes on `relations` (partitions or chunks), those with autosummarize on if asked."""
+    return [r["index"] for r in await conn.fetch(_BRIN_INDEXES, relations, autosummarized_only)]
 
 
 async def create_day(conn: asyncpg.Connection, table: str, day: date, default: str | None, lock_timeout_ms: int) -> int:
