@@ -88,6 +88,13 @@ ROLLUPS = (
         (*_DIMS, "user_id", "environment"),
         COST_MEASURES,
     ),
+    Rollup(  # migration 016: usage by environment without a row per user
+        "usage_environment_hourly",
+        "usage_environment_hourly_store",
+        f"date_bin('1 hour', minute, {ORIGIN})",
+        (*_DIMS, "environment"),
+        COST_MEASURES,
+    ),
 )
 
 _HORIZON = """
@@ -161,12 +168,16 @@ _MERGE_IN_DELTA = {  # how the delta's finer rows combine into one rollup row
     "error_count": "sum(error_count)::bigint",
     "duration_min_ms": "min(duration_min_ms)",
     "duration_max_ms": "max(duration_max_ms)",
-    "latency_histogram": "latency_histogram_merge(latency_histogram)",
+    # Migration 013's functions visit only the buckets between a row's min and max latency (a user's
+    # minute: one or two of the 242), and are exact all the same (see there).
+    "latency_histogram": "latency_histogram_merge_within(latency_histogram, duration_min_ms, duration_max_ms, "
+    "request_count)",
 }
 _MERGE_INTO_STORE = {  # how a rollup row absorbs the delta's row
     "duration_min_ms": "least(s.duration_min_ms, d.duration_min_ms)",
     "duration_max_ms": "greatest(s.duration_max_ms, d.duration_max_ms)",
-    "latency_histogram": "latency_histogram_add(s.latency_histogram, d.latency_histogram)",
+    "latency_histogram": "latency_histogram_add_within(s.latency_histogram, d.latency_histogram, "
+    "d.duration_min_ms, d.duration_max_ms, d.request_count)",
 }
 
 
