@@ -198,8 +198,9 @@ async def test_rollups_refuse_to_guess_about_writers_they_cannot_see(roles):
 
 @pytest.mark.timescale
 async def test_a_writer_login_on_the_timescale_flavor(timescale_cluster, tmp_path):
-    """Hypertables take a writer's rows (new chunks included: they are the hypertable owner's), and the
-    maintenance task, which only reads the jobs' status in this flavor, needs nothing more."""
+    """Hypertables take a writer's rows (new chunks included: they are the hypertable owner's); the
+    maintenance task, which keeps the rollups in this flavor too (migration 015), runs with the owner's
+    URL as documented."""
     from tests.conftest import create_database, drop_database
 
     database = await create_database(timescale_cluster)
@@ -217,7 +218,7 @@ async def test_a_writer_login_on_the_timescale_flavor(timescale_cluster, tmp_pat
         dsn = (
             f"postgresql://{writer}@/{database.name}?host={timescale_cluster.socket_dir}&port={timescale_cluster.port}"
         )
-        proc = ReceiverProcess(dsn, tmp_path)
+        proc = ReceiverProcess(dsn, tmp_path, maintenance__database_url=database.dsn, maintenance__interval_s=1)
         await proc.start()
         service = f"ts-writer-{uuid.uuid4().hex[:6]}"
         yesterday = int((datetime.now(UTC).timestamp() - 86_400) * 1e9)  # a chunk of its own

@@ -103,9 +103,9 @@ async def test_timescale_schema_is_complete_and_verifies(ts_database):
             pass_report = await maintenance.run_once()
         finally:
             await maintenance.shutdown()
-        # Retention of the rollup stores (4), compression (3) and retention (3) of the signal tables; the
-        # rollups are the maintenance pass's own work (migration 015), no refresh jobs.
-        assert pass_report.ok and len(pass_report.timescale_jobs) == 10, pass_report.timescale_jobs
+        # Retention of the rollup stores (5, migration 016's included), compression (3) and retention (3) of
+        # the signal tables; the rollups are the maintenance pass's own work (migration 015), no refresh jobs.
+        assert pass_report.ok and len(pass_report.timescale_jobs) == 11, pass_report.timescale_jobs
         assert pass_report.rollups is not None and pass_report.rollups.caught_up
     finally:
         await conn.close()
@@ -254,7 +254,7 @@ async def test_upgrades_keep_rollup_history_group_by_project_then_move_to_increm
         await assert_rollups_match_raw(conn)
         views_before = {view: sorted(map(tuple, await conn.fetch(f"SELECT * FROM {view}")), key=repr) for view in VIEWS}
 
-        assert (await migrate(conn, "timescale")).applied == ["015_rollups_kept_incrementally"]
+        assert (await migrate(conn, "timescale")).applied[0] == "015_rollups_kept_incrementally"
         floor = midnight(-6)
         assert await conn.fetchval("SELECT ts_floor FROM rollup_watermarks") == floor
         for view in VIEWS:  # kept: every bucket before the floor; the newer ones wait for the first pass

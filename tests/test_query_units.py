@@ -87,6 +87,12 @@ def test_usage_windows_are_whole_buckets_and_bounded():
     assert (query.start, query.end) == (datetime(2026, 11, 29, 11, tzinfo=UTC), datetime(2026, 11, 30, 11, tzinfo=UTC))
     assert query.source == "llm_metrics_1hour"
     assert usage.resolve({"bucket": "1d", "group_by": ("user",)}, None, now).source == "cost_analysis_hourly"
+    # By environment without the user: the small rollup of migration 016, not a row per user and hour.
+    by_environment = usage.resolve({"bucket": "1d", "group_by": ("environment", "model")}, None, now)
+    assert by_environment.source == "usage_environment_hourly"
+    assert usage.resolve({"bucket": "1h", "environment": "prod"}, None, now).source == "usage_environment_hourly"
+    both = usage.resolve({"bucket": "1h", "group_by": ("environment",), "user_id": "u1"}, None, now)
+    assert both.source == "cost_analysis_hourly"
     with pytest.raises(BadParameter, match=r"^bucket: 1m cannot be combined with user"):
         usage.resolve({"bucket": "1m", "group_by": ("user",)}, None, now)
     with pytest.raises(BadParameter, match=r"^from: the window holds 2881 buckets"):

@@ -337,6 +337,8 @@ async def assert_usage_matches_raw(receiver, database, service: str, now: dateti
     cases = [
         ("1h", ["model"], now - timedelta(hours=27), now + timedelta(hours=1)),
         ("1h", ["environment", "user"], now - timedelta(hours=27), now + timedelta(hours=1)),
+        ("1h", ["environment"], now - timedelta(hours=27), now + timedelta(hours=1)),
+        ("1d", ["environment", "model"], now - timedelta(days=3), now + timedelta(days=1)),
         ("1d", ["provider", "model"], now - timedelta(days=3), now + timedelta(days=1)),
         ("1d", ["user"], now - timedelta(days=3), now + timedelta(days=1)),
         ("1m", ["provider"], now - timedelta(hours=20), now),

@@ -127,7 +127,9 @@ class MaintenanceConfig:
     rollup_1min_retention_days: int = _setting(37, "native: days of llm_metrics_1min kept", min=1, max=36500)
     rollup_1hour_retention_days: int = _setting(210, "native: days of llm_metrics_1hour kept", min=1, max=36500)
     rollup_1day_retention_days: int = _setting(1095, "native: days of llm_metrics_1day kept", min=1, max=36500)
-    cost_hourly_retention_days: int = _setting(210, "native: days of cost_analysis_hourly kept", min=1, max=36500)
+    cost_hourly_retention_days: int = _setting(
+        210, "native: days of cost_analysis_hourly and usage_environment_hourly kept", min=1, max=36500
+    )
     max_default_days_per_pass: int = _setting(
         7, "native: days of rows moved out of a DEFAULT partition per pass", min=1, max=366
     )

@@ -90,6 +90,7 @@ def maintenance_settings(config: Config) -> MaintenanceSettings:
             "llm_metrics_1hour": m.rollup_1hour_retention_days,
             "llm_metrics_1day": m.rollup_1day_retention_days,
             "cost_analysis_hourly": m.cost_hourly_retention_days,
+            "usage_environment_hourly": m.cost_hourly_retention_days,
         },
         max_default_days_per_pass=m.max_default_days_per_pass,
         lock_timeout_ms=m.lock_timeout_ms,

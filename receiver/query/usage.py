@@ -3,12 +3,13 @@ by any of provider, model, service, user, environment, project — answered from
 scanning raw spans.
 
 Each bucket width reads the coarsest rollup that has it (1m: llm_metrics_1min, 1h: llm_metrics_1hour,
-1d: llm_metrics_1day); grouping or filtering by user or environment needs cost_analysis_hourly (the
-only rollup with those dimensions), so it works for 1h and 1d buckets. Counts, tokens and costs are
+1d: llm_metrics_1day); grouping or filtering by environment reads usage_environment_hourly (migration
+016: a few rows per hour), by user cost_analysis_hourly (a row per user and hour), so both work for 1h
+and 1d buckets. Counts, tokens and costs are
 exact sums of the rollup rows (`numeric` cost, as a decimal string); p50/p95/p99 come from the exact
 merge of their latency histograms, read as `latency_quantile` reads one — the nearest-rank quantile
 within 4.43 % (README, "Rollups") — and clamped into the group's exact min..max (see `build`).
-Freshness is the rollups': up to a maintenance interval (native) or a refresh policy (timescale).
+Freshness is the rollups': up to a maintenance interval.
 Pure: builds SQL, shapes rows.
 """
 
@@ -38,9 +39,11 @@ DIMENSIONS = {
     "environment": "environment",
     "project": "project_id",
 }
-PER_USER = frozenset({"user", "environment"})  # only cost_analysis_hourly has them
+PER_USER = frozenset({"user", "environment"})  # only the hourly rollups have them
 ROLLUPS = {"1m": "llm_metrics_1min", "1h": "llm_metrics_1hour", "1d": "llm_metrics_1day"}
-COST_ROLLUP = "cost_analysis_hourly"
+COST_ROLLUP = "cost_analysis_hourly"  # by user (and environment)
+ENVIRONMENT_ROLLUP = "usage_environment_hourly"  # by environment, not by user (migration 016)
+HOURLY = frozenset({COST_ROLLUP, ENVIRONMENT_ROLLUP})
 _ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"  # UTC midnight: days are UTC days
 
 PARAMS = (
@@ -81,8 +84,11 @@ class UsageQuery:
 
     @property
     def source(self) -> str:
-        per_user = PER_USER.intersection(self.group_by) or {"user_id", "environment"} & set(self.filters)
-        return COST_ROLLUP if per_user else ROLLUPS[self.bucket]
+        if "user" in self.group_by or "user_id" in self.filters:
+            return COST_ROLLUP
+        if "environment" in self.group_by or "environment" in self.filters:
+            return ENVIRONMENT_ROLLUP
+        return ROLLUPS[self.bucket]
 
 
 def _floor(moment: datetime, width: timedelta) -> datetime:
@@ -105,7 +111,7 @@ def resolve(values: dict[str, Any], project: uuid.UUID | str | None, now: dateti
         raise BadParameter(
             "bucket",
             f"1m cannot be combined with {which}: usage per user and environment is rolled up per hour "
-            "(cost_analysis_hourly); use bucket=1h or 1d",
+            "(cost_analysis_hourly, usage_environment_hourly); use bucket=1h or 1d",
         )
     end = values.get("to") or now
     aligned_end = _floor(end, width)
@@ -127,7 +133,7 @@ def resolve(values: dict[str, Any], project: uuid.UUID | str | None, now: dateti
 
 def _parts(query: UsageQuery) -> tuple[str, list[str], list[str], SqlArgs]:
     args = SqlArgs()
-    if query.source == COST_ROLLUP and query.bucket == "1d":
+    if query.source in HOURLY and query.bucket == "1d":
         bucket = f"date_bin(INTERVAL '1 day', bucket, {_ORIGIN})"
     else:
         bucket = "bucket"

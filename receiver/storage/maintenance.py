@@ -50,6 +50,7 @@ class MaintenanceSettings:
             "llm_metrics_1hour": 210,
             "llm_metrics_1day": 1095,
             "cost_analysis_hourly": 210,
+            "usage_environment_hourly": 210,
         }
     )
     max_default_days_per_pass: int = 7

@@ -69,6 +69,7 @@ ROLLUP_CHUNKS = {  # TimescaleDB flavor: the rollup stores' chunk lengths (migra
     "llm_metrics_1hour_store": "30 days",
     "llm_metrics_1day_store": "365 days",
     "cost_analysis_hourly_store": "7 days",
+    "usage_environment_hourly_store": "30 days",  # 016
 }
 FOREIGN_KEYS = (
     ("api_keys", "project_id", "projects"),
@@ -88,6 +89,7 @@ RETENTION = {
     "llm_metrics_1hour_store": "210 days",
     "llm_metrics_1day_store": "1095 days",
     "cost_analysis_hourly_store": "210 days",
+    "usage_environment_hourly_store": "210 days",
 }
 
 
