@@ -207,22 +207,26 @@ def main() -> None:
     parser.add_argument("--path", action="append", choices=[*PATHS, "all"], help="repeatable; default pure and native")
     parser.add_argument("--bounded", action="store_true", help="as the front ends decode: scan + budget")
     parser.add_argument("--no-reference", action="store_true", help="skip the protobuf span figure (the target)")
+    parser.add_argument("--signal", choices=["metrics", "logs", "both"], default="both")
+    parser.add_argument("--quiet", action="store_true", help="print nothing (for instruction counting)")
     args = parser.parse_args()
     chosen = args.path or ["pure", "native"]
     paths = [p for p in PATHS if p in chosen or "all" in chosen]
     opts = options()
     points = args.items - args.items % 4
-    requests = (
-        (METRICS, metrics_request(points), points, "point"),
-        (LOGS, logs_request(args.items), args.items, "record"),
-    )
-    print(
+    requests = []
+    if args.signal in ("metrics", "both"):
+        requests.append((METRICS, metrics_request(points), points, "point"))
+    if args.signal in ("logs", "both"):
+        requests.append((LOGS, logs_request(args.items), args.items, "record"))
+    say = (lambda *_: None) if args.quiet else print
+    say(
         f"CPU time per item, minimum of {args.repeats} repeats of {args.rounds} requests"
         + (", bounded" if args.bounded else "")
     )
     for spec, message, items, unit in requests:
         body = message.SerializeToString()
-        print(f"{spec.name}: {items} {unit}s/request, {len(body):,} B protobuf ({len(body) // items} B/{unit})")
+        say(f"{spec.name}: {items} {unit}s/request, {len(body):,} B protobuf ({len(body) // items} B/{unit})")
         for path in paths:
             json = path == "json"
             run_options = dataclasses.replace(opts, native=path != "pure")
@@ -232,10 +236,10 @@ def main() -> None:
                 cpu_per_item(spec, data, items, rounds, run_options, json, args.bounded) for _ in range(args.repeats)
             )
             decoder = "json" if json else decode_path(spec, run_options)
-            print(f"  {path:7} ({decoder:6}): {best * 1e6:7.2f} µs/{unit} CPU = {1 / best:,.0f} {unit}s/s on one core")
+            say(f"  {path:7} ({decoder:6}): {best * 1e6:7.2f} µs/{unit} CPU = {1 / best:,.0f} {unit}s/s on one core")
     if not args.no_reference:
         reference = span_reference(args.rounds, args.repeats, args.bounded)
-        print(f"target: protobuf spans, native (loadgen's workload): {reference * 1e6:.2f} µs/span CPU")
+        say(f"target: protobuf spans, native (loadgen's workload): {reference * 1e6:.2f} µs/span CPU")
 
 
 if __name__ == "__main__":
