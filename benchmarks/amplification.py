@@ -85,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2 * 1024 * 1024, help="body bytes (decompressed)")
     parser.add_argument("--shape", action="append", help="shape name (repeatable; default all)")
-    parser.add_argument("--path", choices=[*PATHS, "both"], default="both", help="trace converter")
+    parser.add_argument("--path", choices=[*PATHS, "both"], default="both", help="converter (convert.native)")
     parser.add_argument(
         "--unlimited", action="store_true", help="limits out of the way: what each shape costs, charged vs real"
     )
@@ -106,7 +106,7 @@ def main() -> None:
         with tempfile.NamedTemporaryFile(prefix="amplification-") as body_file:
             body_file.write(shape.build(args.size))
             body_file.flush()
-            for path in paths if shape.signal == "traces" else ("upb",):
+            for path in paths:
                 child = [sys.executable, "-m", "benchmarks.amplification", "--child", name, body_file.name, path]
                 child += ["--unlimited"] if args.unlimited else []
                 result = subprocess.run(child, capture_output=True, text=True)

@@ -1,19 +1,25 @@
 """Conversion cost per metric data point and per log record: `python -m benchmarks.convert_metrics_logs`
-prints µs/point and µs/record (decode and conversion timed separately, one core).
+prints µs of CPU per point and per record (decode + convert, as the front ends do it, one core).
 
 The metrics request is what a GenAI application exports: 512 points — token-usage histograms
 (14 explicit bounds, exemplars), exponential duration histograms (~40 buckets), request counters and
 gauges, each with 5-6 gen_ai attributes. The logs request holds 512 records: log lines of ~200 bytes
 inside spans and gen_ai events whose bodies are maps with a ~500-byte message.
+
+Paths: `pure` (upb's parse, then the pure-Python converter: the reference), `native` (the C decoder
+when the signal has one, `convert.native`), `json` (the same request as OTLP/JSON). Times are CPU time
+of the benchmark's thread (the machine may be shared), the minimum over `--repeats` runs. The last line
+is the target: the native protobuf trace path's µs per span on loadgen's workload, measured in the same
+run (`python -m benchmarks.convert --request loadgen`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import os
 import time
-from collections.abc import Callable
-from typing import Any
 
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
@@ -22,12 +28,13 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
+from benchmarks import convert as convert_bench
 from llm_observatory_loadgen.workload import kv
+from receiver.convert.budget import DecodeBudget, DecodeLimits
 from receiver.convert.common import ConvertOptions
-from receiver.convert.logs import convert_logs
-from receiver.convert.metrics import convert_metrics
-from receiver.frontends.decode import parse_json
-from receiver.frontends.signals import LOGS, METRICS
+from receiver.convert.window import TimeWindow
+from receiver.frontends.decode import decode_path, decode_request
+from receiver.frontends.signals import LOGS, METRICS, SignalSpec
 from tests.support.otlp import to_otlp_json  # OTLP/JSON as the spec (and SDK JSON exporters) write it
 
 TOKEN_BOUNDS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
@@ -155,49 +162,84 @@ def logs_request(records: int) -> logs_service_pb2.ExportLogsServiceRequest:
     )
 
 
-def measure(
-    name: str,
-    unit: str,
-    request: Any,
-    items: int,
-    convert: Callable[[Any, ConvertOptions], Any],
-    envelope: Any,
-    rounds: int,
-) -> None:
-    body = request.SerializeToString()
-    json_body = to_otlp_json(request)
-    options = ConvertOptions(received_unix_nanos=time.time_ns())
-    message_type = type(request)
-    decode_s = convert_s = json_s = 0.0
+PATHS = ("pure", "native", "json")
+
+
+def options() -> ConvertOptions:
+    """As the receiver converts: the default retention windows (37 days for points and records, 600 s of
+    future skew) around a receive time of now."""
+    window = TimeWindow(retention_s=37 * 86400, max_future_skew_s=600)
+    return ConvertOptions(received_unix_nanos=time.time_ns(), windows={"metrics": window, "logs": window})
+
+
+def cpu_per_item(
+    spec: SignalSpec, body: bytes, items: int, rounds: int, opts: ConvertOptions, json: bool, bounded: bool
+) -> float:
+    """CPU seconds of this thread per item over `rounds` decodes of `body`, as the front ends decode."""
+    clock = time.thread_time
+    spent = 0.0
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        parsed = message_type.FromString(body)
-        t1 = time.perf_counter()
-        converted = convert(parsed, options)
-        t2 = time.perf_counter()
-        parse_json(message_type, envelope, json_body)
-        t3 = time.perf_counter()
-        decode_s += t1 - t0
-        convert_s += t2 - t1
-        json_s += t3 - t2
+        budget = DecodeBudget(DecodeLimits()) if bounded else None
+        run_options = dataclasses.replace(opts, budget=budget)
+        t0 = clock()
+        converted = decode_request(spec, body, json, run_options).converted
+        spent += clock() - t0
         assert len(converted.rows) == items and converted.rejected == 0, converted.errors
-    n = items * rounds
-    print(f"{name}: {items} {unit}s/request, {len(body)} B protobuf ({len(body) // items} B/{unit})")
-    print(f"  decode protobuf : {decode_s / n * 1e6:7.2f} µs/{unit}")
-    print(f"  decode OTLP/JSON: {json_s / n * 1e6:7.2f} µs/{unit}")
-    print(f"  convert         : {convert_s / n * 1e6:7.2f} µs/{unit}")
-    total = decode_s + convert_s
-    print(f"  protobuf total  : {total / n * 1e6:7.2f} µs/{unit} = {n / total:,.0f} {unit}s/s on one core")
+    return spent / (rounds * items)
+
+
+def span_reference(rounds: int, repeats: int, bounded: bool) -> float:
+    """The target: µs of CPU per span of loadgen's workload on the native protobuf trace path."""
+    bodies = convert_bench.loadgen_bodies(512)
+    opts = dataclasses.replace(convert_bench.options(), native=True)
+    best = math.inf
+    for _ in range(repeats):
+        decode_s, convert_s = convert_bench.run("native", bodies, 512, rounds, opts, bounded)
+        best = min(best, (decode_s + convert_s) / (512 * rounds))
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=512, help="data points / log records per request")
-    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=20, help="requests decoded per repeat")
+    parser.add_argument("--repeats", type=int, default=5, help="the minimum over this many repeats is printed")
+    parser.add_argument("--path", action="append", choices=[*PATHS, "all"], help="repeatable; default pure and native")
+    parser.add_argument("--bounded", action="store_true", help="as the front ends decode: scan + budget")
+    parser.add_argument("--no-reference", action="store_true", help="skip the protobuf span figure (the target)")
+    parser.add_argument("--signal", choices=["metrics", "logs", "both"], default="both")
+    parser.add_argument("--quiet", action="store_true", help="print nothing (for instruction counting)")
     args = parser.parse_args()
+    chosen = args.path or ["pure", "native"]
+    paths = [p for p in PATHS if p in chosen or "all" in chosen]
+    opts = options()
     points = args.items - args.items % 4
-    measure("metrics", "point", metrics_request(points), points, convert_metrics, METRICS.envelope, args.rounds)
-    measure("logs", "record", logs_request(args.items), args.items, convert_logs, LOGS.envelope, args.rounds)
+    requests = []
+    if args.signal in ("metrics", "both"):
+        requests.append((METRICS, metrics_request(points), points, "point"))
+    if args.signal in ("logs", "both"):
+        requests.append((LOGS, logs_request(args.items), args.items, "record"))
+    say = (lambda *_: None) if args.quiet else print
+    say(
+        f"CPU time per item, minimum of {args.repeats} repeats of {args.rounds} requests"
+        + (", bounded" if args.bounded else "")
+    )
+    for spec, message, items, unit in requests:
+        body = message.SerializeToString()
+        say(f"{spec.name}: {items} {unit}s/request, {len(body):,} B protobuf ({len(body) // items} B/{unit})")
+        for path in paths:
+            json = path == "json"
+            run_options = dataclasses.replace(opts, native=path != "pure")
+            data = to_otlp_json(message) if json else body
+            rounds = max(1, args.rounds // 10) if json else args.rounds
+            best = min(
+                cpu_per_item(spec, data, items, rounds, run_options, json, args.bounded) for _ in range(args.repeats)
+            )
+            decoder = "json" if json else decode_path(spec, run_options)
+            say(f"  {path:7} ({decoder:6}): {best * 1e6:7.2f} µs/{unit} CPU = {1 / best:,.0f} {unit}s/s on one core")
+    if not args.no_reference:
+        reference = span_reference(args.rounds, args.repeats, args.bounded)
+        say(f"target: protobuf spans, native (loadgen's workload): {reference * 1e6:.2f} µs/span CPU")
 
 
 if __name__ == "__main__":

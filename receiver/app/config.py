@@ -237,7 +237,7 @@ class LimitsConfig:
 @dataclass(frozen=True)
 class ConvertConfig:
     native: bool = _setting(
-        True, "convert OTLP/protobuf trace requests with the C extension when built; false = pure Python"
+        True, "convert OTLP/protobuf spans, log records and metric points with the C extension if built; false = Python"
     )
 
 

@@ -26,6 +26,7 @@ from receiver import __version__, schema
 from receiver.app.config import Config, ConfigError
 from receiver.convert.budget import MIB, DecodeLimits
 from receiver.convert.common import ConvertOptions
+from receiver.convert.logs_metrics_bytes import logs_metrics_converter
 from receiver.convert.price_source import GenaiPrices
 from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import trace_converter
@@ -267,6 +268,7 @@ class Receiver:
             database=redact(dsn),
             durability=cfg.pipeline.durability,
             trace_converter=trace_converter(cfg.convert.native),
+            logs_metrics_converter=logs_metrics_converter(cfg.convert.native),
         )
         self._warn_if_open()
         self._bootstrap_task = asyncio.create_task(self._bootstrap(), name="database-bootstrap")

@@ -1,5 +1,7 @@
 /*
- * _fastotlp: OTLP ExportTraceServiceRequest bytes -> the pieces of `llm_traces` rows, in C.
+ * _fastotlp: OTLP ExportTraceServiceRequest bytes -> the pieces of `llm_traces` rows, in C (and, in
+ * _fastotlp_signals.c, ExportLogsServiceRequest / ExportMetricsServiceRequest bytes -> `llm_logs` /
+ * `llm_metrics` rows).
  *
  * Why this exists: converting a span through the protobuf (upb) object model costs hundreds of
  * instructions per field access (descriptor look-ups, wrapper objects, UTF-8 decoding), ~40 us per
@@ -20,7 +22,8 @@
  *   3. Text: UTF-8 validation, the cleaning rules of attributes.clean_text, JSON strings, numbers
  *   4. Value encoders: AnyValue, ArrayValue, KeyValueList and attribute maps -> JSON
  *   5. Span builder: Span -> row pieces; ScopeSpans, ResourceSpans, the request
- *   6. The TraceDecoder type
+ *   6. The TraceDecoder type; then the logs and metrics decoders (SignalDecoder, _fastotlp_signals.c,
+ *      included here so that they share sections 1-5)
  *   7. The scanners (WireScanner, scan_json): what a request holds, counted before it is decoded,
  *      without the GIL
  *   8. Uuid, an id type the garbage collector does not track; and the module
@@ -212,7 +215,12 @@ typedef struct {
     Py_ssize_t n_wanted;
     Py_ssize_t by_len_start[MAX_WANTED_KEY_LEN + 1];
     Py_ssize_t by_len_count[MAX_WANTED_KEY_LEN + 1];
+    /* SignalDecoder only (logs and metrics, _fastotlp_signals.c); NULL in a TraceDecoder. */
+    struct SignalConfig *signal;
 } TraceDecoder;
+
+static void signal_config_free(TraceDecoder *self);
+static int signal_config_traverse(TraceDecoder *self, visitproc visit, void *arg);
 
 /* What conversion had to alter: attributes.ConversionStats. */
 typedef struct {
@@ -2550,22 +2558,14 @@ compare_wanted(const void *a, const void *b)
     return memcmp(x->utf8, y->utf8, (size_t)x->len);
 }
 
+/* What both decoder types are configured with: the attribute keys Python reads (looked up by length,
+ * then bytes), the id type, the JSON parser for array/kvlist values of those keys, the error types. */
 static int
-TraceDecoder_init(TraceDecoder *self, PyObject *args, PyObject *kwargs)
+decoder_init_common(TraceDecoder *self, PyObject *keys, PyObject *uuid_type, PyObject *loads, PyObject *error,
+                    PyObject *budget_error)
 {
-    static char *names[] = {"keys", "uuid_type", "span_kinds", "status_codes", "loads", "error", "budget_error", NULL};
-    PyObject *keys, *uuid_type, *span_kinds, *status_codes, *loads, *error, *budget_error;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!O!OOO:TraceDecoder", names, &PyTuple_Type, &keys, &uuid_type,
-                                     &PyTuple_Type, &span_kinds, &PyTuple_Type, &status_codes, &loads, &error,
-                                     &budget_error)) {
-        return -1;
-    }
     if (self->wanted != NULL) {
-        PyErr_SetString(PyExc_TypeError, "TraceDecoder is already initialised");
-        return -1;
-    }
-    if (PyTuple_GET_SIZE(span_kinds) == 0 || PyTuple_GET_SIZE(status_codes) == 0) {
-        PyErr_SetString(PyExc_ValueError, "span_kinds and status_codes must not be empty");
+        PyErr_SetString(PyExc_TypeError, "the decoder is already initialised");
         return -1;
     }
     if (!PyExceptionClass_Check(error) || !PyExceptionClass_Check(budget_error) || !PyCallable_Check(uuid_type) ||
@@ -2622,11 +2622,31 @@ TraceDecoder_init(TraceDecoder *self, PyObject *args, PyObject *kwargs)
     self->n_wanted = n;
     self->keys = Py_NewRef(keys); /* keeps the key strs (and their UTF-8) alive */
     self->uuid_type = Py_NewRef(uuid_type);
-    self->span_kinds = Py_NewRef(span_kinds);
-    self->status_codes = Py_NewRef(status_codes);
     self->loads = Py_NewRef(loads);
     self->error_type = Py_NewRef(error);
     self->budget_error = Py_NewRef(budget_error);
+    return 0;
+}
+
+static int
+TraceDecoder_init(TraceDecoder *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"keys", "uuid_type", "span_kinds", "status_codes", "loads", "error", "budget_error", NULL};
+    PyObject *keys, *uuid_type, *span_kinds, *status_codes, *loads, *error, *budget_error;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!O!OOO:TraceDecoder", names, &PyTuple_Type, &keys, &uuid_type,
+                                     &PyTuple_Type, &span_kinds, &PyTuple_Type, &status_codes, &loads, &error,
+                                     &budget_error)) {
+        return -1;
+    }
+    if (PyTuple_GET_SIZE(span_kinds) == 0 || PyTuple_GET_SIZE(status_codes) == 0) {
+        PyErr_SetString(PyExc_ValueError, "span_kinds and status_codes must not be empty");
+        return -1;
+    }
+    if (decoder_init_common(self, keys, uuid_type, loads, error, budget_error) < 0) {
+        return -1;
+    }
+    self->span_kinds = Py_NewRef(span_kinds);
+    self->status_codes = Py_NewRef(status_codes);
     return 0;
 }
 
@@ -2651,12 +2671,13 @@ TraceDecoder_traverse(TraceDecoder *self, visitproc visit, void *arg)
     Py_VISIT(self->loads);
     Py_VISIT(self->error_type);
     Py_VISIT(self->budget_error);
-    return 0;
+    return signal_config_traverse(self, visit, arg);
 }
 
 static int
 TraceDecoder_clear(TraceDecoder *self)
 {
+    signal_config_free(self);
     Py_CLEAR(self->keys);
     Py_CLEAR(self->uuid_type);
     Py_CLEAR(self->span_kinds);
@@ -2713,6 +2734,9 @@ static PyType_Spec TraceDecoder_spec = {
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .slots = TraceDecoder_slots,
 };
+
+/* The logs and metrics decoders (SignalDecoder): the same reader, text rules and value encoders. */
+#include "_fastotlp_signals.c"
 
 /* ======================================================================================== */
 /* 7. The scanners: what a request holds, counted before it is decoded                      */
@@ -3231,6 +3255,15 @@ fastotlp_exec(PyObject *module)
     if (rc < 0 || PyModule_AddIntConstant(module, "MAX_DEPTH", MAX_DEPTH) < 0) {
         return -1;
     }
+    type = PyType_FromModuleAndSpec(module, &SignalDecoder_spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    rc = PyModule_AddObjectRef(module, "SignalDecoder", type);
+    Py_DECREF(type);
+    if (rc < 0) {
+        return -1;
+    }
     type = PyType_FromModuleAndSpec(module, &WireScanner_spec, NULL);
     if (type == NULL) {
         return -1;
@@ -3264,7 +3297,8 @@ static PyModuleDef_Slot fastotlp_slots[] = {
 static struct PyModuleDef fastotlp_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "receiver.convert._fastotlp",
-    .m_doc = "Native decoding and conversion of OTLP trace requests (see receiver/convert/traces_bytes.py).",
+    .m_doc = "Native decoding and conversion of OTLP trace, log and metric requests (see receiver/convert/traces_bytes.py "
+             "and logs_metrics_bytes.py).",
     .m_size = 0,
     .m_methods = fastotlp_functions,
     .m_slots = fastotlp_slots,

@@ -24,8 +24,8 @@ class ConvertOptions:
     # When the front end received the request (Unix ns). Log records carrying neither a time nor an
     # observed time are stamped with it; conversion never reads the clock itself. 0 = not known.
     received_unix_nanos: int = 0
-    # Convert protobuf trace requests with the C extension when it is built (config `convert.native`);
-    # False = the pure-Python converter, the reference the native one is tested against.
+    # Convert protobuf requests (traces, logs, metrics) with the C extension when it is built (config
+    # `convert.native`); False = the pure-Python converters, the references the native ones are tested against.
     native: bool = True
     # This request's budget (receiver.convert.budget): converters charge the text they make to it, and
     # stop with LimitExceeded / MemoryBusy past its bounds. None = unbounded (tests, benchmarks).

@@ -655,3 +655,14 @@ def provider_and_model(attrs: dict[str, Any]) -> tuple[str | None, str | None]:
     provider = provider_of(attrs)
     model = as_text(first(attrs, RESPONSE_MODEL_KEYS)) or as_text(first(attrs, REQUEST_MODEL_KEYS))
     return provider, model
+
+
+# Every attribute provider_and_model reads. The native logs and metrics decoder hands it a dict of only
+# these (receiver.convert.logs_metrics_bytes); tests/test_native_signals.py checks it reads no other.
+PROVIDER_MODEL_KEYS: tuple[str, ...] = (
+    *PROVIDER_KEYS,
+    AZURE_API_VERSION_KEY,
+    *AZURE_HOST_KEYS,
+    *RESPONSE_MODEL_KEYS,
+    *REQUEST_MODEL_KEYS,
+)

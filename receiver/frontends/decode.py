@@ -30,7 +30,6 @@ from receiver.convert.budget import DecodeBudget
 from receiver.convert.common import Converted, ConvertOptions, WireFormatError
 from receiver.convert.pgvalues import untrack_rows
 from receiver.convert.scan import RequestScanner, charge_json, charge_protobuf, json_items_charge
-from receiver.convert.traces_bytes import native_available
 
 try:
     from receiver.convert import _otlpjson
@@ -78,8 +77,8 @@ def convert_protobuf(
     body: bytes,
     options: ConvertOptions,
 ) -> Converted:
-    """Decode and convert in one step (the native trace converter). Bytes it cannot read are refused
-    with the same message as parse_protobuf's: the converter refuses exactly what upb refuses."""
+    """Decode and convert in one step (the native converters). Bytes it cannot read are refused with the
+    same message as parse_protobuf's: the converter refuses exactly what upb refuses."""
     try:
         return convert_bytes(body, options)
     except WireFormatError as exc:
@@ -474,15 +473,15 @@ def scanner_for(message_type: type[Message]) -> RequestScanner:
 
 
 def decode_path(spec: SignalSpec, options: ConvertOptions) -> str:
-    """Which decoder protobuf bodies of this signal take: native (C trace decoder) or upb."""
-    return "native" if spec.convert_bytes is not None and options.native and native_available() else "upb"
+    """Which decoder protobuf bodies of this signal take: native (the C decoders) or upb."""
+    return "native" if spec.convert_bytes is not None and options.native and spec.native_available() else "upb"
 
 
 def decode_request(spec: SignalSpec, body: bytes, json: bool, options: ConvertOptions) -> Decoded:
     """One request body (decompressed) -> rows, charging `options.budget` as it goes.
 
-    Protobuf bodies of a signal with `convert_bytes` (traces: the native converter) are decoded and
-    converted in one step. OTLP/JSON is parsed item by item first (an unrepresentable item refuses
+    Protobuf bodies of a signal with `convert_bytes` (the native converters) are decoded and converted
+    in one step. OTLP/JSON is parsed item by item first (an unrepresentable item refuses
     only itself), then converted the same way from its protobuf serialization, so every request of
     the signal goes through one converter. Raises MalformedRequest, and LimitExceeded / MemoryBusy
     (receiver.convert.budget) past the budget's bounds."""

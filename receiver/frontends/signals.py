@@ -12,8 +12,10 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from receiver import schema
+from receiver.convert import logs_metrics_bytes, traces_bytes
 from receiver.convert.common import Converted, ConvertOptions
 from receiver.convert.logs import convert_logs
+from receiver.convert.logs_metrics_bytes import convert_logs_bytes, convert_metrics_bytes
 from receiver.convert.metrics import convert_metrics
 from receiver.convert.traces import convert_traces
 from receiver.convert.traces_bytes import convert_traces_bytes
@@ -32,9 +34,12 @@ class SignalSpec:
     table: str
     http_path: str
     grpc_method: str  # full method name
-    # Decode and convert protobuf bytes in one step (traces: the native converter), or None: parse
-    # with upb, then `convert`. Raises WireFormatError for bytes that are not a valid request.
+    # Decode and convert protobuf bytes in one step (the native converters, which fall back to upb and
+    # `convert` when off or not built), or None: parse with upb, then `convert`. Raises WireFormatError
+    # for bytes that are not a valid request.
     convert_bytes: Callable[[bytes, ConvertOptions], Converted] | None = None
+    # Whether `convert_bytes` has its native decoder (the memory a scan charges depends on the path).
+    native_available: Callable[[], bool] = lambda: False
     # OTLP/JSON bodies are written straight to protobuf bytes for `convert_bytes` by the C encoder
     # (receiver.convert._otlpjson, traces only), not parsed into messages with json_format.
     json_wire: bool = False
@@ -60,6 +65,7 @@ TRACES = SignalSpec(
     http_path="/v1/traces",
     grpc_method="/opentelemetry.proto.collector.trace.v1.TraceService/Export",
     convert_bytes=convert_traces_bytes,
+    native_available=traces_bytes.native_available,
     json_wire=True,
 )
 
@@ -86,6 +92,8 @@ METRICS = SignalSpec(
     table=schema.METRICS_TABLE,
     http_path="/v1/metrics",
     grpc_method="/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    convert_bytes=convert_metrics_bytes,
+    native_available=logs_metrics_bytes.native_available,
 )
 
 LOGS = SignalSpec(
@@ -106,6 +114,8 @@ LOGS = SignalSpec(
     table=schema.LOGS_TABLE,
     http_path="/v1/logs",
     grpc_method="/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    convert_bytes=convert_logs_bytes,
+    native_available=logs_metrics_bytes.native_available,
 )
 
 SIGNALS: dict[str, SignalSpec] = {spec.name: spec for spec in (TRACES, METRICS, LOGS)}

@@ -28,10 +28,11 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from receiver.convert.budget import DecodeBudget, DecodeLimits, LimitExceeded
 from receiver.convert.common import WireFormatError
 from receiver.convert.scan import RequestScanner
+from receiver.convert.window import TimeWindow
 from receiver.frontends.decode import MalformedRequest, decode_request, parse_json
 from receiver.frontends.signals import LOGS, METRICS, SIGNALS, TRACES, SignalSpec
 from tests.support import generate, hostile, wire
-from tests.support.differential import OPTIONS, assert_same, ordered_json
+from tests.support.differential import OPTIONS, assert_same, assert_same_signal, ordered_json
 from tests.support.otlp import to_otlp_json
 
 Target = Callable[[bytes], None]
@@ -261,6 +262,22 @@ def check_native(data: bytes) -> None:
         bounded_decode(TRACES, body, False, native, seed)
 
 
+def check_signals(data: bytes) -> None:
+    """The C logs and metrics decoder against upb + the pure converters (rows, identities, rejections,
+    statistics, refusals), with and without a time window, and under a small budget."""
+    if not data:
+        return
+    spec = (LOGS, METRICS)[data[0] % 2]
+    body = request_bytes(spec, data[1:])
+    limit = generate.LIMITS[data[-1] % len(generate.LIMITS)]
+    options = dataclasses.replace(OPTIONS, max_attribute_bytes=limit, received_unix_nanos=generate.T0)
+    if len(data) > 2 and data[-3] % 2:
+        window = TimeWindow(retention_s=3 * 86400, max_future_skew_s=3 * 86400)
+        options = dataclasses.replace(options, windows={"logs": window, "metrics": window})
+    assert_same_signal(spec.name, body, options)
+    bounded_decode(spec, body, False, True, data[-2] if len(data) > 1 else 0)
+
+
 def check_json(data: bytes) -> None:
     """The OTLP/JSON decoder: any bytes are refused cleanly or decoded; a request as OTLP/JSON gives the
     same rows as the same request as protobuf."""
@@ -305,7 +322,12 @@ def check_converters(data: bytes) -> None:
     bounded_decode(spec, body, False, False, len(body))
 
 
-TARGETS: dict[str, Target] = {"native": check_native, "json": check_json, "converters": check_converters}
+TARGETS: dict[str, Target] = {
+    "native": check_native,
+    "signals": check_signals,
+    "json": check_json,
+    "converters": check_converters,
+}
 
 
 # Inputs the fuzzer found failing, kept as seeds once fixed (base64, as libFuzzer prints them).
@@ -329,6 +351,11 @@ def seeds(target: str) -> list[bytes]:
         generator = generate.RandomRequests(rng)
         out += [b"\x00" + generator.request().SerializeToString() for _ in range(8)]
         out += [b"\x00" + body for body in small]
+    elif target == "signals":
+        telemetry = RandomTelemetry(rng)
+        out += [b"\x00\x00" + telemetry.logs_request().SerializeToString() for _ in range(6)]
+        out += [b"\x01\x00" + telemetry.metrics_request().SerializeToString() for _ in range(6)]
+        out += [bytes([k % 2, 0]) + body for k, body in enumerate(small)]
     elif target == "json":
         for k, spec in enumerate((TRACES, METRICS, LOGS)):
             out.append(bytes([k, 0]) + to_otlp_json(random_request(spec, rng)))  # type: ignore[arg-type]

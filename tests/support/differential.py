@@ -1,5 +1,5 @@
-"""The native trace converter against the reference: the comparison every differential test and fuzz
-target makes (tests/test_native_convert.py, tests/fuzz).
+"""The native converters against the reference: the comparison every differential test and fuzz target
+makes (tests/test_native_convert.py, tests/test_native_signals.py, tests/fuzz).
 
 The reference is upb's parse followed by `convert_traces`; the native path is `convert_traces_bytes`
 with the C decoder. For every request both must agree: the same rows (every column, same types),
@@ -20,10 +20,15 @@ from typing import Any
 
 import orjson
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from receiver import schema
 from receiver.convert.common import Converted, ConvertOptions, WireFormatError
+from receiver.convert.logs import convert_logs
+from receiver.convert.logs_metrics_bytes import convert_logs_bytes, convert_metrics_bytes
+from receiver.convert.metrics import convert_metrics
 from receiver.convert.pricing import ModelPrice, PriceBook
 from receiver.convert.scan import RequestScanner, WireCounts
 from receiver.convert.traces import convert_traces
@@ -110,7 +115,12 @@ def assert_same(body: bytes, options: ConvertOptions = OPTIONS) -> Converted | N
     return actual
 
 
-def assert_same_converted(actual: Converted, expected: Converted) -> None:
+def assert_same_converted(
+    actual: Converted,
+    expected: Converted,
+    columns: tuple[str, ...] = schema.TRACES_COLUMNS,
+    json_columns: frozenset[str] = JSON_COLUMNS,
+) -> None:
     """The same rows (every column, same types), rejections, messages and statistics."""
     assert (actual.rejected, actual.too_old, actual.too_new, actual.errors) == (
         expected.rejected,
@@ -121,9 +131,12 @@ def assert_same_converted(actual: Converted, expected: Converted) -> None:
     assert actual.stats == expected.stats
     assert len(actual.rows) == len(expected.rows)
     for index, (got, want) in enumerate(zip(actual.rows, expected.rows, strict=True)):
-        for column, x, y in zip(schema.TRACES_COLUMNS, got, want, strict=True):
+        for column, x, y in zip(columns, got, want, strict=True):
             where = f"row {index} column {column}"
-            if column in JSON_COLUMNS and isinstance(x, str) and isinstance(y, str):
+            json_text = column in json_columns and isinstance(x, str) and isinstance(y, str)
+            if column == "body" and got[columns.index("body_json")] is None:
+                json_text = False  # a string body, stored as sent
+            if json_text:
                 assert "\\u0000" not in x, where
                 assert_same_json(x, y, where)
             else:
@@ -131,3 +144,47 @@ def assert_same_converted(actual: Converted, expected: Converted) -> None:
                 assert repr(x) == repr(y), f"{where}: {x!r} != {y!r}"
 
 
+# -- logs and metrics: the native decoder (logs_metrics_bytes) against logs.py / metrics.py ---------
+
+SIGNAL_COLUMNS = {"logs": schema.LOGS_COLUMNS, "metrics": schema.METRICS_COLUMNS}
+# Columns holding JSON text; a log body holds it only when body_json does (else a plain string).
+SIGNAL_JSON_COLUMNS = {
+    "logs": frozenset({"body", "body_json", "attributes", "resource_attributes"}),
+    "metrics": frozenset({"exemplars", "attributes", "resource_attributes"}),
+}
+
+
+def signal_reference(signal: str, body: bytes, options: ConvertOptions) -> Converted | None:
+    """upb's parse, then logs.convert_logs / metrics.convert_metrics."""
+    request_type, convert = (
+        (ExportLogsServiceRequest, convert_logs) if signal == "logs" else (ExportMetricsServiceRequest, convert_metrics)
+    )
+    try:
+        parsed = request_type.FromString(body)
+    except (DecodeError, RuntimeError, ValueError):
+        return None
+    return convert(parsed, options)
+
+
+def signal_native(signal: str, body: bytes, options: ConvertOptions) -> Converted | None:
+    convert = convert_logs_bytes if signal == "logs" else convert_metrics_bytes
+    try:
+        return convert(body, dataclasses.replace(options, native=True))
+    except WireFormatError as exc:
+        assert " at byte " in str(exc)  # says what and where
+        return None
+
+
+def assert_same_signal(signal: str, body: bytes, options: ConvertOptions = OPTIONS) -> Converted | None:
+    """Both paths agree on a logs or metrics request; returns the native result (None: both refused
+    the bytes)."""
+    expected = signal_reference(signal, body, options)
+    actual = signal_native(signal, body, options)
+    if expected is None or actual is None:
+        assert expected is None and actual is None, (
+            f"upb {'refused' if expected is None else 'accepted'} the bytes, "
+            f"native {'refused' if actual is None else 'accepted'} them: {body[:200]!r}"
+        )
+        return None
+    assert_same_converted(actual, expected, SIGNAL_COLUMNS[signal], SIGNAL_JSON_COLUMNS[signal])
+    return actual
