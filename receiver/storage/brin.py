@@ -48,19 +48,26 @@ async def is_hypertable(conn: asyncpg.Connection, table: str) -> bool:
     return bool(await conn.fetchval(found, table))
 
 
-async def recent_pieces(conn: asyncpg.Connection, table: str, now: datetime) -> list[str]:
-    """The partitions (and DEFAULT) or chunks of `table` that current writes go to."""
-    if await is_hypertable(conn, table):
+async def recent_pieces(
+    conn: asyncpg.Connection, table: str, now: datetime, hypertable: bool | None = None
+) -> list[str]:
+    """The partitions (and DEFAULT) or chunks of `table` that current writes go to (`hypertable`: None
+    asks the catalog)."""
+    if hypertable is None:
+        hypertable = await is_hypertable(conn, table)
+    if hypertable:
         return [r["chunk"] for r in await conn.fetch(_RECENT_CHUNKS, table, now - RECENT, now + RECENT)]
     found = await list_partitions(conn, table)
     return recent_partitions(found.ranges, now) + ([found.default] if found.default else [])
 
 
-async def summarize_new_ranges(conn: asyncpg.Connection, table: str, now: datetime, lock_timeout_ms: int = 100) -> int:
+async def summarize_new_ranges(
+    conn: asyncpg.Connection, table: str, now: datetime, lock_timeout_ms: int = 100, hypertable: bool | None = None
+) -> int:
     """Summarize the unsummarized BRIN ranges of `table`'s recent partitions or chunks; returns how
     many. A piece that autovacuum holds (it summarizes too) is skipped after `lock_timeout_ms`.
     Raises asyncpg.InsufficientPrivilegeError when this role does not own the table."""
-    names: Iterable[str] = await recent_pieces(conn, table, now)
+    names: Iterable[str] = await recent_pieces(conn, table, now, hypertable)
     indexes = await brin_indexes(conn, list(names))
     summarized = 0
     for index in indexes:

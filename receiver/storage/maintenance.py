@@ -270,7 +270,7 @@ class Maintenance:
             await self._step(report, "rollups:rebuild", lambda: rollups.rebuild(conn))
 
         async def refresh() -> None:
-            report.rollups = await rollups.refresh(conn, s.rollup_delay_s)
+            report.rollups = await rollups.refresh(conn, s.rollup_delay_s, hypertable=self.flavor == "timescale")
 
         await self._step(report, "rollups:refresh", refresh)
         if not expire:

@@ -294,12 +294,12 @@ async def _one_window(
 _told_not_owner = False
 
 
-async def _summarize(conn: asyncpg.Connection, now: datetime) -> int:
+async def _summarize(conn: asyncpg.Connection, now: datetime, hypertable: bool) -> int:
     """The new BRIN ranges of llm_traces' recent partitions (see receiver.storage.brin); a role that does
     not own the table cannot, and the pass then reads what autovacuum has not summarized (said once)."""
     global _told_not_owner
     try:
-        return await summarize_new_ranges(conn, "llm_traces", now)
+        return await summarize_new_ranges(conn, "llm_traces", now, hypertable=hypertable)
     except asyncpg.InsufficientPrivilegeError:
         if not _told_not_owner:
             _told_not_owner = True
@@ -311,13 +311,18 @@ async def _summarize(conn: asyncpg.Connection, now: datetime) -> int:
         return 0
 
 
-async def refresh(conn: asyncpg.Connection, delay_s: float) -> RollupReport:
-    """Add every span ingested before the horizon (at most MAX_WINDOWS windows) to the four rollups."""
+async def refresh(conn: asyncpg.Connection, delay_s: float, hypertable: bool | None = None) -> RollupReport:
+    """Add every span ingested before the horizon (at most MAX_WINDOWS windows) to the rollups.
+
+    `hypertable`: whether llm_traces is a TimescaleDB hypertable, when the caller knows its flavor (the
+    maintenance task does); None asks the catalog."""
     report = RollupReport()
     started = time.monotonic()
     until = await horizon(conn, delay_s)
-    report.brin_ranges_summarized = await _summarize(conn, until)
-    late_limit = LATE_LIMIT if await is_hypertable(conn, SOURCE) else None
+    if hypertable is None:
+        hypertable = await is_hypertable(conn, SOURCE)
+    report.brin_ranges_summarized = await _summarize(conn, until, hypertable)
+    late_limit = LATE_LIMIT if hypertable else None
     while report.windows < MAX_WINDOWS:
         if not await _one_window(conn, until, report, late_limit):
             break
