@@ -473,3 +473,35 @@ def test_recent_partitions_are_those_within_a_day_of_now():
     day = timedelta(days=1)
     assert chosen == sorted(n for n, (lo, hi) in ranges.items() if hi > now - day and lo < now + day)
     assert "p12" in chosen and "p-48" not in chosen and "p42" not in chosen
+
+
+async def test_histogram_slots_count_every_duration_as_the_per_span_aggregate(database):
+    """Migration 017's bucket expression and slot adder give, for every edge of the layout (zero, negative,
+    the underflow and overflow bounds, NaN, infinities, NULL, bucket boundaries), the histogram that
+    migration 005's per-span aggregate gives."""
+    conn = await database.connect()
+    try:
+        await migrate(conn, "native")
+        edges = [0.0, -5.0, 0.0625 - 1e-12, 0.0625, 0.0625 + 1e-12, 1.0, 2.0**26 - 1e-6, 2.0**26, 1e300]
+        edges += [2 ** (k / 8) for k in range(-40, 220, 3)] + [2 ** (k / 8) * (1 - 1e-15) for k in range(-32, 208, 7)]
+        special = ["'NaN'", "'Infinity'", "'-Infinity'", "NULL"]
+        values = ", ".join([f"({v!r}::float8)" for v in edges] + [f"({v}::float8)" for v in special])
+        rows = await conn.fetch(
+            f"""
+            SELECT d, latency_histogram(d) OVER w AS direct,
+                   latency_histogram_add_slots(NULL, ARRAY[latency_histogram_slot(d)], ARRAY[1::bigint]) AS slotted
+            FROM (VALUES {values}) v(d)
+            WINDOW w AS (PARTITION BY d::text)
+            """
+        )
+        assert len(rows) == len(edges) + len(special)
+        for row in rows:
+            assert row["slotted"] == row["direct"], f"duration {row['d']}"
+        # Several counts, a repeated bucket and a NULL slot, added to an existing histogram.
+        added = await conn.fetchval(
+            "SELECT latency_histogram_add_slots(latency_histogram(d), ARRAY[3, 3, NULL, 242], "
+            "ARRAY[2, 5, 7, 1]::bigint[]) FROM (VALUES (0.02::float8), (1e9::float8)) v(d)"
+        )
+        assert added[0] == 1 and added[2] == 7 and added[241] == 2 and sum(added) == 10
+    finally:
+        await conn.close()

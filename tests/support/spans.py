@@ -220,5 +220,18 @@ async def assert_rollups_match_raw(conn: asyncpg.Connection) -> dict[str, int]:
             assert got["error_rate"] == want["error_count"] / want["request_count"]
             for q in ("p50_latency_ms", "p95_latency_ms", "p99_latency_ms"):
                 assert _close_percentile(got[q], want[q]), f"{view} {key} {q}: {got[q]} vs true {want[q]}"
+        # The stored histograms, bucket for bucket, equal migration 005's per-span aggregate over the raw
+        # spans (the passes build them another way: migration 017).
+        width = _BUCKETS[view][0]
+        histograms = await conn.fetch(
+            f"SELECT s.bucket, {', '.join(f's.{d}' for d in dims)}, s.latency_histogram AS stored, r.direct "
+            f"FROM {view}_store s JOIN (SELECT date_bin('{width}', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') "
+            f"AS bucket, {', '.join(dims)}, latency_histogram(duration_ms) AS direct FROM llm_traces "
+            f"WHERE provider IS NOT NULL OR model IS NOT NULL GROUP BY 1, {', '.join(dims)}) r "
+            f"ON r.bucket = s.bucket AND {' AND '.join(f'r.{d} IS NOT DISTINCT FROM s.{d}' for d in dims)}"
+        )
+        assert len(histograms) == len(expected), f"{view}: {len(histograms)} store rows joined, {len(expected)} groups"
+        for row in histograms:
+            assert row["stored"] == row["direct"], f"{view} {tuple(row)[:-2]}: histogram differs from the raw spans'"
         counts[view] = len(expected)
     return counts
