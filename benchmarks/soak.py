@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks.bench import Receiver, free_port, postmaster_pid, tree_cpu_seconds
@@ -53,6 +53,44 @@ class Sample:
     index_mb: float
     wal_mb: float
     checkpoints: int
+    # CPU seconds of the live PostgreSQL processes by what they do (see _PG_ROLES), each process's own
+    # time only; what exited processes used (autovacuum workers, ended sessions) is the rest of
+    # postgres_cpu_s.
+    postgres_by_role: dict[str, float] = field(default_factory=dict)
+
+
+# pg_stat_activity -> a role of the process: the receiver's connections by application_name (storage/
+# database.py), the server's own processes by backend_type.
+_PG_ROLES_SQL = """
+SELECT string_agg(pid || '=' || CASE
+    WHEN application_name LIKE 'llm-observatory-receiver:writer' THEN 'COPY writers'
+    WHEN application_name LIKE 'llm-observatory-receiver:maintenance' THEN 'maintenance (rollups)'
+    WHEN application_name LIKE 'llm-observatory-receiver:%' THEN 'receiver (other)'
+    WHEN backend_type = 'autovacuum worker' THEN 'autovacuum'
+    WHEN backend_type IN ('checkpointer', 'walwriter', 'background writer') THEN 'WAL writer + checkpointer + bgwriter'
+    WHEN backend_type LIKE 'TimescaleDB%' OR application_name LIKE '%Job%' THEN 'TimescaleDB jobs'
+    ELSE 'other' END, ',')
+FROM pg_stat_activity"""
+
+
+def _own_cpu_s(pid: int) -> float | None:
+    """CPU seconds of the process itself (not its reaped children), from /proc/<pid>/stat."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pg_cpu_by_pid(roles_csv: str) -> dict[int, tuple[str, float]]:
+    found: dict[int, tuple[str, float]] = {}
+    for item in filter(None, roles_csv.split(",")):
+        pid, _, role = item.partition("=")
+        cpu = _own_cpu_s(int(pid))
+        if cpu is not None:
+            found[int(pid)] = (role, cpu)
+    return found
 
 
 def _rss_mb(pid: int) -> float:
@@ -94,6 +132,8 @@ class Sampler:
         psql = cluster.bindir / "psql"
         self._psql = str(psql) if psql.exists() else "psql"
         self._wal_start: int | None = None
+        self._pids: dict[int, tuple[str, float]] = {}  # the previous sample's processes
+        self._by_role: dict[str, float] = {}  # cumulative CPU seconds per role, of processes seen live
 
     def _query(self, sql: str) -> list[str]:
         done = subprocess.run(
@@ -116,6 +156,12 @@ class Sampler:
         wal_bytes = int(float(wal))
         if self._wal_start is None:
             self._wal_start = wal_bytes
+        pids = _pg_cpu_by_pid(self._query(_PG_ROLES_SQL)[0])
+        for pg_pid, (role, cpu) in pids.items():
+            before = self._pids.get(pg_pid)
+            gained = cpu - before[1] if before is not None and before[0] == role else cpu
+            self._by_role[role] = self._by_role.get(role, 0.0) + max(gained, 0.0)
+        self._pids = pids
         sample = Sample(
             t=time.time(),
             stored=_stored_spans(self.receiver.admin_port),
@@ -126,6 +172,7 @@ class Sampler:
             index_mb=index / 2**20,
             wal_mb=(wal_bytes - self._wal_start) / 2**20,
             checkpoints=int(checkpoints),
+            postgres_by_role=dict(self._by_role),
         )
         self.samples.append(sample)
         return sample
@@ -180,6 +227,21 @@ class Window:
     postgres_us_per_span: float | None
     receiver_us_per_span: float | None
     receiver_rss_mb: float
+    postgres_us_per_span_by_role: dict[str, float]
+
+
+def _by_role_us(a: Sample, b: Sample) -> dict[str, float]:
+    """PostgreSQL µs CPU per stored span between two samples, by role; 'exited processes' is the rest."""
+    spans = b.stored - a.stored
+    if spans <= 0:
+        return {}
+    out = {
+        role: (b.postgres_by_role.get(role, 0.0) - a.postgres_by_role.get(role, 0.0)) / spans * 1e6
+        for role in sorted(b.postgres_by_role)
+    }
+    rest = (b.postgres_cpu_s - a.postgres_cpu_s) / spans * 1e6 - sum(out.values())
+    out["exited processes (autovacuum, sessions)"] = max(rest, 0.0)
+    return {role: round(us, 1) for role, us in out.items()}
 
 
 def window(samples: list[Sample], start_s: float, end_s: float) -> Window:
@@ -194,6 +256,7 @@ def window(samples: list[Sample], start_s: float, end_s: float) -> Window:
         _per_span_us(a, b, "postgres_cpu_s"),
         _per_span_us(a, b, "receiver_cpu_s"),
         sum(s.receiver_rss_mb for s in inside) / len(inside),
+        _by_role_us(a, b),
     )
 
 
@@ -326,6 +389,14 @@ def text(r: dict) -> str:
         f"| last ({last['start_s']:.0f}–{last['end_s']:.0f} s) | {last['stored_per_s']:,.0f} | "
         f"{us(last['postgres_us_per_span'])} | {us(last['receiver_us_per_span'])} | {last['receiver_rss_mb']:,.0f} |",
         "",
+        "",
+        "PostgreSQL µs CPU per span by process role, first window -> last:",
+        *(
+            f"  {role:40s} {f['postgres_us_per_span_by_role'].get(role, 0.0):7.1f} -> "
+            f"{last['postgres_us_per_span_by_role'].get(role, 0.0):7.1f}"
+            for role in sorted(set(f["postgres_us_per_span_by_role"]) | set(last["postgres_us_per_span_by_role"]))
+        ),
+        "",
         f"  PostgreSQL CPU per span {r['postgres_cpu_growth']:+.1%} (allowed +20%), receiver RSS "
         f"{r['receiver_rss_change']:+.1%} (allowed ±15%)"
         if r["postgres_cpu_growth"] is not None and r["receiver_rss_change"] is not None
@@ -336,9 +407,7 @@ def text(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0] + " Unknown options are passed to loadgen."
-    )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] + " Unknown options are passed to loadgen.")
     parser.add_argument("--duration", type=float, default=1800.0, help="seconds of load (1800)")
     parser.add_argument("--rate", type=float, default=10_000.0, help="spans per second (10000)")
     parser.add_argument("--sample-s", type=float, default=30.0, help="seconds between samples (30)")
