@@ -360,6 +360,10 @@ async def run(args: argparse.Namespace) -> None:
             await load(dsn, flavor, args, lambda line: print(line, flush=True))
             print(f"  load took {time.perf_counter() - t0:.0f} s", flush=True)
             marker.touch()
+        else:  # a kept cluster: bring it to this version's schema (a no-op when it is there)
+            conn = await asyncpg.connect(dsn)
+            await migrate(conn, flavor, load_migrations())
+            await conn.close()
         s = await sample(dsn, args.seed)
         workdir = root / "receiver"
         shutil.rmtree(workdir, ignore_errors=True)

@@ -269,6 +269,80 @@ async def test_paging_returns_every_matching_span_once_while_spans_arrive(receiv
     assert set(seen) == before | late  # this service's spans, nothing else
 
 
+async def test_a_rare_model_without_a_window_pages_exactly_with_the_rollup_bound(receiver, module_database):
+    """/spans?model=M without a time window asks llm_metrics_1hour how far back the page's spans go and
+    scans only from there. Pages of 3 through a model with one span every 40 minutes, among many spans of
+    another model, equal the direct query page for page: including spans the rollup has not seen yet (a
+    new one, and a late one dated hours back) and a page bounded by `to`."""
+    from receiver.query import spans as span_query
+    from receiver.query.cursor import Position
+
+    service = f"bound-{uuid.uuid4().hex[:8]}"
+    model = f"rare-{uuid.uuid4().hex[:8]}"
+    now_ns = time.time_ns()
+    minute = 60 * 10**9
+    rare = [span(f"r{i}", start_ns=now_ns - (40 * i + 5) * minute, attributes={"gen_ai.request.model": model})
+            for i in range(10)]  # fmt: skip
+    common = [span(f"c{i}", start_ns=now_ns - i * 2 * minute, attributes={"gen_ai.request.model": "common-m"})
+              for i in range(240)]  # fmt: skip
+    await export_grpc(receiver.grpc_target, trace_request(rare + common, service))
+    await module_database.wait_for_count("SELECT count(*) FROM llm_traces WHERE service_name = $1", 250, service)
+    conn = await asyncpg.connect(module_database.dsn)
+    try:
+        while not (await rollups.refresh(conn, 0.0)).caught_up:
+            pass
+        query = span_query.SpanQuery({"model": model, "limit": 3}, None)
+        assert span_query.rollup_bound_applies(query)
+        bound_sql, bound_args = span_query.rollup_bound_sql(query, None)
+        bound = await conn.fetchval(bound_sql, *bound_args)
+        assert bound is not None and bound > micros(now_ns - 400 * minute), "the first page must be bounded"
+        unseen = [span("new", start_ns=now_ns - minute, attributes={"gen_ai.request.model": model}),
+                  span("late", start_ns=now_ns - 170 * minute, attributes={"gen_ai.request.model": model})]  # fmt: skip
+        await export_grpc(receiver.grpc_target, trace_request(unseen, service))
+        await module_database.wait_for_count("SELECT count(*) FROM llm_traces WHERE service_name = $1", 252, service)
+        expected = [
+            (r["trace_id"].hex, r["span_id"])
+            for r in await conn.fetch(
+                "SELECT trace_id, span_id FROM llm_traces WHERE model = $1 "
+                "ORDER BY ts DESC, trace_id DESC, span_id DESC",
+                model,
+            )
+        ]
+        top = micros(now_ns - 100 * minute)
+        expected_to = [
+            (r["trace_id"].hex, r["span_id"])
+            for r in await conn.fetch(
+                "SELECT trace_id, span_id FROM llm_traces WHERE model = $1 AND ts < $2 "
+                "ORDER BY ts DESC, trace_id DESC, span_id DESC",
+                model,
+                top,
+            )
+        ]
+        after_second = Position(top, b"\x00" * 16, "")
+        assert await conn.fetchval(*_first(span_query.rollup_bound_sql(query, after_second))) is not None
+    finally:
+        await conn.close()
+    assert len(expected) == 12
+    for extra, want in (("", expected), (f"&to={iso(top)}", expected_to)):
+        seen: list[tuple[str, str]] = []
+        cursor = None
+        while True:
+            status, body, _ = await get(
+                receiver, f"/spans?model={model}&limit=3{extra}" + (f"&cursor={cursor}" if cursor else "")
+            )
+            assert status == 200, body
+            seen.extend((s["trace_id"], s["span_id"]) for s in body["spans"])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == want, f"pages{extra or ' without to'} differ from the direct query"
+
+
+def _first(built: tuple[str, list[Any]]) -> list[Any]:
+    sql, args = built
+    return [sql, *args]
+
+
 # -- usage from the rollups ---------------------------------------------------------------------------
 
 MODELS = (("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-3-5-haiku"), (None, "llama-3-70b"))

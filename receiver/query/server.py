@@ -311,7 +311,11 @@ class QueryServer:
         check_window(values)
         query = spans.SpanQuery(values, await self._project(values["project"], tenant))
         after = self.cursors.decode(query.digest(), values["cursor"]) if values["cursor"] else None
-        sql, args = spans.build(query, after)
+        lower = None
+        if spans.rollup_bound_applies(query):
+            bound_sql, bound_args = spans.rollup_bound_sql(query, after)
+            lower = (await self._fetch(request, bound_sql, bound_args))[0]["bound"]
+        sql, args = spans.build(query, after, lower)
         items, following = spans.page(query, await self._fetch(request, sql, args))
         return {
             "spans": items,

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from receiver.convert.genai import as_key
 from receiver.query.cursor import Position, query_digest
-from receiver.query.params import Param, SqlArgs, project_condition
+from receiver.query.params import Param, SqlArgs, limit_literal, project_condition
 from receiver.query.shape import SPAN_SUMMARY_COLUMNS, select_list, span_summary
 
 ENDPOINT = "spans"
@@ -33,6 +34,9 @@ EQUALITY_FILTERS = {
     "session_id": "session_id",
     "environment": "environment",
 }
+
+# The `status` choices as SQL literals (the only values the parameter accepts).
+STATUS_LITERALS = {"ok": "'ok'", "error": "'error'", "unset": "'unset'"}
 
 PARAMS = (
     Param("service", "string", "service.name of the span's resource"),
@@ -75,10 +79,54 @@ class SpanQuery:
         return query_digest(ENDPOINT, (canonical, repr(self.project)))
 
 
-def build(query: SpanQuery, after: Position | None) -> tuple[str, list[Any]]:
-    """SELECT of one page: `limit + 1` rows, the extra one only telling whether another page exists."""
+# Filters that the hourly rollup counts exactly (it groups LLM spans by them, and a span that matches one
+# is an LLM span). A page filtered by these alone, without a time window, asks the rollup how far back
+# its spans go (rollup_bound): a rare model without a window otherwise walks the whole table backwards
+# (at 5M spans: 180-260 ms for a model with 1 % of the spans, a full scan for one with none).
+ROLLUP_FILTERS = {"provider": "provider", "model": "model", "service": "service_name"}
+_NOT_IN_ROLLUP = (*(n for n in EQUALITY_FILTERS if n not in ROLLUP_FILTERS), "min_duration_ms", "attribute")
+
+
+def rollup_bound_applies(query: SpanQuery) -> bool:
+    values = query.values
+    return (
+        values.get("from") is None
+        and any(values.get(name) is not None for name in ROLLUP_FILTERS)
+        and not any(values.get(name) for name in _NOT_IN_ROLLUP)
+    )
+
+
+def rollup_bound_sql(query: SpanQuery, after: Position | None) -> tuple[str, list[Any]]:
+    """The newest hour H such that the hours from H up to the page's top hold at least `limit + 1` matching
+    spans, by llm_metrics_1hour; NULL when they hold fewer. Exact: then the page's rows all start at or
+    after H, so `ts >= H` changes no answer and lets the scan stop there. Only hours wholly below the
+    page's top (the cursor or `to`) are counted, so no counted span lies above it; spans the rollup has
+    not seen yet (ingested since its last pass) only add to the matches."""
+    args = SqlArgs()
+    values = query.values
+    where = [f"{column} = {args.add(values[name])}" for name, column in ROLLUP_FILTERS.items() if values.get(name)]
+    tenant = project_condition(args, query.project)
+    if tenant:
+        where.append(tenant)
+    tops = [value for value in (values.get("to"), after.ts if after is not None else None) if value is not None]
+    if tops:
+        where.append(f"bucket + INTERVAL '1 hour' <= {args.add(min(tops))}::timestamptz")
+    sql = f"""
+    SELECT max(bucket) FILTER (WHERE running >= {limit_literal(query.limit + 1)}) AS bound
+    FROM (SELECT bucket, sum(spans) OVER (ORDER BY bucket DESC) AS running
+          FROM (SELECT bucket, sum(request_count) AS spans FROM llm_metrics_1hour
+                WHERE {" AND ".join(where)} GROUP BY bucket) per_hour) cumulative
+    """
+    return sql, args.values
+
+
+def build(query: SpanQuery, after: Position | None, lower: datetime | None = None) -> tuple[str, list[Any]]:
+    """SELECT of one page: `limit + 1` rows, the extra one only telling whether another page exists.
+    `lower`: the rollup's bound (rollup_bound_sql), when known."""
     args = SqlArgs()
     where: list[str] = []
+    if lower is not None:
+        where.append(f"ts >= {args.add(lower)}::timestamptz")
     values = query.values
     for name, column in EQUALITY_FILTERS.items():
         value = values.get(name)
@@ -86,6 +134,10 @@ def build(query: SpanQuery, after: Position | None) -> tuple[str, list[Any]]:
             continue
         if name in ("user_id", "session_id"):
             value = as_key(value)  # stored the same way: ids over 512 bytes keep a prefix and a hash
+        if name == "status":
+            # A literal, so that a generic plan may use the partial index on errors (migration 013).
+            where.append(f"{column} = {STATUS_LITERALS[value]}")
+            continue
         where.append(f"{column} = {args.add(value)}")
     tenant = project_condition(args, query.project)
     if tenant:
@@ -109,7 +161,7 @@ def build(query: SpanQuery, after: Position | None) -> tuple[str, list[Any]]:
     sql = (
         f"SELECT {select_list(SPAN_SUMMARY_COLUMNS)} FROM llm_traces"
         + (f" WHERE {' AND '.join(where)}" if where else "")
-        + f" ORDER BY ts DESC, trace_id DESC, span_id DESC LIMIT {args.add(query.limit + 1)}"
+        + f" ORDER BY ts DESC, trace_id DESC, span_id DESC LIMIT {limit_literal(query.limit + 1)}"
     )
     return sql, args.values
 

@@ -38,6 +38,8 @@ FUNCTIONS = (
     "latency_histogram_merge_within",
     "latency_histogram_add_within",
     "latency_quantiles",
+    "latency_histogram_slot",  # 017: the rollup passes build histograms with these two
+    "latency_histogram_add_slots",
 )
 INDEXES: dict[str, tuple[str, ...]] = {
     "llm_traces": (
