@@ -13,15 +13,24 @@ writer classifies (storage/errors.py). A NOT NULL violation fails the COPY into 
 with 23502 (bisected and quarantined, where the XX000 alone would have been retried forever); an error
 that is not about the rows fails again and stays transient. Only plain XX000 is taken: its subclasses
 (XX001 data corrupted, XX002 index corrupted) are raised as they are. tests/test_citus.py checks both.
+
+Encoding: the rows stay tuples until here and are encoded per attempt (a bisected part is encoded on its
+own): by the native encoder (storage/pgbinary.py) into chunks sent as `COPY … FROM STDIN (FORMAT binary)`,
+or by asyncpg's copy_records_to_table when the encoder is not built, a column has a type it does not
+encode, or the batch holds a value it leaves to asyncpg. Both write the same binary COPY format, so the
+database refuses the same rows with the same errors either way. The staging table is `LIKE` the target:
+the same column types, so the same chunks go into it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+
+from receiver.storage import pgbinary
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +38,39 @@ class CopyResult:
     inserted: int
     duplicates: int
     via_staging: bool
+    # The rows went out encoded by the native encoder (False: asyncpg's copy_records_to_table).
+    encoded_natively: bool = field(default=False, compare=False)
 
 
 def _staging_name(table: str) -> str:
     return f"_stage_{table}"
 
 
+async def _chunks(data: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in data:
+        yield chunk
+
+
+async def _copy(
+    conn: asyncpg.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    data: list[bytes] | None,
+) -> None:
+    """COPY `rows` into `table`: their binary COPY `data` when encoded, else through asyncpg's encoder."""
+    if data is None:
+        await conn.copy_records_to_table(table, records=rows, columns=list(columns))
+    else:
+        await conn.copy_to_table(table, source=_chunks(data), columns=list(columns), format="binary")
+
+
 async def _copy_via_staging(
-    conn: asyncpg.Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    conn: asyncpg.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    data: list[bytes] | None,
 ) -> int:
     stage = _staging_name(table)
     column_list = ", ".join(columns)
@@ -45,7 +79,7 @@ async def _copy_via_staging(
         await conn.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        await conn.copy_records_to_table(stage, records=rows, columns=list(columns))
+        await _copy(conn, stage, columns, rows, data)
         # Counted from RETURNING, not the command tag: Citus's INSERT … SELECT reports the rows selected.
         inserted = await conn.fetchval(
             f"WITH inserted AS (INSERT INTO {table} ({column_list}) SELECT {column_list} FROM {stage}"
@@ -58,14 +92,23 @@ async def copy_rows(
     conn: asyncpg.Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> CopyResult:
     """Store `rows` so that each distinct row exists exactly once, whatever was stored before."""
+    kinds = await pgbinary.PLANS.kinds(conn, table, columns)
+    data = pgbinary.encode(rows, kinds) if kinds is not None else None
+    native = data is not None
     try:
-        # One statement is its own transaction: no BEGIN/COMMIT round trips around it.
-        await conn.copy_records_to_table(table, records=rows, columns=list(columns))
-        return CopyResult(len(rows), 0, False)
-    except asyncpg.UniqueViolationError:
-        pass
-    except asyncpg.InternalServerError as exc:
-        if type(exc) is not asyncpg.InternalServerError:  # XX001/XX002: corruption, not a duplicate
-            raise
-    inserted = await _copy_via_staging(conn, table, columns, rows)
-    return CopyResult(inserted, len(rows) - inserted, True)
+        try:
+            # One statement is its own transaction: no BEGIN/COMMIT round trips around it.
+            await _copy(conn, table, columns, rows, data)
+            return CopyResult(len(rows), 0, False, native)
+        except asyncpg.UniqueViolationError:
+            pass
+        except asyncpg.InternalServerError as exc:
+            if type(exc) is not asyncpg.InternalServerError:  # XX001/XX002: corruption, not a duplicate
+                raise
+        inserted = await _copy_via_staging(conn, table, columns, rows, data)
+    except asyncpg.PostgresError as exc:
+        if native and not (exc.sqlstate or "").startswith("23"):
+            # Not a constraint on the values: a column may have changed type since the kinds were read.
+            pgbinary.PLANS.forget(conn)
+        raise
+    return CopyResult(inserted, len(rows) - inserted, True, native)
