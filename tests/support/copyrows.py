@@ -8,6 +8,7 @@ surrogates, subclasses).
 from __future__ import annotations
 
 import random
+import struct
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -174,3 +175,38 @@ def rows(rng: random.Random, kinds: bytes, count: int, exotic: float = 0.0, null
                 row.append(value(rng, kind))
         out.append(tuple(row))
     return out
+
+
+def value_from_bytes(kind: int, raw: bytes) -> Any:
+    """A value of `kind` made from fuzzer bytes (it may be one the encoder leaves to asyncpg)."""
+    if kind in (K.KIND_TEXT, K.KIND_JSONB):
+        return raw.decode("utf-8", "surrogatepass") if _utf8(raw) else raw.decode("latin-1")
+    if kind == K.KIND_NUMERIC:
+        try:
+            return Decimal(raw.decode("ascii"))
+        except (UnicodeDecodeError, ArithmeticError, ValueError):
+            return Decimal(int.from_bytes(raw, "big", signed=True)).scaleb(-(len(raw) % 40))
+    if kind in (K.KIND_INT2, K.KIND_INT4, K.KIND_INT8):
+        return int.from_bytes(raw[:9], "big", signed=True)
+    if kind == K.KIND_FLOAT8:
+        return struct.unpack(">d", raw[:8].ljust(8, b"\0"))[0]
+    if kind == K.KIND_TIMESTAMPTZ:
+        micros = int.from_bytes(raw[:8], "big") % (315537897600 * 10**6)
+        return datetime(1, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+    if kind == K.KIND_UUID:
+        return Uuid(raw[:16]) if len(raw) != 17 else uuid.UUID(bytes=raw[:16])
+    if kind == K.KIND_BYTEA:
+        return raw
+    if kind == K.KIND_BOOL:
+        return bool(raw and raw[0] & 1)
+    element = {K.KIND_TEXT_ARRAY: K.KIND_TEXT, K.KIND_INT4_ARRAY: K.KIND_INT4, K.KIND_INT8_ARRAY: K.KIND_INT8}
+    item = element.get(kind, K.KIND_FLOAT8)
+    return [value_from_bytes(item, piece) if piece else None for piece in raw.split(b",")]
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return False
+    return True
