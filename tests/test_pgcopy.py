@@ -22,6 +22,7 @@ from receiver.storage import pgbinary
 from receiver.storage.copy import _copy, copy_rows
 from receiver.storage.errors import ErrorKind, classify
 from receiver.storage.migrate import load_migrations, migrate
+from receiver.storage.writer import DatabaseWriter
 from tests.fuzz.targets import RandomTelemetry
 from tests.support import copyrows, generate
 from tests.support import pgcopy_reference as reference
@@ -230,3 +231,18 @@ async def test_a_changed_column_type_is_read_again(module_database):
         assert (result.inserted, result.encoded_natively) == (1, True)
     finally:
         await conn.close()
+
+
+async def test_copy_encoder_asyncpg_turns_the_native_encoder_off(module_database):
+    """database.copy_encoder = "asyncpg": every batch through copy_records_to_table, as before issue 17."""
+    conn = await module_database.connect()
+    await conn.execute("DROP TABLE IF EXISTS switched; CREATE TABLE switched (id bigint, t text)")
+    await conn.close()
+    rows = [(1, "a"), (2, "b")]
+    for native_copy in (False, True):
+        writer = DatabaseWriter(module_database.connect, native_copy)
+        try:
+            result = await writer.write("switched", ["id", "t"], rows)
+        finally:
+            await writer.close()
+        assert (result.inserted, result.encoded_natively) == (2, native_copy)

@@ -89,10 +89,16 @@ async def _copy_via_staging(
 
 
 async def copy_rows(
-    conn: asyncpg.Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    conn: asyncpg.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    native: bool = True,
 ) -> CopyResult:
-    """Store `rows` so that each distinct row exists exactly once, whatever was stored before."""
-    kinds = await pgbinary.PLANS.kinds(conn, table, columns)
+    """Store `rows` so that each distinct row exists exactly once, whatever was stored before.
+
+    `native`: let the native encoder encode the rows when it can (else asyncpg encodes every batch)."""
+    kinds = await pgbinary.PLANS.kinds(conn, table, columns) if native else None
     data = pgbinary.encode(rows, kinds) if kinds is not None else None
     native = data is not None
     try:
