@@ -78,14 +78,14 @@ async def measure(conn: asyncpg.Connection, table: str, rows: list[tuple[Any, ..
             t0 = clock()
             await conn.copy_records_to_table(target, records=part, columns=list(columns))
             t1 = clock()
-            data = pgbinary.encode(part, kinds)
+            native = await _copy(conn, target, columns, part, kinds)  # encoded chunk by chunk as it is sent
             t2 = clock()
-            await _copy(conn, target, columns, part, data)
+            data = pgbinary.encode(part, kinds)
             t3 = clock()
             cpu["asyncpg"] += t1 - t0
-            cpu["native"] += t3 - t1
-            cpu["encode"] += t2 - t1
-            fallbacks += data is None
+            cpu["native"] += t2 - t1
+            cpu["encode"] += t3 - t2
+            fallbacks += not native
             size += sum(map(len, data or []))
         await conn.execute(f"TRUNCATE {target}")
     n = rounds * len(rows)

@@ -82,9 +82,7 @@ async def test_rows_read_back_as_asyncpg_stores_them(module_database):
         assert pgbinary.kinds_for_oids(await pgbinary.column_oids(conn, "probe_native", PROBE)) == probe_kinds()
         rows = probe_rows(random.Random(5), 3000)
         await conn.copy_records_to_table("probe_asyncpg", records=rows, columns=PROBE)
-        chunks = pgbinary.encode(rows, probe_kinds())
-        assert chunks is not None
-        await _copy(conn, "probe_native", PROBE, rows, chunks)
+        assert await _copy(conn, "probe_native", PROBE, rows, probe_kinds())  # natively encoded
         want = [r[0] for r in await conn.fetch("SELECT whole::text FROM probe_asyncpg whole ORDER BY id")]
         got = [r[0] for r in await conn.fetch("SELECT whole::text FROM probe_native whole ORDER BY id")]
         assert len(got) == len(rows)
@@ -156,10 +154,9 @@ async def test_rows_the_database_refuses_fail_the_same_way(module_database, pois
         rows = [*good[:2], tuple(bad), *good[3:]]
         errors = []
         for native in (False, True):
-            chunks = pgbinary.encode(rows, probe_kinds()) if native else None
-            assert (chunks is not None) == native
+            assert pgbinary.encode(rows, probe_kinds()) is not None  # the native encoder takes the values
             with pytest.raises(asyncpg.PostgresError) as caught:
-                await _copy(conn, "probe_poison", PROBE, rows, chunks)
+                await _copy(conn, "probe_poison", PROBE, rows, probe_kinds() if native else None)
             errors.append((type(caught.value), caught.value.sqlstate))
         assert errors[0] == errors[1]
         assert classify(caught.value) is ErrorKind.DATA  # bisected and quarantined by the sink
@@ -188,6 +185,30 @@ async def test_values_left_to_asyncpg_keep_its_behaviour(module_database):
             await copy_rows(conn, "kept", columns, overflow)
         assert (type(by_copy_rows.value), str(by_copy_rows.value)) == (type(by_asyncpg.value), str(by_asyncpg.value))
         assert classify(by_copy_rows.value) is ErrorKind.DATA
+    finally:
+        await conn.close()
+
+
+async def test_a_value_past_the_first_chunk_aborts_the_native_copy_and_asyncpg_stores_the_batch(module_database):
+    """The first chunk is encoded before the COPY starts; a value the encoder leaves to asyncpg further on
+    aborts the streaming COPY (nothing of it stored) and asyncpg COPYs the batch, in the staging path too."""
+    conn = await module_database.connect()
+    try:
+        await conn.execute(
+            "DROP TABLE IF EXISTS late; CREATE TABLE late (id bigint PRIMARY KEY, ts timestamptz, t text)"
+        )
+        columns = ["id", "ts", "t"]
+        moment = datetime(2024, 5, 1, tzinfo=UTC)
+        rows = [(i, moment, "x" * 1000) for i in range(1000)]  # ~1 MB: several chunks
+        rows[900] = (900, datetime(2024, 5, 1), "naive")  # asyncpg reads it as local time
+        first = pgbinary.encode_chunk(rows, pgbinary.kinds_for_oids([20, 1184, 25]), 0)
+        assert first is not None and first[1] < 900
+        result = await copy_rows(conn, "late", columns, rows)
+        assert (result.inserted, result.via_staging, result.encoded_natively) == (1000, False, False)
+        again = await copy_rows(conn, "late", columns, rows)  # duplicates: the staging path, in a transaction
+        assert (again.inserted, again.duplicates, again.encoded_natively) == (0, 1000, False)
+        assert await conn.fetchval("SELECT count(*) FROM late") == 1000
+        assert await conn.fetchval("SELECT t FROM late WHERE id = 900") == "naive"
     finally:
         await conn.close()
 

@@ -6,13 +6,15 @@
  * module writes the same wire format for the column kinds the signal tables use, straight from the C
  * fields of the values.
  *
- * encode(rows, kinds, uuid_types) -> list[bytes] | None
+ * encode(rows, kinds, uuid_types, start) -> (chunk: bytes, next_start: int) | None
  *   rows:       a list of tuples, each with exactly len(kinds) values
  *   kinds:      bytes, one KIND_* code per column (receiver/storage/pgbinary.py maps type OIDs to them)
  *   uuid_types: types whose instances are 16-byte `bytes` subclasses holding a uuid (pgvalues.Uuid)
+ *   start:      the first row of this chunk (the signature comes first when 0)
+ * Each call encodes rows until the chunk reaches CHUNK_BYTES; the last one ends with the trailer.
  * None means "not this batch": a value of a type or range this encoder does not take. The caller then
  * lets asyncpg encode the batch, so the values asyncpg refuses (and the errors it raises) stay exactly
- * its own. Nothing here raises for a value; only MemoryError or a bad `kinds` escape.
+ * its own. Nothing here raises for a value; only MemoryError or bad arguments escape.
  *
  * Formats (the send and recv functions of PostgreSQL, big-endian):
  *   bool 1 byte; int2/int4/int8; float8 IEEE bits; text UTF-8; jsonb: version byte 1 + text;
@@ -81,21 +83,21 @@ typedef struct {
 
 /* -- output buffer ------------------------------------------------------------------------------ */
 
-/* The output is a list of chunks of about CHUNK_BYTES, cut at row boundaries: each one CopyData message.
- * Chunks of a fixed size reuse the allocator's freed blocks batch after batch, where one buffer of a
- * whole batch (megabytes) would be fresh pages, faulted in and zeroed, every time. */
+/* One call encodes rows until its output reaches CHUNK_BYTES, at a row boundary: the caller sends each
+ * chunk as it comes (one CopyData message), so a batch never exists twice in memory, and chunks of about
+ * one size reuse the allocator's freed blocks where a buffer of a whole batch (megabytes) would be fresh
+ * pages, faulted in and zeroed, every time. */
 #define CHUNK_BYTES (256 * 1024)
 
 typedef struct {
-    PyObject *chunks; /* list of finished chunks (bytes) */
-    PyObject *bytes;  /* the chunk being written, grown in place (_PyBytes_Resize) */
+    PyObject *bytes; /* the chunk being written, grown in place (_PyBytes_Resize) */
     char *data;
     Py_ssize_t len;
     Py_ssize_t cap;
 } Out;
 
 static int
-out_start_chunk(Out *out)
+out_init(Out *out)
 {
     out->bytes = PyBytes_FromStringAndSize(NULL, CHUNK_BYTES + CHUNK_BYTES / 4);
     if (out->bytes == NULL) {
@@ -105,36 +107,6 @@ out_start_chunk(Out *out)
     out->len = 0;
     out->cap = PyBytes_GET_SIZE(out->bytes);
     return 0;
-}
-
-static int
-out_init(Out *out)
-{
-    out->bytes = NULL;
-    out->chunks = PyList_New(0);
-    if (out->chunks == NULL) {
-        return -1;
-    }
-    return out_start_chunk(out);
-}
-
-/* The chunk being written goes to the list (trimmed to its length). */
-static int
-out_finish_chunk(Out *out)
-{
-    if (_PyBytes_Resize(&out->bytes, out->len) < 0) {
-        return -1; /* out->bytes is NULL now */
-    }
-    int rc = PyList_Append(out->chunks, out->bytes);
-    Py_CLEAR(out->bytes);
-    return rc;
-}
-
-static void
-out_free(Out *out)
-{
-    Py_CLEAR(out->bytes);
-    Py_CLEAR(out->chunks);
 }
 
 static int
@@ -679,16 +651,18 @@ put_value(Out *out, PyObject *value, int kind, PyObject *uuid_types, module_stat
 
 static const char copy_signature[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', '\377', '\r', '\n', '\0'};
 
-PyDoc_STRVAR(encode_doc, "encode(rows, kinds, uuid_types, /)\n--\n\n"
-                         "PostgreSQL binary COPY data for `rows` (a list of tuples) with one KIND_* code per "
-                         "column in `kinds`, as chunks of about CHUNK_BYTES cut at row boundaries, or None "
-                         "when a value is one this encoder leaves to asyncpg.");
+PyDoc_STRVAR(encode_doc, "encode(rows, kinds, uuid_types, start, /)\n--\n\n"
+                         "The next chunk of PostgreSQL binary COPY data for `rows` (a list of tuples) with one "
+                         "KIND_* code per column in `kinds`: (bytes, next_start), the rows from `start` until "
+                         "the chunk reaches CHUNK_BYTES (with the signature when start is 0, the trailer when "
+                         "next_start is len(rows)), or None when a value is one this encoder leaves to asyncpg.");
 
 static PyObject *
 encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyList_Check(args[0]) || !PyBytes_Check(args[1]) || !PyTuple_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "encode(rows: list, kinds: bytes, uuid_types: tuple)");
+    if (nargs != 4 || !PyList_Check(args[0]) || !PyBytes_Check(args[1]) || !PyTuple_Check(args[2]) ||
+        !PyLong_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "encode(rows: list, kinds: bytes, uuid_types: tuple, start: int)");
         return NULL;
     }
     module_state *state = PyModule_GetState(module);
@@ -696,6 +670,14 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     const unsigned char *kinds = (const unsigned char *)PyBytes_AS_STRING(args[1]);
     Py_ssize_t ncols = PyBytes_GET_SIZE(args[1]);
     PyObject *uuid_types = args[2];
+    Py_ssize_t start = PyLong_AsSsize_t(args[3]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (start < 0 || start > PyList_GET_SIZE(rows)) {
+        PyErr_SetString(PyExc_ValueError, "start: 0 to len(rows)");
+        return NULL;
+    }
     if (ncols < 1 || ncols > 1600) {
         PyErr_SetString(PyExc_ValueError, "kinds: 1 to 1600 columns");
         return NULL;
@@ -708,15 +690,17 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Out out;
     if (out_init(&out) < 0) {
-        out_free(&out);
         return NULL;
     }
-    put_raw(&out, copy_signature, 11);
-    put32(&out, 0); /* flags */
-    put32(&out, 0); /* header extension length */
+    if (start == 0) {
+        put_raw(&out, copy_signature, 11);
+        put32(&out, 0); /* flags */
+        put32(&out, 0); /* header extension length */
+    }
     UuidCache cache = {NULL, {0}};
+    Py_ssize_t r = start;
     /* The row list may change size while a uuid.UUID's `bytes` (Python code) runs: index it afresh. */
-    for (Py_ssize_t r = 0; r < PyList_GET_SIZE(rows); r++) {
+    for (; r < PyList_GET_SIZE(rows) && out.len < CHUNK_BYTES; r++) {
         PyObject *row = PyList_GET_ITEM(rows, r);
         if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) != ncols) {
             goto unsupported;
@@ -747,27 +731,26 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         Py_DECREF(row);
-        if (out.len >= CHUNK_BYTES && (out_finish_chunk(&out) < 0 || out_start_chunk(&out) < 0)) {
+    }
+    if (r == PyList_GET_SIZE(rows)) {
+        if (out_reserve(&out, 2) < 0) {
             goto error;
         }
+        put16(&out, UINT16_MAX); /* trailer: -1 */
     }
-    if (out_reserve(&out, 2) < 0) {
-        goto error;
-    }
-    put16(&out, UINT16_MAX); /* trailer: -1 */
-    Py_XDECREF(cache.object);
-    if (out_finish_chunk(&out) < 0) {
-        out_free(&out);
+    Py_CLEAR(cache.object);
+    if (_PyBytes_Resize(&out.bytes, out.len) < 0) {
         return NULL;
     }
-    return out.chunks;
+    PyObject *result = Py_BuildValue("(Nn)", out.bytes, r);
+    return result;
 unsupported:
     Py_XDECREF(cache.object);
-    out_free(&out);
+    Py_XDECREF(out.bytes);
     Py_RETURN_NONE;
 error:
     Py_XDECREF(cache.object);
-    out_free(&out);
+    Py_XDECREF(out.bytes);
     return NULL;
 }
 

@@ -64,12 +64,32 @@ def kinds_for_oids(oids: Sequence[int]) -> bytes | None:
     return bytes(kinds)  # type: ignore[arg-type]
 
 
-def encode(rows: Sequence[tuple[Any, ...]], kinds: bytes) -> list[bytes] | None:
-    """The binary COPY data of `rows` (signature, tuples, trailer) in chunks of about 256 KiB cut at row
-    boundaries (one CopyData message each), or None: asyncpg must encode these rows."""
+class Unencodable(Exception):
+    """A value, past the first chunk, that the native encoder leaves to asyncpg: the COPY is aborted."""
+
+
+def encode_chunk(rows: list[tuple[Any, ...]], kinds: bytes, start: int) -> tuple[bytes, int] | None:
+    """The binary COPY data of `rows` from `start` up to about 256 KiB, cut at a row boundary (the
+    signature first when `start` is 0, the trailer last once every row is in), with the next start; or
+    None: a value there is one asyncpg must encode."""
     if _pgcopy is None:
         return None
-    return _pgcopy.encode(rows if type(rows) is list else list(rows), kinds, UUID_BYTES_TYPES)
+    return _pgcopy.encode(rows, kinds, UUID_BYTES_TYPES, start)
+
+
+def encode(rows: Sequence[tuple[Any, ...]], kinds: bytes) -> list[bytes] | None:
+    """All chunks of `rows` at once (tests, benchmarks), or None: asyncpg must encode these rows."""
+    rows = rows if type(rows) is list else list(rows)
+    chunks: list[bytes] = []
+    start = 0
+    while True:
+        encoded = encode_chunk(rows, kinds, start)
+        if encoded is None:
+            return None
+        chunk, start = encoded
+        chunks.append(chunk)
+        if start == len(rows):
+            return chunks
 
 
 def _quote(name: str) -> str:
