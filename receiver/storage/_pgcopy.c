@@ -96,10 +96,15 @@ typedef struct {
     Py_ssize_t cap;
 } Out;
 
+/* A first guess at the chunk's size: a chunk's worth, or less for a few rows (small requests' batches). */
 static int
-out_init(Out *out)
+out_init(Out *out, Py_ssize_t rows, Py_ssize_t ncols)
 {
-    out->bytes = PyBytes_FromStringAndSize(NULL, CHUNK_BYTES + CHUNK_BYTES / 4);
+    Py_ssize_t cap = CHUNK_BYTES + CHUNK_BYTES / 4;
+    if (rows < cap / (2 + 16 * ncols)) {
+        cap = 1024 + rows * (2 + 16 * ncols);
+    }
+    out->bytes = PyBytes_FromStringAndSize(NULL, cap);
     if (out->bytes == NULL) {
         return -1;
     }
@@ -689,7 +694,7 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     Out out;
-    if (out_init(&out) < 0) {
+    if (out_init(&out, PyList_GET_SIZE(rows) - start, ncols) < 0) {
         return NULL;
     }
     if (start == 0) {
