@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from receiver._proto.spool_pb2 import SpoolRecord
 from receiver.pipeline.spool import HEADER, scan
+from receiver.storage import pgbinary
 from receiver.storage.embedded import EmbeddedPostgres
 from tests.conftest import DatabaseHandle, create_database
 from tests.support.cleanup import throwaway_dir
@@ -284,6 +285,8 @@ async def test_rows_the_database_refuses_go_to_dead_letters_and_the_rest_land(da
 
     assert sorted(orjson.loads(r["row_data"])["span_name"] for r in letters) == ["poison", "poison"]
     assert await proc.metric('otelcol_exporter_send_failed_spans_total{reason="quarantined"}') == 2
+    if pgbinary.NATIVE_AVAILABLE:  # the bisected parts went through the native COPY encoder (issue 17)
+        assert await proc.metric('storage_copy_rows_encoded_total{encoder="native",table="llm_traces"}') == 18
     names = {r["span_name"] for r in await database.fetch("SELECT span_name FROM llm_traces")}
     assert names == {f"good-{i}" for i in range(20) if i not in (5, 17)}
     assert await proc.stop() == 0

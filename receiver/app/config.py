@@ -100,6 +100,11 @@ class DatabaseConfig:
     connect_timeout_s: float = _setting(10.0, "timeout of one connection attempt", min=0.1, max=600)
     retry_initial_ms: int = _setting(100, "first backoff after a failed write", min=1, max=60_000)
     retry_max_ms: int = _setting(5000, "longest backoff between write attempts", min=1, max=600_000)
+    copy_encoder: str = _setting(
+        "native",
+        "who encodes COPY rows: native (the C encoder; asyncpg for what it does not take) or asyncpg",
+        choices=("native", "asyncpg"),
+    )
 
 
 @dataclass(frozen=True)

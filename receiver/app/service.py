@@ -203,7 +203,8 @@ class Receiver:
         await self.admin.start()
 
         db = self.database
-        writers = [DatabaseWriter(db.connect) for _ in range(cfg.pipeline.writers)]
+        native_copy = cfg.database.copy_encoder == "native"
+        writers = [DatabaseWriter(db.connect, native_copy) for _ in range(cfg.pipeline.writers)]
         sink = CopySink(
             self.queue,
             writers,

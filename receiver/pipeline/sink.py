@@ -212,6 +212,9 @@ class CopySink:
             attempt = 0
             self.consecutive_failures = 0
             self._record_success(table, len(part), result.inserted, result.duplicates, elapsed)
+            self._metrics.storage_rows_encoded.labels(table, "native" if result.encoded_natively else "asyncpg").inc(
+                len(part)
+            )
 
     async def _allowed(self) -> None:
         """Wait for the schema and the circuit breaker, but never past the shutdown deadline."""

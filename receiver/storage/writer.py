@@ -42,8 +42,9 @@ def row_as_json(columns: Sequence[str], row: Sequence[Any]) -> str:
 
 
 class DatabaseWriter:
-    def __init__(self, connect: Connector) -> None:
+    def __init__(self, connect: Connector, native_copy: bool = True) -> None:
         self._connect = connect
+        self._native_copy = native_copy  # database.copy_encoder = "native"
         self._conn: asyncpg.Connection | None = None
 
     @property
@@ -59,7 +60,7 @@ class DatabaseWriter:
     async def write(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> CopyResult:
         conn = await self._connection()
         try:
-            return await copy_rows(conn, table, columns, rows)
+            return await copy_rows(conn, table, columns, rows, native=self._native_copy)
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
             await self.reset()
             raise

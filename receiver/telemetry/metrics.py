@@ -150,6 +150,12 @@ class Metrics:
             "storage_retries", "COPY attempts retried after a transient error", ["table"], registry=r
         )
         self.storage_errors = Counter("storage_errors", "database errors by kind", ["table", "kind"], registry=r)
+        self.storage_rows_encoded = Counter(
+            "storage_copy_rows_encoded",
+            "rows of successful COPYs by encoder: native (receiver/storage/_pgcopy.c) or asyncpg (the fallback)",
+            ["table", "encoder"],
+            registry=r,
+        )
         self.storage_buffer_size = Gauge(
             "storage_buffer_size", "rows waiting for a writer, per table", ["table"], registry=r
         )

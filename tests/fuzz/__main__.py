@@ -17,7 +17,9 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
         raise SystemExit(__doc__)
     name, flags = sys.argv[1], sys.argv[2:]
-    with atheris.instrument_imports(include=["receiver"]):  # the code under test, not the harness
+    # The code under test, not the harness; and the pgcopy target's reference encoder, whose branches
+    # (value kinds, refusals) guide that target where the C encoder is not instrumented.
+    with atheris.instrument_imports(include=["receiver", "tests.support.pgcopy_reference"]):
         from tests.fuzz import targets
     if name not in targets.TARGETS:
         raise SystemExit(f"unknown target {name!r}; targets: {', '.join(targets.TARGETS)}")

@@ -31,7 +31,8 @@ from receiver.convert.scan import RequestScanner
 from receiver.convert.window import TimeWindow
 from receiver.frontends.decode import MalformedRequest, decode_request, parse_json
 from receiver.frontends.signals import LOGS, METRICS, SIGNALS, TRACES, SignalSpec
-from tests.support import generate, hostile, wire
+from receiver.storage import pgbinary
+from tests.support import copyrows, generate, hostile, pgcopy_reference, wire
 from tests.support.differential import OPTIONS, assert_same, assert_same_signal, ordered_json
 from tests.support.otlp import to_otlp_json
 
@@ -322,11 +323,32 @@ def check_converters(data: bytes) -> None:
     bounded_decode(spec, body, False, False, len(body))
 
 
+def check_pgcopy(data: bytes) -> None:
+    """The native binary COPY encoder (receiver/storage/_pgcopy.c) against the pure-Python reference: the
+    same bytes, or None (asyncpg encodes the batch) from both. The first byte picks the column count, the
+    next ones the column kinds; values come from the rest of the bytes and from a generator it seeds."""
+    if not data or not pgbinary.NATIVE_AVAILABLE:
+        return
+    ncols = 1 + data[0] % 8
+    kinds = bytes(1 + b % 15 for b in data[1 : 1 + ncols].ljust(ncols, b"\x06"))
+    rest = data[1 + ncols :]
+    rng = random.Random(rest)
+    rows = copyrows.rows(rng, kinds, rng.randint(0, 3), exotic=rng.choice((0.0, 0.05, 0.3)))
+    pieces = rest.split(b"|")
+    if len(pieces) > 1:  # a row of values made from the bytes themselves
+        rows.append(tuple(copyrows.value_from_bytes(k, pieces[i % len(pieces)]) for i, k in enumerate(kinds)))
+        rng.shuffle(rows)
+    chunks = pgbinary.encode(rows, kinds)
+    expected = pgcopy_reference.encode(rows, kinds)
+    assert (None if chunks is None else b"".join(chunks)) == expected, rows
+
+
 TARGETS: dict[str, Target] = {
     "native": check_native,
     "signals": check_signals,
     "json": check_json,
     "converters": check_converters,
+    "pgcopy": check_pgcopy,
 }
 
 
@@ -356,6 +378,13 @@ def seeds(target: str) -> list[bytes]:
         out += [b"\x00\x00" + telemetry.logs_request().SerializeToString() for _ in range(6)]
         out += [b"\x01\x00" + telemetry.metrics_request().SerializeToString() for _ in range(6)]
         out += [bytes([k % 2, 0]) + body for k, body in enumerate(small)]
+    elif target == "pgcopy":
+        for k in range(12):
+            kinds = bytes(rng.randrange(256) for _ in range(8))
+            out.append(bytes([k]) + kinds + rng.randbytes(12))
+        out.append(b"\x04\x0a\x0a\x06\x09\x08" + b"1.5E-7|-0.000|NaN|12345678901234567890|x")
+        out.append(b"\x03\x0c\x0d\x0f" + b"a,,b|1,2,|\x7f\xf0\x00\x00\x00\x00\x00\x00,")
+        return out
     elif target == "json":
         for k, spec in enumerate((TRACES, METRICS, LOGS)):
             out.append(bytes([k, 0]) + to_otlp_json(random_request(spec, rng)))  # type: ignore[arg-type]
