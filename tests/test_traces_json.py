@@ -31,7 +31,7 @@ from tests.support.generate import T0, RandomRequests
 
 pytestmark = pytest.mark.skipif(decode._otlpjson is None, reason="the C encoder _otlpjson is not built")
 
-JSON_FORMAT_TRACES = dataclasses.replace(TRACES, json_wire=False)  # the path before the C encoder
+JSON_FORMAT_TRACES = dataclasses.replace(TRACES, json_wire=False, json_signal=None)  # the path before the C encoders
 HEX_KEYS = frozenset({"traceId", "spanId", "parentSpanId"})
 
 
