@@ -1,98 +1,31 @@
-"""The OTLP/JSON -> protobuf transcoder (receiver.convert._jsonwire) against the reference path.
-
-The reference is json_format (parse_json: orjson, hex ids, ParseDict item by item) and the pure
-converters. For any document of any signal:
-- the request through decode_request (transcoder, then the native decoder; or, where the transcoder
-  declines, the paths before it) gives the reference's rows, rejections and messages, or the same refusal;
-- where the transcoder answers, json_format accepts every item and makes the very message its bytes hold,
-  and the items and containers it counts are those the budget counted before (count_json).
+"""The OTLP/JSON -> protobuf transcoder (receiver.convert._jsonwire) against the reference path
+(json_format and the pure converters): the contract is tests/support/jsonwire.py's
+assert_same_as_reference, checked here on generated, mutated and hand-written documents of each signal.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import random
 from typing import Any
 
 import orjson
 import pytest
-from google.protobuf.json_format import MessageToDict
 
-from receiver import schema
 from receiver.frontends import decode
-from receiver.frontends.decode import MalformedRequest, count_json, decode_request, parse_json
 from receiver.frontends.signals import LOGS, METRICS, TRACES, SignalSpec
-from tests.fuzz.targets import RandomTelemetry
-from tests.support import generate
-from tests.support.differential import JSON_COLUMNS, SIGNAL_JSON_COLUMNS, assert_same_converted
-from tests.support.differential import OPTIONS as BASE_OPTIONS
-from tests.test_traces_json import GENAI_SPAN, _hex_ids, _mutated, _request_of
+from tests.fuzz.targets import random_request
+from tests.support.jsonwire import assert_same_as_reference, otlp_json
+from tests.test_traces_json import GENAI_SPAN, _mutated, _request_of
 
 pytestmark = pytest.mark.skipif(decode._jsonwire is None, reason="the C transcoder _jsonwire is not built")
 
-OPTIONS = dataclasses.replace(BASE_OPTIONS, received_unix_nanos=generate.T0)
 SPECS = {spec.name: spec for spec in (TRACES, LOGS, METRICS)}
-COLUMNS = {"traces": (schema.TRACES_COLUMNS, JSON_COLUMNS)} | {
-    name: (getattr(schema, f"{name.upper()}_COLUMNS"), SIGNAL_JSON_COLUMNS[name]) for name in ("logs", "metrics")
-}
-
-
-def reference(spec: SignalSpec, body: bytes) -> Any:
-    """json_format, then the pure converter: rows and rejections, or the refusal's message."""
-    try:
-        parsed = parse_json(spec.request_type, spec.envelope, body)
-    except MalformedRequest as exc:
-        return str(exc)
-    converted = spec.convert(parsed.message, OPTIONS)
-    converted.rejected += parsed.rejected
-    converted.errors[:0] = parsed.errors
-    return converted
-
-
-def assert_same_as_reference(spec: SignalSpec, body: bytes) -> bool:
-    """decode_request agrees with the reference; where the transcoder answers, its bytes hold json_format's
-    message and its counts are count_json's. Returns whether it answered."""
-    expected = reference(spec, body)
-    try:
-        actual: Any = decode_request(spec, body, True, OPTIONS)
-    except MalformedRequest as exc:
-        actual = str(exc)
-    if isinstance(expected, str) or isinstance(actual, str):
-        assert actual == expected
-    else:
-        assert_same_converted(actual.converted, expected, *COLUMNS[spec.name])
-    wire = decode._jsonwire.transcode(spec.json_signal, body)
-    if wire is None:
-        return False
-    protobuf, items, containers = wire
-    assert not isinstance(expected, str), "answered for a request the reference refuses"
-    parsed = parse_json(spec.request_type, spec.envelope, body)
-    assert parsed.rejected == 0, f"answered for a request with an item json_format refuses: {parsed.errors}"
-    message = parsed.message
-    got = spec.request_type.FromString(protobuf)
-    assert got.SerializeToString(deterministic=True) == message.SerializeToString(deterministic=True)
-    assert actual.protobuf == protobuf  # what the spool keeps
-    assert (items, containers) == count_json(orjson.loads(body) if body else {}, spec.envelope)
-    assert len(protobuf) <= 4 * len(body) + 64
-    return True
-
-
-def otlp_json(message: Any, enum_names: bool) -> dict[str, Any]:
-    return _hex_ids(MessageToDict(message, use_integers_for_enums=not enum_names))
 
 
 def random_document(spec: SignalSpec, rng: random.Random) -> dict[str, Any]:
-    generator = RandomTelemetry(rng)
-    request = (
-        generator.request()
-        if spec is TRACES
-        else generator.logs_request()
-        if spec is LOGS
-        else generator.metrics_request()
-    )
-    return otlp_json(request, enum_names=rng.random() < 0.5)
+    return otlp_json(random_request(spec, rng), enum_names=rng.random() < 0.5)
 
 
 def test_the_schema_is_the_installed_protobuf_schema():
