@@ -248,6 +248,20 @@ put_utf8(uint8_t *dst, size_t *len, uint32_t cp)
     }
 }
 
+/* Eight bytes of plain string text: ASCII, no control character, no quote, no backslash (the usual
+ * case, tested a word at a time). */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+static inline int
+plain8(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    uint64_t quote = w ^ (ONES * '"'), backslash = w ^ (ONES * '\\');
+    uint64_t special = ((quote - ONES) & ~quote) | ((backslash - ONES) & ~backslash) | ((w - ONES * 0x20) & ~w) | w;
+    return (special & HIGHS) == 0;
+}
+
 /* A JSON string (the opening quote is next): unescaped UTF-8 into dst (room: the raw length, as no
  * escape is longer unescaped than written), or, with dst NULL, only validated. A lone surrogate escape,
  * invalid UTF-8 or a control character -> BAIL (orjson refuses all three). */
@@ -259,6 +273,8 @@ read_string(In *in, uint8_t *dst, size_t *len)
     size_t n = 0;
     for (;;) {
         const uint8_t *run = p;
+        while (end - p >= 8 && plain8(p))
+            p += 8;
         while (p < end && *p >= 0x20 && *p != '"' && *p != '\\' && *p < 0x80)
             p++;
         if (dst && p > run) {
@@ -1088,14 +1104,17 @@ string_field(Ctx *x, const Field *f)
     skip_ws(in);
     if (in->p >= in->end || *in->p != '"')
         return BAIL;
-    size_t raw = 0;
-    /* room for the unescaped text: at most its raw length */
+    /* room for the unescaped text: at most its raw length (up to the first quote not escaped) */
     const uint8_t *q = in->p + 1;
-    const uint8_t *close = q;
-    while (close < in->end && *close != '"') {
-        close += *close == '\\' ? 2 : 1;
+    const uint8_t *close = memchr(q, '"', (size_t)(in->end - q));
+    if (close == NULL)
+        return BAIL;
+    if (memchr(q, '\\', (size_t)(close - q)) != NULL) {
+        close = q;
+        while (close < in->end && *close != '"')
+            close += *close == '\\' ? 2 : 1;
     }
-    raw = close > in->end ? (size_t)(in->end - q) : (size_t)(close - q);
+    size_t raw = close > in->end ? (size_t)(in->end - q) : (size_t)(close - q);
     size_t start;
     CHECK(open_field(&x->out, f->number, &start));
     NEED(&x->out, raw + 4);
@@ -1376,7 +1395,9 @@ message(Ctx *x, const Message *m)
     if (++in->depth > MAX_DEPTH)
         return BAIL;
     uint64_t seen = 0;
-    int oneofs = 0;
+    int oneofs = 0, hint = 0, count = 0;
+    while (m->fields[count].name != NULL)
+        count++;
     if (peek(in) == '}') {
         in->p++;
         in->depth--;
@@ -1387,12 +1408,19 @@ message(Ctx *x, const Message *m)
         size_t n;
         CHECK(read_key(in, &key, &n));
         CHECK(expect(in, ':'));
-        const Field *f = m->fields;
-        int index = 0;
-        for (; f->name != NULL; f++, index++)
-            if (strncmp(f->name, (const char *)key, n) == 0 && f->name[n] == 0)
+        /* Keys mostly come in the schema's order: look from the one after the last match, wrapping. */
+        const Field *f = NULL;
+        int index = hint;
+        for (int tried = 0; tried < count; tried++, index = index + 1 == count ? 0 : index + 1) {
+            const Field *candidate = &m->fields[index];
+            if (n && candidate->name[0] == key[0] && strncmp(candidate->name, (const char *)key, n) == 0 &&
+                candidate->name[n] == 0) {
+                f = candidate;
+                hint = index + 1 == count ? 0 : index + 1;
                 break;
-        if (f->name == NULL) {
+            }
+        }
+        if (f == NULL) {
             CHECK(unknown_key(key, n));
             CHECK(skip_value(in));
         } else {
