@@ -16,8 +16,8 @@ import pytest
 from receiver.frontends import decode
 from receiver.frontends.signals import LOGS, METRICS, TRACES, SignalSpec
 from tests.fuzz.targets import random_request
-from tests.support.jsonwire import assert_same_as_reference, otlp_json
-from tests.test_traces_json import GENAI_SPAN, _mutated, _request_of
+from tests.support.jsonwire import assert_same_as_reference, mutated, otlp_json
+from tests.test_traces_json import GENAI_SPAN, _request_of
 
 pytestmark = pytest.mark.skipif(decode._jsonwire is None, reason="the C transcoder _jsonwire is not built")
 
@@ -91,7 +91,7 @@ def test_mutated_documents_agree_with_the_reference_or_are_left_to_it(signal):
         seeds.append(_request_of([GENAI_SPAN, GENAI_SPAN]))
     answered = 0
     for case in range(250):
-        document = _mutated(seeds[case % len(seeds)], rng)
+        document = mutated(seeds[case % len(seeds)], rng)
         if rng.random() < 0.3:
             _mutate_with(document, rng, EXTRA_AWKWARD)
         answered += assert_same_as_reference(spec, json.dumps(document).encode())

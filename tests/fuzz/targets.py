@@ -32,7 +32,7 @@ from receiver.convert.scan import RequestScanner
 from receiver.convert.window import TimeWindow
 from receiver.frontends.decode import MalformedRequest, decode_request, parse_json
 from receiver.frontends.signals import LOGS, METRICS, SIGNALS, TRACES, SignalSpec
-from tests.support import generate, hostile, wire
+from tests.support import generate, hostile, jsonwire, wire
 from tests.support.differential import OPTIONS, assert_same, assert_same_signal, ordered_json
 from tests.support.otlp import to_otlp_json
 
@@ -312,9 +312,6 @@ def check_jsonwire(data: bytes) -> None:
     any body; where the transcoder answers, json_format's very message and counts. The second byte picks
     raw text (odd: the fuzzer's own JSON) or a generated document, enums as numbers or names, mutated
     with awkward values and keys (even)."""
-    from tests.support import jsonwire
-    from tests.test_traces_json import _mutated
-
     if len(data) < 2:
         return
     spec = (TRACES, LOGS, METRICS)[data[0] % 3]
@@ -324,7 +321,7 @@ def check_jsonwire(data: bytes) -> None:
         rng = _rng(data[2:])
         document = jsonwire.otlp_json(random_request(spec, rng), enum_names=rng.random() < 0.5)
         if rng.random() < 0.7:
-            document = _mutated(document, rng)
+            document = jsonwire.mutated(document, rng)
         body = json.dumps(document).encode()
     jsonwire.assert_same_as_reference(spec, body)
 

@@ -10,7 +10,9 @@ its bytes hold, and the items and containers it counts are those count_json coun
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
+import random
 from typing import Any
 
 import orjson
@@ -84,3 +86,43 @@ def assert_same_as_reference(spec: SignalSpec, body: bytes) -> bool:
     assert (items, containers) == count_json(orjson.loads(body) if body else {}, spec.envelope)
     assert len(protobuf) <= 4 * len(body) + 64
     return True
+
+
+# -- mutated documents (tests/test_traces_json.py, tests/test_jsonwire.py, the jsonwire fuzz target) ----
+
+# Values the C encoder and the transcoder must either read exactly as json_format does or leave to it.
+AWKWARD = [
+    None, "", " ", "abc", "12", "-12", " 12", "1e3", "0x10", "007", "NaN", "Infinity", "-0",
+    0, 1, -1, 1.5, 2.0, 2**31, 2**32, 2**63, 2**64, -(2**63), True, False,
+    [], {}, [None], [{}], {"stringValue": "x"}, "SPAN_KIND_SERVER", "STATUS_CODE_ERROR",
+    "5B8EFFF798038103D269B633813FC60C", "5b 8e", "zz", "abc", "\u00e9", "\x00",
+]  # fmt: skip
+EXTRA_KEYS = ["unknownField", "trace_id", "start_time_unix_nano", "[ext]", "keyStrindex", "bytesValue", "entityRefs"]
+
+
+def paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key and list position under `node` (where a value can be replaced or a key added)."""
+    found = [path]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += paths(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += paths(value, (*path, index))
+    return found
+
+
+def mutated(document: Any, rng: random.Random) -> Any:
+    document = copy.deepcopy(document)
+    for _ in range(rng.randint(1, 3)):
+        path = rng.choice(paths(document))
+        if not path:
+            continue
+        parent = document
+        for step in path[:-1]:
+            parent = parent[step]
+        if isinstance(parent, dict) and rng.random() < 0.2:
+            parent[rng.choice(EXTRA_KEYS)] = rng.choice(AWKWARD)
+        else:
+            parent[path[-1]] = rng.choice(AWKWARD)
+    return document
