@@ -7,8 +7,12 @@ span, a 1 KB prompt on every span) and a batch of small non-LLM spans (5 attribu
 Paths: the pure-Python reference (upb decode, then convert_traces; decode is timed separately), the
 native converter (convert_traces_bytes: decode and convert in one C pass, then the rows in Python), and
 the same requests as OTLP/JSON through `decode_request` as the HTTP front end decodes them: `json` (the
-C encoder to protobuf bytes, then the native converter) and `json-format` (json_format per span, the
-path before issue 13), each with its ratio to `native`. Times are CPU time of the benchmark's thread
+C transcoder from JSON bytes to protobuf bytes, receiver/convert/_jsonwire.c, then the native
+converter), `json-encoder` (orjson, then the C encoder of its dicts: the JSON path before the
+transcoder) and `json-format` (json_format per span, the path before issue 13), each with its ratio to
+`native`. `--request logs` / `metrics` (in `all`) run benchmarks.convert_metrics_logs's requests (512
+log records; 512 metric points) on `native` (protobuf) and the JSON paths (`json-encoder` and
+`json-format` are the same there: json_format), per record / point. Times are CPU time of the benchmark's thread
 (the machine may be shared), not wall clock.
 `--bounded` runs them as the front ends do since issue 9 (`decode_request` under a budget: the wire
 scan, the charges), so the difference is what bounding a request costs.
@@ -38,7 +42,7 @@ from receiver.convert.traces import convert_traces
 from receiver.convert.traces_bytes import NATIVE_STATUS, convert_traces_bytes, native_available
 from receiver.convert.window import TimeWindow
 from receiver.frontends.decode import decode_request
-from receiver.frontends.signals import TRACES
+from receiver.frontends.signals import LOGS, METRICS, TRACES
 from receiver.storage.pricing_store import default_pricing_file, read_pricing_file
 
 
@@ -156,8 +160,10 @@ def loadgen_bodies(spans: int, large_share: float = 0.05, large_bytes: int = 163
 
 
 REQUESTS = ("loadgen", "genai", "small")
-PATHS = ("pure", "native", "json", "json-format")
-JSON_FORMAT_TRACES = dataclasses.replace(TRACES, json_wire=False)  # OTLP/JSON as before issue 13
+SIGNAL_REQUESTS = ("logs", "metrics")
+PATHS = ("pure", "native", "json", "json-encoder", "json-format")
+JSON_FORMAT_TRACES = dataclasses.replace(TRACES, json_wire=False, json_signal=None)  # OTLP/JSON before issue 13
+JSON_ENCODER_TRACES = dataclasses.replace(TRACES, json_signal=None)  # orjson + the C encoder of its dicts
 
 
 def bodies_of(kind: str, spans: int, prompt_bytes: int) -> list[bytes]:
@@ -198,7 +204,7 @@ def run(
     json = path.startswith("json")
     if json:
         bodies = [as_json(body) for body in bodies]
-    spec = JSON_FORMAT_TRACES if path == "json-format" else TRACES
+    spec = {"json-format": JSON_FORMAT_TRACES, "json-encoder": JSON_ENCODER_TRACES}.get(path, TRACES)
     for i in range(rounds):
         body = bodies[i % len(bodies)]
         if bounded or json:
@@ -227,7 +233,7 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--prompt-bytes", type=int, default=1024)
-    parser.add_argument("--request", choices=[*REQUESTS, "all"], default="all")
+    parser.add_argument("--request", choices=[*REQUESTS, *SIGNAL_REQUESTS, "all"], default="all")
     parser.add_argument(
         "--path", action="append", choices=[*PATHS, "both", "all"], help="repeatable; default pure and native"
     )
@@ -245,7 +251,11 @@ def main() -> None:
     if "native" in paths and not native_available():
         raise SystemExit(f"native converter unavailable: {NATIVE_STATUS}")
     opts = options(window=not args.no_window)
-    for kind in REQUESTS if args.request == "all" else [args.request]:
+    kinds = [*REQUESTS, *SIGNAL_REQUESTS] if args.request == "all" else [args.request]
+    for kind in kinds:
+        if kind in SIGNAL_REQUESTS:
+            signal_figures(kind, paths, args)
+            continue
         bodies = bodies_of(kind, args.spans, args.prompt_bytes)
         size = sum(map(len, bodies)) // len(bodies)
         if not args.quiet:
@@ -268,6 +278,41 @@ def main() -> None:
                 print(f"  {path:11}: {what} = {totals[path] * 1e6:6.2f} µs/span CPU{ratio}, {rate:,.0f} spans/s")
         if "pure" in totals and "native" in totals and not args.quiet:
             print(f"  native is {totals['pure'] / totals['native']:.1f}x faster than pure")
+
+def signal_figures(kind: str, paths: list[str], args: argparse.Namespace) -> None:
+    """Logs or metrics (benchmarks.convert_metrics_logs's requests): µs of CPU per record / point on the
+    protobuf native path and the JSON paths, as decode_request runs them."""
+    from benchmarks import convert_metrics_logs as signals
+    from tests.support.otlp import to_otlp_json
+
+    spec, message, unit = (
+        (LOGS, signals.logs_request(args.spans), "record")
+        if kind == "logs"
+        else (METRICS, signals.metrics_request(args.spans - args.spans % 4), "point")
+    )
+    items = args.spans if kind == "logs" else args.spans - args.spans % 4
+    body, text = message.SerializeToString(), to_otlp_json(message)
+    opts = signals.options()
+    if not args.quiet:
+        print(f"{kind} request: {items} {unit}s, {len(body):,} bytes protobuf, {len(text):,} bytes JSON")
+    specs = {"native": spec, "json": spec, "json-encoder": dataclasses.replace(spec, json_signal=None)}
+    totals = {}
+    for path in [p for p in paths if p in specs]:
+        if path == "json-format" and "json-encoder" in paths:
+            continue
+        json = path.startswith("json")
+        rounds = max(1, args.rounds // 4) if path == "json-encoder" else args.rounds
+        per_item = signals.cpu_per_item(
+            specs[path], text if json else body, items, rounds, dataclasses.replace(opts, native=True), json,
+            args.bounded,
+        )  # fmt: skip
+        totals[path] = per_item
+        ratio = f" ({per_item / totals['native']:.2f}x native)" if json and "native" in totals else ""
+        label = "json-format" if path == "json-encoder" else path  # logs and metrics had json_format only
+        if not args.quiet:
+            rate = f"{1 / per_item:,.0f} {unit}s/s"
+            print(f"  {label:11}: decode+convert {per_item * 1e6:6.2f} µs/{unit} CPU{ratio}, {rate}")
+
 
 if __name__ == "__main__":
     main()

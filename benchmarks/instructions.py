@@ -5,7 +5,8 @@ Each configuration of `benchmarks.convert` (request kind x path) runs under call
 2N rounds; the difference is the cost of N rounds alone (start-up and imports cancel out), divided by
 N x spans. PYTHONHASHSEED is fixed so both runs hash the same. `--signals` does the same for the metric
 points and log records of `benchmarks.convert_metrics_logs` (per point / record, as the front ends
-decode them).
+decode them). `--path json` counts the same requests as OTLP/JSON (the transcoder, receiver/convert/
+_jsonwire.c); `json-encoder` the JSON trace path before it.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="N (the second run has 2N)")
     parser.add_argument("--spans", type=int, default=512)
     parser.add_argument("--request", choices=["loadgen", "genai", "small", "all"], default="all")
-    parser.add_argument("--path", choices=["pure", "native", "both"], default="both")
+    parser.add_argument("--path", choices=["pure", "native", "json", "json-encoder", "both"], default="both")
     parser.add_argument("--bounded", action="store_true", help="as the front ends decode: scan + budget")
     parser.add_argument("--no-gc", action="store_true", help="collector off: N vs 2N rounds differ by no GC pass")
     parser.add_argument("--signals", action="store_true", help="metric points and log records (512 per request)")

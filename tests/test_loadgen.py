@@ -25,7 +25,7 @@ from llm_observatory_loadgen.workload import RequestBuilder, WorkloadSpec
 from receiver.convert.common import ConvertOptions
 from receiver.convert.traces import convert_traces
 from receiver.frontends.decode import parse_json
-from receiver.frontends.signals import SIGNALS, TRACES
+from receiver.frontends.signals import LOGS, SIGNALS, TRACES
 from tests.support.process import REPO, ReceiverProcess
 
 
@@ -133,6 +133,25 @@ def test_json_bodies_are_otlp_json_the_receiver_converts_without_rejections():
     converted = convert_traces(parsed.message, ConvertOptions())
     assert converted.rejected == 0 and len(converted.rows) == 50
     assert all(row[2].bytes.endswith(bytes.fromhex("00000009")) for row in converted.rows)  # k = 9
+
+
+def test_json_bodies_of_every_signal_take_the_transcoder():
+    """`--encoding json` measures the C transcoder (receiver.convert._jsonwire), not the paths it leaves
+    unusual requests to: it answers for every body loadgen sends, with json_format's message."""
+    from receiver.convert import _jsonwire
+
+    if _jsonwire is None:
+        pytest.skip("the C transcoder is not built")
+    pool = build_pool(WorkloadSpec(batch_spans=50), RunId.new(), "json", 2, seed=3)
+    for entry in pool.entries:
+        for template, spec in ((entry.traces, TRACES), (entry.logs, LOGS)):
+            if template is None:
+                continue
+            body = template.render(9)
+            wire = _jsonwire.transcode(spec.json_signal, body)
+            assert wire is not None, body[:300]
+            expected = parse_json(spec.request_type, spec.envelope, body).message
+            assert spec.request_type.FromString(wire[0]) == expected
 
 
 def test_retry_rules_follow_the_otlp_specification():

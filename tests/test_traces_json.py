@@ -28,10 +28,11 @@ from receiver.frontends.decode import Decoded, decode_request
 from receiver.frontends.signals import TRACES
 from tests.support.differential import OPTIONS, assert_same_converted
 from tests.support.generate import T0, RandomRequests
+from tests.support.jsonwire import mutated
 
 pytestmark = pytest.mark.skipif(decode._otlpjson is None, reason="the C encoder _otlpjson is not built")
 
-JSON_FORMAT_TRACES = dataclasses.replace(TRACES, json_wire=False)  # the path before the C encoder
+JSON_FORMAT_TRACES = dataclasses.replace(TRACES, json_wire=False, json_signal=None)  # the path before the C encoders
 HEX_KEYS = frozenset({"traceId", "spanId", "parentSpanId"})
 
 
@@ -115,42 +116,6 @@ GENAI_SPAN = {
     "status": {"code": 2, "message": "boom"},
     "flags": 769,
 }
-# Values the C encoder must either encode exactly as json_format does or leave to it.
-AWKWARD = [
-    None, "", " ", "abc", "12", "-12", " 12", "1e3", "0x10", "007", "NaN", "Infinity", "-0",
-    0, 1, -1, 1.5, 2.0, 2**31, 2**32, 2**63, 2**64, -(2**63), True, False,
-    [], {}, [None], [{}], {"stringValue": "x"}, "SPAN_KIND_SERVER", "STATUS_CODE_ERROR",
-    "5B8EFFF798038103D269B633813FC60C", "5b 8e", "zz", "abc", "\u00e9", "\x00",
-]  # fmt: skip
-EXTRA_KEYS = ["unknownField", "trace_id", "start_time_unix_nano", "[ext]", "keyStrindex", "bytesValue", "entityRefs"]
-
-
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every key and list position under `node` (where a value can be replaced or a key added)."""
-    found = [path]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            found += _paths(value, (*path, index))
-    return found
-
-
-def _mutated(document: Any, rng: random.Random) -> Any:
-    document = copy.deepcopy(document)
-    for _ in range(rng.randint(1, 3)):
-        path = rng.choice(_paths(document))
-        if not path:
-            continue
-        parent = document
-        for step in path[:-1]:
-            parent = parent[step]
-        if isinstance(parent, dict) and rng.random() < 0.2:
-            parent[rng.choice(EXTRA_KEYS)] = rng.choice(AWKWARD)
-        else:
-            parent[path[-1]] = rng.choice(AWKWARD)
-    return document
 
 
 def _request_of(spans: list[Any]) -> dict[str, Any]:
@@ -173,7 +138,7 @@ def test_bad_values_reject_their_span_with_json_formats_message_and_good_spans_m
     seeds = [_request_of([GENAI_SPAN, GENAI_SPAN])] + [otlp_json(generator.request()) for _ in range(40)]
     rejected = 0
     for case in range(800):
-        converted = assert_same_as_json_format(_mutated(seeds[case % len(seeds)], rng))
+        converted = assert_same_as_json_format(mutated(seeds[case % len(seeds)], rng))
         rejected += isinstance(converted, Converted) and converted.rejected > 0
     assert rejected > 50  # the mutations do reach the rejection paths
 
@@ -183,7 +148,7 @@ def test_the_c_encoders_bytes_hold_what_json_format_makes_of_a_span():
     rng = random.Random(7)
     answered = 0
     for _ in range(1500):
-        span = _mutated(GENAI_SPAN, rng)
+        span = mutated(GENAI_SPAN, rng)
         encoded = decode._otlpjson.span(copy.deepcopy(span))
         if encoded is None:
             continue

@@ -35,6 +35,10 @@ try:
     from receiver.convert import _otlpjson
 except ImportError:  # built without a C compiler: OTLP/JSON traces take json_format
     _otlpjson = None
+try:
+    from receiver.convert import _jsonwire
+except ImportError:  # built without a C compiler: OTLP/JSON takes orjson and the paths below
+    _jsonwire = None
 
 if TYPE_CHECKING:
     from receiver.frontends.signals import SignalSpec
@@ -199,10 +203,13 @@ def count_json(document: dict[str, Any], envelope: JsonEnvelope) -> tuple[int, i
     return items, containers
 
 
-def load_json(envelope: JsonEnvelope, body: bytes, budget: DecodeBudget | None) -> dict[str, Any]:
+def load_json(
+    envelope: JsonEnvelope, body: bytes, budget: DecodeBudget | None, scanned: bool = False
+) -> dict[str, Any]:
     """Parse an OTLP/JSON body with orjson; with a budget, its objects and arrays are charged before it
-    is parsed, and its items and containers after (before anything is made of them)."""
-    if budget is not None:
+    is parsed (unless `scanned`: the transcoder's try charged them already), and its items and
+    containers after (before anything is made of them)."""
+    if budget is not None and not scanned:
         charge_json(budget, bytes(body))
     try:
         document = orjson.loads(body) if body else {}
@@ -222,12 +229,13 @@ def parse_json(
     body: bytes,
     max_errors: int = 5,
     budget: DecodeBudget | None = None,
+    scanned: bool = False,
 ) -> JsonParse:
     """OTLP/JSON body -> request message holding every item that parsed; the rest are rejected.
 
-    With a budget: the body's objects and arrays are charged before orjson parses it, and its items and
-    containers before they are parsed one by one."""
-    document = load_json(envelope, body, budget)
+    With a budget: the body's objects and arrays are charged before orjson parses it (unless `scanned`),
+    and its items and containers before they are parsed one by one."""
+    document = load_json(envelope, body, budget, scanned)
     request = message_type()
     rejected = 0
     errors: list[str] = []
@@ -488,10 +496,16 @@ def decode_request(spec: SignalSpec, body: bytes, json: bool, options: ConvertOp
     budget = options.budget
     if budget is not None:
         budget.set_body(len(body))
+    scanned = False
+    if json and spec.json_signal is not None and _jsonwire is not None and spec.convert_bytes is not None:
+        decoded = _decode_json_transcoded(spec, body, options)
+        if decoded is not None:
+            return decoded
+        scanned = budget is not None  # the transcoder's try charged the scan: the paths below do not again
     if json and spec.json_wire and _otlpjson is not None and spec.convert_bytes is not None:
-        return _decode_json_wire(spec, body, options)
+        return _decode_json_wire(spec, body, options, scanned)
     if json:
-        parsed = parse_json(spec.request_type, spec.envelope, body, budget=budget)
+        parsed = parse_json(spec.request_type, spec.envelope, body, budget=budget, scanned=scanned)
         converted: Converted | None = None
         protobuf = None
         if spec.convert_bytes is not None:
@@ -539,12 +553,47 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _decode_json_wire(spec: SignalSpec, body: bytes, options: ConvertOptions) -> Decoded:
+def _decode_json_transcoded(spec: SignalSpec, body: bytes, options: ConvertOptions) -> Decoded | None:
+    """OTLP/JSON bytes -> protobuf bytes in C (receiver.convert._jsonwire, without the GIL), then the
+    protobuf converter; None when the transcoder leaves the request to the paths that follow (an unusual
+    form or a bad value: they accept and refuse it, with their messages, exactly as before).
+
+    The budget is charged what those paths charge: the scan of the text first, then, once the request
+    is known to be whole, its items and containers (the same counts as count_json) and, for the signals
+    whose path held the protobuf before (traces), its length."""
+    assert spec.convert_bytes is not None and spec.json_signal is not None and _jsonwire is not None
+    budget = options.budget
+    if budget is not None:
+        charge_json(budget, bytes(body))
+    wire = _jsonwire.transcode(spec.json_signal, body)
+    if wire is None:
+        return None
+    protobuf, items, containers = wire
+    if budget is not None:
+        budget.charge(items=items, containers=containers, nbytes=json_items_charge(items, containers))
+        if spec.json_wire:
+            budget.charge(nbytes=len(protobuf))
+    try:
+        converted = spec.convert_bytes(protobuf, options)
+    except WireFormatError:
+        # Not expected (the transcoder nests far less than upb's limit and writes valid UTF-8): the
+        # reference path then, already charged.
+        parsed = parse_json(spec.request_type, spec.envelope, body)
+        converted = spec.convert(parsed.message, options)
+        converted.rejected += parsed.rejected
+        converted.errors[:0] = parsed.errors
+        untrack_rows(converted.rows, 0)
+        return Decoded(converted, None, parsed.message)
+    untrack_rows(converted.rows, 0)
+    return Decoded(converted, protobuf, None)
+
+
+def _decode_json_wire(spec: SignalSpec, body: bytes, options: ConvertOptions, scanned: bool = False) -> Decoded:
     """OTLP/JSON traces: orjson, the C encoder to protobuf bytes, then the protobuf converter."""
     assert spec.convert_bytes is not None
     budget = options.budget
     with collector_paused():
-        document = load_json(spec.envelope, body, budget)
+        document = load_json(spec.envelope, body, budget, scanned)
         wire = encode_json_traces(document, spec.envelope)
         del document
     if budget is not None:

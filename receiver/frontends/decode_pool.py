@@ -1,10 +1,11 @@
 """The bounded thread pool request bodies are decoded and converted in, off the event loop.
 
 Why: decoding a large request takes long (hundreds of ms for tens of MB). On the event loop that time
-is a stall for every other client and for /health. In a worker thread it is not: the scanners and zlib
-run without the GIL, and the native decoder and the Python converters hand the GIL back every few ms,
-so the event loop keeps answering. The pool is bounded (`otlp.decode_threads`): requests beyond it
-wait their turn holding only their body, and their decode memory is bounded by their budgets.
+is a stall for every other client and for /health. In a worker thread it is not: the scanners, zlib and
+the OTLP/JSON transcoder run without the GIL, and the native decoder and the Python converters hand the
+GIL back every few ms, so the event loop keeps answering. The pool is bounded (`otlp.decode_threads`):
+requests beyond it wait their turn holding only their body, and their decode memory is bounded by their
+budgets.
 """
 
 from __future__ import annotations

@@ -43,6 +43,9 @@ class SignalSpec:
     # OTLP/JSON bodies are written straight to protobuf bytes for `convert_bytes` by the C encoder
     # (receiver.convert._otlpjson, traces only), not parsed into messages with json_format.
     json_wire: bool = False
+    # OTLP/JSON bodies are transcoded to protobuf bytes in C (receiver.convert._jsonwire: this signal's
+    # number there) for `convert_bytes`; what it leaves takes the paths above. None: off.
+    json_signal: int | None = None
 
 
 TRACES = SignalSpec(
@@ -67,6 +70,7 @@ TRACES = SignalSpec(
     convert_bytes=convert_traces_bytes,
     native_available=traces_bytes.native_available,
     json_wire=True,
+    json_signal=0,
 )
 
 # The item of OTLP/JSON parsing is the Metric, but rejections count data points, the unit of
@@ -94,6 +98,7 @@ METRICS = SignalSpec(
     grpc_method="/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
     convert_bytes=convert_metrics_bytes,
     native_available=logs_metrics_bytes.native_available,
+    json_signal=2,
 )
 
 LOGS = SignalSpec(
@@ -116,6 +121,7 @@ LOGS = SignalSpec(
     grpc_method="/opentelemetry.proto.collector.logs.v1.LogsService/Export",
     convert_bytes=convert_logs_bytes,
     native_available=logs_metrics_bytes.native_available,
+    json_signal=1,
 )
 
 SIGNALS: dict[str, SignalSpec] = {spec.name: spec for spec in (TRACES, METRICS, LOGS)}

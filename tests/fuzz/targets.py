@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import random
 from collections.abc import Callable
 
@@ -32,7 +33,7 @@ from receiver.convert.window import TimeWindow
 from receiver.frontends.decode import MalformedRequest, decode_request, parse_json
 from receiver.frontends.signals import LOGS, METRICS, SIGNALS, TRACES, SignalSpec
 from receiver.storage import pgbinary
-from tests.support import copyrows, generate, hostile, pgcopy_reference, wire
+from tests.support import copyrows, generate, hostile, jsonwire, pgcopy_reference, wire
 from tests.support.differential import OPTIONS, assert_same, assert_same_signal, ordered_json
 from tests.support.otlp import to_otlp_json
 
@@ -306,6 +307,26 @@ def check_json(data: bytes) -> None:
     bounded_decode(spec, rest, True, True, len(rest))
 
 
+def check_jsonwire(data: bytes) -> None:
+    """The OTLP/JSON transcoder (receiver.convert._jsonwire) against json_format and the pure converters
+    (tests/support/jsonwire.py): the same rows, rejections, messages and refusals from decode_request for
+    any body; where the transcoder answers, json_format's very message and counts. The second byte picks
+    raw text (odd: the fuzzer's own JSON) or a generated document, enums as numbers or names, mutated
+    with awkward values and keys (even)."""
+    if len(data) < 2:
+        return
+    spec = (TRACES, LOGS, METRICS)[data[0] % 3]
+    if data[1] % 2:
+        body = data[2:]
+    else:
+        rng = _rng(data[2:])
+        document = jsonwire.otlp_json(random_request(spec, rng), enum_names=rng.random() < 0.5)
+        if rng.random() < 0.7:
+            document = jsonwire.mutated(document, rng)
+        body = json.dumps(document).encode()
+    jsonwire.assert_same_as_reference(spec, body)
+
+
 def check_converters(data: bytes) -> None:
     """Metrics and logs (and traces on the pure path): the scanners against each other and upb, upb
     and the converters (any exception but a documented refusal is a bug), under a small budget too."""
@@ -347,6 +368,7 @@ TARGETS: dict[str, Target] = {
     "native": check_native,
     "signals": check_signals,
     "json": check_json,
+    "jsonwire": check_jsonwire,
     "converters": check_converters,
     "pgcopy": check_pgcopy,
 }
@@ -378,6 +400,11 @@ def seeds(target: str) -> list[bytes]:
         out += [b"\x00\x00" + telemetry.logs_request().SerializeToString() for _ in range(6)]
         out += [b"\x01\x00" + telemetry.metrics_request().SerializeToString() for _ in range(6)]
         out += [bytes([k % 2, 0]) + body for k, body in enumerate(small)]
+    elif target == "jsonwire":
+        for k, spec in enumerate((TRACES, LOGS, METRICS)):
+            out.append(bytes([k, 1]) + to_otlp_json(random_request(spec, rng)))  # type: ignore[arg-type]
+            out += [bytes([k, 0]) + rng.randbytes(8) for _ in range(3)]
+        out += [b"\x00\x01" + s.build(600) for s in hostile.SHAPES.values() if s.json]
     elif target == "pgcopy":
         for k in range(12):
             kinds = bytes(rng.randrange(256) for _ in range(8))
