@@ -260,8 +260,11 @@ async def horizon(conn: asyncpg.Connection, delay_s: float) -> datetime:
 #   statement, and the statement did not get faster;
 # - the upserts join the delta to a store on a dozen NULL-safe keys; the planner's estimate for that many
 #   clauses is a single row, so it chose a merge join that sorted both sides (the delta's rows wide, the
-#   sort spilling): 2.3 s for the per-user rollup, 1.35 s with a hash join.
-_PASS_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL enable_mergejoin = off")
+#   sort spilling): 2.3 s for the per-user rollup, 1.35 s with a hash join. Nor a nested loop: with a
+#   store chunk not analyzed yet (TimescaleDB, the second pass of a fresh database) the planner took it
+#   for a few rows and scanned it once per delta row: 295 s for 16K rows. A hash join is right whatever
+#   the sizes: every join of a pass is an equality on the group keys.
+_PASS_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL enable_mergejoin = off", "SET LOCAL enable_nestloop = off")
 # The delta groups every span of the window by minute x dimensions x histogram bucket: with the default
 # 4 MB its sort spills to disk (2.07 s -> 1.21 s of CPU with 64 MB, same window). One maintenance session
 # at a time uses it, within its transaction only. And the delta reads its spans through the BRIN index on
