@@ -56,6 +56,16 @@ def free_port() -> int:
 # -- /proc accounting --------------------------------------------------------------------------------
 
 
+def own_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of the process itself (not its reaped children); None when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def _stat(pid: int) -> tuple[int, float] | None:
     """(parent pid, CPU seconds of the process and of its reaped children) from /proc/<pid>/stat."""
     try:

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from datetime import timedelta
 
 import asyncpg
 
+from benchmarks.bench import own_cpu_seconds
 from receiver.storage import rollups
 from receiver.storage.brin import is_hypertable
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
 
 def _cpu_s(pid: int) -> float:
-    raw = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 - one read
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    used = own_cpu_seconds(pid)
+    if used is None:
+        raise SystemExit(f"no /proc/{pid}: the database backend must run on this machine")
+    return used
 
 
 async def measure(dsn: str, minutes: float, offset_s: float, rounds: int) -> None:

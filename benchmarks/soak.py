@@ -36,7 +36,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benchmarks.bench import Receiver, free_port, postmaster_pid, tree_cpu_seconds
+from benchmarks.bench import Receiver, free_port, own_cpu_seconds, postmaster_pid, tree_cpu_seconds
 from benchmarks.growth import variant_sql
 from receiver.storage.embedded import EmbeddedPostgres
 from tests.support.cleanup import OWNER_FILE, throwaway_dir
@@ -73,21 +73,11 @@ SELECT string_agg(pid || '=' || CASE
 FROM pg_stat_activity"""
 
 
-def _own_cpu_s(pid: int) -> float | None:
-    """CPU seconds of the process itself (not its reaped children), from /proc/<pid>/stat."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _pg_cpu_by_pid(roles_csv: str) -> dict[int, tuple[str, float]]:
     found: dict[int, tuple[str, float]] = {}
     for item in filter(None, roles_csv.split(",")):
         pid, _, role = item.partition("=")
-        cpu = _own_cpu_s(int(pid))
+        cpu = own_cpu_seconds(int(pid))
         if cpu is not None:
             found[int(pid)] = (role, cpu)
     return found
