@@ -30,7 +30,8 @@ SOAK_ARGS     ?=
 .PHONY: run test install postgres haproxy ops-tools lint bench bench-query soak clean proto fidelity-envs fidelity fuzz sanitize
 
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
-$(STAMP): pyproject.toml receiver/convert/_fastotlp.c receiver/convert/_fastotlp_signals.c receiver/convert/_otlpjson.c \
+$(STAMP): pyproject.toml receiver/convert/_fastotlp.c receiver/convert/_fastotlp_signals.c receiver/convert/_genai_rules.c \
+          receiver/convert/_otlpjson.c \
           receiver/convert/_jsonwire.c receiver/storage/_pgcopy.c
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }

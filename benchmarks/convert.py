@@ -5,7 +5,9 @@ traces, current and legacy GenAI names, 5% large prompts), a uniform GenAI batch
 span, a 1 KB prompt on every span) and a batch of small non-LLM spans (5 attributes).
 
 Paths: the pure-Python reference (upb decode, then convert_traces; decode is timed separately), the
-native converter (convert_traces_bytes: decode and convert in one C pass, then the rows in Python), and
+native converter (convert_traces_bytes: decode and convert in one C pass, and the rows with the GenAI
+rules in C, receiver/convert/_genai_rules.c), `native-pyrules` (the same with genai.py's rules and
+traces.span_row in Python for every span, as before the rules moved to C), and
 the same requests as OTLP/JSON through `decode_request` as the HTTP front end decodes them: `json` (the
 C transcoder from JSON bytes to protobuf bytes, receiver/convert/_jsonwire.c, then the native
 converter), `json-encoder` (orjson, then the C encoder of its dicts: the JSON path before the
@@ -161,7 +163,7 @@ def loadgen_bodies(spans: int, large_share: float = 0.05, large_bytes: int = 163
 
 REQUESTS = ("loadgen", "genai", "small")
 SIGNAL_REQUESTS = ("logs", "metrics")
-PATHS = ("pure", "native", "json", "json-encoder", "json-format")
+PATHS = ("pure", "native", "native-pyrules", "json", "json-encoder", "json-format")
 JSON_FORMAT_TRACES = dataclasses.replace(TRACES, json_wire=False, json_signal=None)  # OTLP/JSON before issue 13
 JSON_ENCODER_TRACES = dataclasses.replace(TRACES, json_signal=None)  # orjson + the C encoder of its dicts
 
@@ -262,10 +264,8 @@ def main() -> None:
             print(f"{kind} request: {args.spans} spans, {size:,} bytes ({size // args.spans:,} B/span)")
         totals = {}
         for path in paths:
-            native = path != "pure"
-            decode_s, convert_s = run(
-                path, bodies, args.spans, args.rounds, dataclasses.replace(opts, native=native), args.bounded
-            )
+            path_opts = dataclasses.replace(opts, native=path != "pure", native_rules=path != "native-pyrules")
+            decode_s, convert_s = run(path, bodies, args.spans, args.rounds, path_opts, args.bounded)
             n = args.spans * args.rounds
             totals[path] = (decode_s + convert_s) / n
             if not args.quiet:
@@ -274,7 +274,8 @@ def main() -> None:
                 else:
                     what = f"decode+convert {convert_s / n * 1e6:6.2f}"
                 rate = 1 / totals[path]
-                ratio = f" ({totals[path] / totals['native']:.2f}x native)" if path.startswith("json") else ""
+                compared = path.startswith("json") or path == "native-pyrules"
+                ratio = f" ({totals[path] / totals['native']:.2f}x native)" if compared and "native" in totals else ""
                 print(f"  {path:11}: {what} = {totals[path] * 1e6:6.2f} µs/span CPU{ratio}, {rate:,.0f} spans/s")
         if "pure" in totals and "native" in totals and not args.quiet:
             print(f"  native is {totals['pure'] / totals['native']:.1f}x faster than pure")

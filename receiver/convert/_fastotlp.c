@@ -2738,6 +2738,9 @@ static PyType_Spec TraceDecoder_spec = {
 /* The logs and metrics decoders (SignalDecoder): the same reader, text rules and value encoders. */
 #include "_fastotlp_signals.c"
 
+/* The GenAI rules of genai.py, executed on the decoder's attribute dicts (LlmRules). */
+#include "_genai_rules.c"
+
 /* ======================================================================================== */
 /* 7. The scanners: what a request holds, counted before it is decoded                      */
 /* ======================================================================================== */
@@ -3260,6 +3263,15 @@ fastotlp_exec(PyObject *module)
         return -1;
     }
     rc = PyModule_AddObjectRef(module, "SignalDecoder", type);
+    Py_DECREF(type);
+    if (rc < 0) {
+        return -1;
+    }
+    type = PyType_FromModuleAndSpec(module, &LlmRules_spec, NULL);
+    if (type == NULL) {
+        return -1;
+    }
+    rc = PyModule_AddObjectRef(module, "LlmRules", type);
     Py_DECREF(type);
     if (rc < 0) {
         return -1;

@@ -27,6 +27,9 @@ class ConvertOptions:
     # Convert protobuf requests (traces, logs, metrics) with the C extension when it is built (config
     # `convert.native`); False = the pure-Python converters, the references the native ones are tested against.
     native: bool = True
+    # On the native trace path, the GenAI rules executed in C (traces_bytes, LlmRules) for the spans they
+    # are certain of; False = genai.py's extract_llm_fields for every span (tests and benchmarks compare).
+    native_rules: bool = True
     # This request's budget (receiver.convert.budget): converters charge the text they make to it, and
     # stop with LimitExceeded / MemoryBusy past its bounds. None = unbounded (tests, benchmarks).
     budget: DecodeBudget | None = None

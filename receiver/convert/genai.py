@@ -152,6 +152,9 @@ AZURE_API_VERSION_KEY = "gen_ai.openai.api_version"
 NOT_PROVIDERS = frozenset({"langchain", "langgraph", "llama_index", "llamaindex", "crewai", "haystack", "dspy"})
 
 # When no gen_ai.operation.name is given, the instrumentation's own span kind says what the call was.
+REQUEST_TYPE_KEY = "llm.request.type"  # OpenLLMetry
+OPENINFERENCE_KIND_KEY = "openinference.span.kind"
+TRACELOOP_KIND_KEY = "traceloop.span.kind"
 OPENLLMETRY_REQUEST_TYPES = {
     "chat": "chat",
     "completion": "text_completion",
@@ -226,9 +229,9 @@ LLM_ATTRIBUTE_KEYS: frozenset[str] = frozenset(
     + TAG_KEYS
     + FINISH_REASON_KEYS
     + (
-        "llm.request.type",
-        "openinference.span.kind",
-        "traceloop.span.kind",
+        REQUEST_TYPE_KEY,
+        OPENINFERENCE_KIND_KEY,
+        TRACELOOP_KIND_KEY,
         AI_SDK_OPERATION_KEY,
         INVOCATION_PARAMETERS_KEY,
         AZURE_API_VERSION_KEY,
@@ -451,13 +454,13 @@ def operation_of(attrs: dict[str, Any], ai_sdk: tuple[str, bool] | None = None) 
         return op
     if ai_sdk is not None:
         return ai_sdk[0]
-    request_type = attrs.get("llm.request.type")
+    request_type = attrs.get(REQUEST_TYPE_KEY)
     if isinstance(request_type, str) and request_type:
         return OPENLLMETRY_REQUEST_TYPES.get(request_type.lower(), request_type.lower())
-    kind = attrs.get("openinference.span.kind")
+    kind = attrs.get(OPENINFERENCE_KIND_KEY)
     if isinstance(kind, str) and kind:
         return OPENINFERENCE_KINDS.get(kind.upper(), kind.lower())
-    kind = attrs.get("traceloop.span.kind")
+    kind = attrs.get(TRACELOOP_KIND_KEY)
     if isinstance(kind, str) and kind:
         return TRACELOOP_KINDS.get(kind.lower(), kind.lower())
     return None
@@ -547,6 +550,32 @@ def _best_keys(attrs: dict[str, Any]) -> tuple[dict[int, str], set[int]]:
             if rank < _RANK[other][1]:
                 best[group] = key
     return best, crowded
+
+
+def native_rule_tables() -> dict[str, Any]:
+    """The tables above, as the native rules (receiver/convert/_genai_rules.c, LlmRules) take them: one rule
+    table, executed by extract_llm_fields here and by the C code on the native trace path."""
+    return {
+        "rank": dict(_RANK),
+        "groups": _GROUPS,
+        "aliases": dict(PROVIDER_ALIASES),
+        "not_providers": NOT_PROVIDERS,
+        "azure_suffixes": AZURE_OPENAI_HOST_SUFFIXES,
+        "azure_host_keys": AZURE_HOST_KEYS,
+        "azure_version_key": AZURE_API_VERSION_KEY,
+        "operation_keys": OPERATION_KEYS,
+        "request_type_key": REQUEST_TYPE_KEY,
+        "request_types": dict(OPENLLMETRY_REQUEST_TYPES),
+        "openinference_key": OPENINFERENCE_KIND_KEY,
+        "openinference_kinds": dict(OPENINFERENCE_KINDS),
+        "traceloop_key": TRACELOOP_KIND_KEY,
+        "traceloop_kinds": dict(TRACELOOP_KINDS),
+        "ai_sdk_key": AI_SDK_OPERATION_KEY,
+        "invocation_key": INVOCATION_PARAMETERS_KEY,
+        "input_excludes": tuple(INPUT_EXCLUDES_CACHE.items()),
+        "output_excludes": OUTPUT_EXCLUDES_REASONING,
+        "environment_keys": ENVIRONMENT_KEYS,
+    }
 
 
 def _count(attrs: dict[str, Any], best: dict[int, str], crowded: set[int], group: int) -> int | None:

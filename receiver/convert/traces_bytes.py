@@ -21,6 +21,9 @@ The native path is used when the extension imported, it was written for the inst
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -30,7 +33,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from receiver.convert.attributes import ConversionStats
 from receiver.convert.budget import LimitExceeded
 from receiver.convert.common import MAX_ERROR_MESSAGES, Converted, ConvertOptions, WireFormatError
+from receiver.convert.genai import native_rule_tables
 from receiver.convert.pgvalues import Uuid, untrack_rows
+from receiver.convert.pricing import PriceBook, compute_cost
 from receiver.convert.traces import (
     ROW_ATTRIBUTE_KEYS,
     SIGNAL,
@@ -161,6 +166,48 @@ def _make_decoder() -> tuple[Any, str]:
 _DECODER, NATIVE_STATUS = _make_decoder()
 
 
+def _make_rules() -> Any:
+    """genai.py's rule tables in the native LlmRules (None without the extension): the LLM columns of the
+    common span without Python rule work; the spans it is not certain of take span_row."""
+    if _DECODER is None or not hasattr(_fastotlp, "LlmRules"):
+        return None
+    return _fastotlp.LlmRules(**native_rule_tables())
+
+
+# Immutable too, but for its bounded cache of provider spellings (a dict only it touches, under the GIL).
+_RULES = _make_rules()
+
+
+def native_rules() -> Any:
+    """The native LlmRules the native path builds rows with, or None (tests compare it with genai.py)."""
+    return _RULES
+
+
+def _pricer(book: PriceBook) -> Callable[..., tuple[Any, Any, Any, str | None] | None]:
+    """span_row's pricing for LlmRules.span_rows: what a span that used tokens and names a model costs."""
+    lookup = book.lookup
+
+    def price(
+        provider: str | None,
+        model: str,
+        ts: datetime,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cache_read: int | None,
+        cache_creation: int | None,
+        reasoning: int | None,
+    ) -> tuple[Any, Any, Any, str | None] | None:
+        found = lookup(provider, model, ts)
+        if found is None:
+            return None
+        cost = compute_cost(found, input_tokens, output_tokens, cache_read, cache_creation, reasoning)
+        if cost is None:
+            return None
+        return cost.input, cost.output, cost.total, provider or found.provider
+
+    return price
+
+
 def native_available() -> bool:
     """True when requests can take the native path (see NATIVE_STATUS for why not)."""
     return _DECODER is not None
@@ -220,6 +267,8 @@ def convert_traces_bytes(body: bytes, options: ConvertOptions) -> Converted:
     project_id = options.project_id
     rows = out.rows
     append = rows.append
+    rules = _RULES if options.native_rules else None
+    price = _pricer(book) if rules is not None else None
     for resource_json, resource_attrs, scopes in resources:
         service_name, resource_environment = resource_fields(resource_attrs)
         for scope_name, scope_version, spans in scopes:
@@ -227,7 +276,16 @@ def convert_traces_bytes(body: bytes, options: ConvertOptions) -> Converted:
                 service_name, scope_name, scope_version, resource_json, resource_environment, book, project_id
             )
             start = len(rows)
-            for span in spans:
-                append(span_row(context, *span))
+            if rules is not None:
+                shared = (service_name, scope_name, scope_version, resource_json, resource_environment, project_id)
+                rules.span_rows(shared, spans, rows, price, partial(_python_row, context))
+            else:
+                for span in spans:
+                    append(span_row(context, *span))
             untrack_rows(rows, start)  # no full GC pass walks these rows again (pgvalues)
     return out
+
+
+def _python_row(context: RowContext, span: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The row of a span the native rules leave to genai.py (LlmRules.span_rows' fallback)."""
+    return span_row(context, *span)
