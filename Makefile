@@ -19,7 +19,7 @@ QUERY_ARGS ?=
 # make test: pytest's options. Two processes, a test module each at a time (module fixtures are shared
 # within a module): most tests wait on PostgreSQL, receivers and sockets, so two overlap well even on 2 cores.
 TEST_ARGS ?= -n 2 --dist loadfile
-# make fuzz: seconds per fuzz target (tests/fuzz: native, signals, json, jsonwire, converters, pgcopy); make sanitize runs each this long too.
+# make fuzz: seconds per fuzz target (tests/fuzz: native, signals, json, jsonwire, converters, pgcopy, rules); make sanitize runs each this long too.
 FUZZ_SECONDS    ?= 60
 
 # make soak: a long run at a fixed rate with per-30-s samples and a first-vs-last-window verdict.

@@ -33,7 +33,7 @@ from receiver.convert.window import TimeWindow
 from receiver.frontends.decode import MalformedRequest, decode_request, parse_json
 from receiver.frontends.signals import LOGS, METRICS, SIGNALS, TRACES, SignalSpec
 from receiver.storage import pgbinary
-from tests.support import copyrows, generate, hostile, jsonwire, pgcopy_reference, wire
+from tests.support import copyrows, generate, hostile, jsonwire, llmattrs, pgcopy_reference, wire
 from tests.support.differential import OPTIONS, assert_same, assert_same_signal, ordered_json
 from tests.support.otlp import to_otlp_json
 
@@ -344,6 +344,19 @@ def check_converters(data: bytes) -> None:
     bounded_decode(spec, body, False, False, len(body))
 
 
+def check_rules(data: bytes) -> None:
+    """The GenAI rules in C (LlmRules, receiver/convert/_genai_rules.c) against genai.py, field by field, on
+    attribute dicts the input seeds, with the input's own text among the values (every spelling of a
+    count, provider, kind or host the fuzzer finds)."""
+    if llmattrs.RULES is None:
+        return
+    rng = _rng(data)
+    texts = tuple(data[8:].decode("utf-8", "replace").replace("\x00", "\ufffd").split("|"))
+    sets = llmattrs.AttributeSets(rng, texts)
+    for _ in range(8):
+        llmattrs.assert_same_fields(sets.attrs(), rng.choice((*llmattrs.SCOPES, *texts)))
+
+
 def check_pgcopy(data: bytes) -> None:
     """The native binary COPY encoder (receiver/storage/_pgcopy.c) against the pure-Python reference: the
     same bytes, or None (asyncpg encodes the batch) from both. The first byte picks the column count, the
@@ -371,6 +384,7 @@ TARGETS: dict[str, Target] = {
     "jsonwire": check_jsonwire,
     "converters": check_converters,
     "pgcopy": check_pgcopy,
+    "rules": check_rules,
 }
 
 
@@ -381,6 +395,15 @@ REGRESSIONS: dict[str, list[str]] = {
     # parity holds for what JSON can carry (the target now compares with the JSON round trip).
     "json": ["AgPDbQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAADv9dKboWAAAAOqK6YakWOg1nGAAAAAAAAAAYJF4r"],
 }
+
+
+# Text values for the rules target's seeds: counts, providers, kinds and hosts as instrumentations spell them.
+_RULE_SEEDS = [
+    [b" 12 ", b"+7", b"-0", b"1_000", b"\xd9\xa3", b"99999999999999999999"],
+    [b"OpenAI", b"google.vertex.chat", b"LangChain", b"azure.openai.x", b"\xc4\xb0"],
+    [b"https://a.openai.azure.com:443/x", b"A.SERVICES.AI.AZURE.COM", b"//", b":"],
+    [b"LLM", b"Completion", b"workflow", b"ai.streamText.doStream", b"openlit.instrumentation.anthropic"],
+]
 
 
 def seeds(target: str) -> list[bytes]:
@@ -405,6 +428,9 @@ def seeds(target: str) -> list[bytes]:
             out.append(bytes([k, 1]) + to_otlp_json(random_request(spec, rng)))  # type: ignore[arg-type]
             out += [bytes([k, 0]) + rng.randbytes(8) for _ in range(3)]
         out += [b"\x00\x01" + s.build(600) for s in hostile.SHAPES.values() if s.json]
+    elif target == "rules":
+        out += [rng.randbytes(8) + b"|".join(texts) for texts in _RULE_SEEDS]
+        return out
     elif target == "pgcopy":
         for k in range(12):
             kinds = bytes(rng.randrange(256) for _ in range(8))
