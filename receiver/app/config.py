@@ -244,6 +244,9 @@ class ConvertConfig:
     native: bool = _setting(
         True, "convert OTLP/protobuf spans, log records and metric points with the C extension if built; false = Python"
     )
+    native_rules: bool = _setting(
+        True, "on the native trace path, the GenAI rules in C (genai.py's tables); false = genai.py for every span"
+    )
 
 
 @dataclass(frozen=True)

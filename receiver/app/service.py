@@ -268,7 +268,7 @@ class Receiver:
             auth=cfg.auth.mode,
             database=redact(dsn),
             durability=cfg.pipeline.durability,
-            trace_converter=trace_converter(cfg.convert.native),
+            trace_converter=trace_converter(cfg.convert.native, cfg.convert.native_rules),
             logs_metrics_converter=logs_metrics_converter(cfg.convert.native),
         )
         self._warn_if_open()
@@ -447,6 +447,7 @@ class Receiver:
             self.config.limits.max_attribute_value_bytes,
             price_book,
             native=self.config.convert.native,
+            native_rules=self.config.convert.native_rules,
             windows={signal: TimeWindow(seconds, skew) for signal, seconds in self.retention_s.items()},
         )
 

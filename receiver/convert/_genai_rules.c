@@ -692,8 +692,8 @@ rules_extract(LlmRules *self, PyObject *attrs, PyObject *scope_name, Fields *f)
         return CONV_UNSURE;
     }
     /* (The AI SDK key, present with value None, is still an AI SDK span to Python: fall back.) */
-    if (PyDict_Contains(attrs, self->ai_sdk_key) != 0) {
-        return CONV_UNSURE;
+    if ((rc = PyDict_Contains(attrs, self->ai_sdk_key)) != 0) {
+        return rc < 0 ? CONV_ERROR : CONV_UNSURE;
     }
     if (best[G_PROVIDER] && (rc = rules_provider(self, best[G_PROVIDER], &f->obj[F_PROVIDER])) < 0) {
         goto fail;
@@ -709,8 +709,8 @@ rules_extract(LlmRules *self, PyObject *attrs, PyObject *scope_name, Fields *f)
     if (best[G_REQUEST_MODEL] && (rc = rules_as_text(self, best[G_REQUEST_MODEL], &f->obj[F_REQUEST_MODEL])) < 0) {
         goto fail;
     }
-    if (f->obj[F_REQUEST_MODEL] == NULL && PyDict_Contains(attrs, self->invocation_key) != 0) {
-        rc = CONV_UNSURE; /* genai.invocation_model: JSON, Python's */
+    if (f->obj[F_REQUEST_MODEL] == NULL && (rc = PyDict_Contains(attrs, self->invocation_key)) != 0) {
+        rc = rc < 0 ? CONV_ERROR : CONV_UNSURE; /* genai.invocation_model: JSON, Python's */
         goto fail;
     }
     if (best[G_RESPONSE_MODEL] &&

@@ -28,7 +28,7 @@ class ConvertOptions:
     # `convert.native`); False = the pure-Python converters, the references the native ones are tested against.
     native: bool = True
     # On the native trace path, the GenAI rules executed in C (traces_bytes, LlmRules) for the spans they
-    # are certain of; False = genai.py's extract_llm_fields for every span (tests and benchmarks compare).
+    # are certain of (config `convert.native_rules`); False = genai.py's extract_llm_fields for every span.
     native_rules: bool = True
     # This request's budget (receiver.convert.budget): converters charge the text they make to it, and
     # stop with LimitExceeded / MemoryBusy past its bounds. None = unbounded (tests, benchmarks).

@@ -213,11 +213,13 @@ def native_available() -> bool:
     return _DECODER is not None
 
 
-def trace_converter(native: bool) -> str:
+def trace_converter(native: bool, native_rules: bool = True) -> str:
     """Which converter trace requests take with `convert.native` = native, and why (for the start-up log)."""
     if not native:
         return "python (convert.native = false)"
-    return "native" if _DECODER is not None else f"python ({NATIVE_STATUS})"
+    if _DECODER is None:
+        return f"python ({NATIVE_STATUS})"
+    return "native" if native_rules else "native, GenAI rules in Python (convert.native_rules = false)"
 
 
 def parse_trace_request(body: bytes) -> Any:
