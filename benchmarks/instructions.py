@@ -75,7 +75,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="N (the second run has 2N)")
     parser.add_argument("--spans", type=int, default=512)
     parser.add_argument("--request", choices=["loadgen", "genai", "small", "all"], default="all")
-    parser.add_argument("--path", choices=["pure", "native", "json", "json-encoder", "both"], default="both")
+    parser.add_argument(
+        "--path", choices=["pure", "native", "native-pyrules", "json", "json-encoder", "both"], default="both"
+    )
     parser.add_argument("--bounded", action="store_true", help="as the front ends decode: scan + budget")
     parser.add_argument("--no-gc", action="store_true", help="collector off: N vs 2N rounds differ by no GC pass")
     parser.add_argument("--signals", action="store_true", help="metric points and log records (512 per request)")
@@ -95,7 +97,7 @@ def main() -> None:
             once = instructions(request, path, args.rounds, args.spans, args.bounded, args.no_gc)
             twice = instructions(request, path, 2 * args.rounds, args.spans, args.bounded, args.no_gc)
             per_span = (twice - once) / (args.rounds * args.spans)
-            print(f"{request:6} {path:6}: {per_span:9,.0f} instructions/span", flush=True)
+            print(f"{request:6} {path:14}: {per_span:9,.0f} instructions/span", flush=True)
 
 
 if __name__ == "__main__":
