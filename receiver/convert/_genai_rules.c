@@ -225,6 +225,7 @@ rules_as_text_list(LlmRules *self, PyObject *v, PyObject **out)
             return CONV_ERROR;
         }
         PyList_SET_ITEM(*out, 0, text);
+        PyObject_GC_UnTrack(*out); /* a list of str cannot be in a cycle: see below */
         return CONV_VALUE;
     }
     PyObject *list = PyList_New(0);
@@ -251,6 +252,11 @@ rules_as_text_list(LlmRules *self, PyObject *v, PyObject **out)
         Py_DECREF(list);
         return CONV_NONE;
     }
+    /* Only str in it, and nobody adds to a row's list: the collector would never find it in a cycle. The
+     * row holding it is then untracked too (rules_row), so the full passes made while tens of thousands
+     * of rows wait in the queue skip it instead of walking its 39 values (most chat spans have finish
+     * reasons). */
+    PyObject_GC_UnTrack(list);
     *out = list;
     return CONV_VALUE;
 }
