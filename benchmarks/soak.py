@@ -16,8 +16,9 @@ and receiver CPU per stored span, and receiver RSS. The verdict (exit code 0 / 1
 
 - loadgen's own verdict passes (the rate sustained, every acknowledged span stored exactly once);
 - PostgreSQL's CPU per span in the last window is within `--max-cpu-growth` (20%) of the first;
-- the receiver's peak RSS in the last window is within `--max-rss-change` (±15%) of the first window's
-  peak. Peaks, because the mean follows how full the bounded queue is at the moment (printed beside it).
+- the receiver's median RSS in the last window is within `--max-rss-change` (±15%) of the first window's
+  median. Medians, because a window's mean and peak follow how full the bounded queue happened to be
+  (printed beside it), which is load, not growth.
 
 Not part of `make test` (too long); `tests/test_storage_growth.py` runs a short growth check there.
 """
@@ -29,6 +30,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -225,8 +227,8 @@ class Window:
     stored_per_s: float
     postgres_us_per_span: float | None
     receiver_us_per_span: float | None
-    receiver_rss_mb: float  # mean of the window's samples
-    receiver_rss_peak_mb: float  # largest sample of the window: what the verdict compares
+    receiver_rss_mb: float  # median of the window's samples: what the verdict compares
+    receiver_rss_peak_mb: float  # largest sample of the window
     queue_mb: float  # mean of the window's samples
     postgres_us_per_span_by_role: dict[str, float]
 
@@ -256,7 +258,7 @@ def window(samples: list[Sample], start_s: float, end_s: float) -> Window:
         (b.stored - a.stored) / (b.t - a.t),
         _per_span_us(a, b, "postgres_cpu_s"),
         _per_span_us(a, b, "receiver_cpu_s"),
-        sum(s.receiver_rss_mb for s in inside) / len(inside),
+        statistics.median(s.receiver_rss_mb for s in inside),
         max(s.receiver_rss_mb for s in inside),
         sum(s.queue_mb for s in inside) / len(inside),
         _by_role_us(a, b),
@@ -321,11 +323,12 @@ def soak(args: argparse.Namespace, extra: list[str]) -> dict:
             if first.postgres_us_per_span and last.postgres_us_per_span
             else None
         )
-        # Peaks, not means: the mean follows how full the bounded queue happens to be (up to
-        # pipeline.queue_max_bytes, 128 MB by default) and the first window's mean includes the process
-        # growing to its working set. A leak raises the peak; a busier moment of the same bounded queue
-        # does not raise it past the peak a full queue already reached.
-        rss_change = last.receiver_rss_peak_mb / first.receiver_rss_peak_mb - 1 if first.receiver_rss_peak_mb else None
+        # Medians: where RSS sits most of the window. Not the peak: a window's peak depends on whether it
+        # held the moment the bounded queue (pipeline.queue_max_bytes) was fullest, which is load, not
+        # growth. Not the mean: it is pulled by such moments and, in the first window, by the process
+        # growing to its working set. With the memory a backlog freed handed back after it drains
+        # (receiver/pipeline/trim.py), a leak is what moves the median.
+        rss_change = last.receiver_rss_mb / first.receiver_rss_mb - 1 if first.receiver_rss_mb else None
         problems = [f"loadgen: {p}" for p in report.get("verdict", {}).get("problems", [])]
         if not report.get("ok"):
             problems.append("loadgen's verdict is FAIL")
@@ -337,7 +340,7 @@ def soak(args: argparse.Namespace, extra: list[str]) -> dict:
                 else "PostgreSQL CPU per span could not be measured"
             )
         if rss_change is None or abs(rss_change) > args.max_rss_change:
-            problems.append(f"receiver peak RSS changed {rss_change:+.0%} (allowed ±{args.max_rss_change:.0%})")
+            problems.append(f"receiver median RSS changed {rss_change:+.0%} (allowed ±{args.max_rss_change:.0%})")
         traces = report["signals"]["traces"]
         verification = report.get("verification") or {}
         return {
@@ -389,13 +392,13 @@ def text(r: dict) -> str:
         f"  stored at the end: {final['stored']:,} spans; llm_traces {final['table_mb']:,.0f} MB + indexes "
         f"{final['index_mb']:,.0f} MB; WAL {final['wal_mb']:,.0f} MB; {final['checkpoints']} checkpoints",
         "",
-        "| window | stored spans/s | PostgreSQL µs CPU/span | receiver µs CPU/span | receiver RSS MB, peak (mean) "
+        "| window | stored spans/s | PostgreSQL µs CPU/span | receiver µs CPU/span | receiver RSS MB, median (peak) "
         "| queue MB (mean) |",
         "|---|---|---|---|---|---|",
         *(
             f"| {name} ({w['start_s']:.0f}–{w['end_s']:.0f} s) | {w['stored_per_s']:,.0f} | "
             f"{us(w['postgres_us_per_span'])} | {us(w['receiver_us_per_span'])} | "
-            f"{w['receiver_rss_peak_mb']:,.0f} ({w['receiver_rss_mb']:,.0f}) | {w['queue_mb']:,.0f} |"
+            f"{w['receiver_rss_mb']:,.0f} ({w['receiver_rss_peak_mb']:,.0f}) | {w['queue_mb']:,.0f} |"
             for name, w in (("first", f), ("last", last))
         ),
         "",
@@ -407,7 +410,7 @@ def text(r: dict) -> str:
             for role in sorted(set(f["postgres_us_per_span_by_role"]) | set(last["postgres_us_per_span_by_role"]))
         ),
         "",
-        f"  PostgreSQL CPU per span {r['postgres_cpu_growth']:+.1%} (allowed +20%), receiver peak RSS "
+        f"  PostgreSQL CPU per span {r['postgres_cpu_growth']:+.1%} (allowed +20%), receiver median RSS "
         f"{r['receiver_rss_change']:+.1%} (allowed ±15%)"
         if r["postgres_cpu_growth"] is not None and r["receiver_rss_change"] is not None
         else "",
