@@ -531,6 +531,9 @@ async def test_read_api_histogram_functions_equal_the_reference_merge_and_quanti
         elif kind < 0.15:
             low = None
         rows.append((i % 37, durations, low, high, len(durations) + nulls))
+    for k in range(12):  # one span per group: every quantile is clamped to its exact duration
+        duration = rng.lognormvariate(0, 2) * 100
+        rows.append((100 + k, [duration], duration, duration, 1))
     conn = await database.connect()
     try:
         await migrate(conn, "native")
@@ -555,7 +558,7 @@ async def test_read_api_histogram_functions_equal_the_reference_merge_and_quanti
             ) g ORDER BY grp
             """
         )
-        assert len(found) == 37
+        assert len(found) == 37 + 12
         for row in found:
             assert row["merged"] == row["reference"], f"group {row['grp']}"
             assert row["quantiles"] == row["expected"], f"group {row['grp']}"
