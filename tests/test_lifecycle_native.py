@@ -505,3 +505,62 @@ async def test_histogram_slots_count_every_duration_as_the_per_span_aggregate(da
         assert added[0] == 1 and added[2] == 7 and added[241] == 2 and sum(added) == 10
     finally:
         await conn.close()
+
+
+async def test_read_api_histogram_functions_equal_the_reference_merge_and_quantile(database):
+    """Migration 013's range-reading merge and multi-quantile (what /usage computes with) give exactly what
+    migration 005's full-histogram merge and latency_quantile give, clamped into the group's [min, max]:
+    on rollup-like rows (counts inside [min, max], some spans without a duration), on rows whose counts
+    lie outside their [min, max] (the functions must notice and read every bucket), and on rows without
+    a min or max."""
+    rng = random.Random(13)
+    specials = [float("nan"), float("inf"), -1.0, 0.0, 1e-9, 2.0**26, 1e12]
+    rows = []  # (group, durations for the histogram, min, max, request_count)
+    for i in range(400):
+        kind = rng.random()
+        scale = rng.choice([0.5, 20.0, 800.0, 30_000.0])
+        durations = [rng.lognormvariate(0, 1.5) * scale for _ in range(rng.randint(1, 40))]
+        if rng.random() < 0.1:
+            durations.append(rng.choice(specials))
+        present = [d for d in durations if d == d]  # NaN sorts above everything in PostgreSQL, as max() does
+        low = min(present, default=float("nan"))
+        high = float("nan") if len(present) < len(durations) else max(present, default=float("nan"))
+        nulls = rng.randint(1, 3) if rng.random() < 0.15 else 0  # spans without a duration: counted, not bucketed
+        if kind < 0.1:  # counts outside the row's own range
+            low, high = low * 1.5 + 1.0, high
+        elif kind < 0.15:
+            low = None
+        rows.append((i % 37, durations, low, high, len(durations) + nulls))
+    for k in range(12):  # one span per group: every quantile is clamped to its exact duration
+        duration = rng.lognormvariate(0, 2) * 100
+        rows.append((100 + k, [duration], duration, duration, 1))
+    conn = await database.connect()
+    try:
+        await migrate(conn, "native")
+        await conn.execute(
+            "CREATE TEMP TABLE h (grp int, histogram bigint[], min_ms float8, max_ms float8, request_count bigint)"
+        )
+        await conn.executemany(
+            "INSERT INTO h SELECT $1, (SELECT latency_histogram(d) FROM unnest($2::float8[]) d), $3, $4, $5",
+            rows,
+        )
+        found = await conn.fetch(
+            """
+            SELECT grp, merged, reference,
+                   latency_quantiles(merged, lo, hi, total, '{0.5,0.95,0.99}') AS quantiles,
+                   ARRAY(SELECT least(greatest(latency_quantile(reference, q), lo), hi)
+                         FROM unnest('{0.5,0.95,0.99}'::float8[]) q) AS expected
+            FROM (
+                SELECT grp, latency_histogram_merge_within(histogram, min_ms, max_ms, request_count) AS merged,
+                       latency_histogram_merge(histogram) AS reference,
+                       min(min_ms) AS lo, max(max_ms) AS hi, sum(request_count)::bigint AS total
+                FROM h GROUP BY grp
+            ) g ORDER BY grp
+            """
+        )
+        assert len(found) == 37 + 12
+        for row in found:
+            assert row["merged"] == row["reference"], f"group {row['grp']}"
+            assert row["quantiles"] == row["expected"], f"group {row['grp']}"
+    finally:
+        await conn.close()

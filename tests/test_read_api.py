@@ -540,6 +540,34 @@ async def test_models_lists_the_prices_in_effect(receiver):
     assert status == 200 and body["models"] == []
 
 
+async def test_models_writes_prices_as_the_decimals_stored(receiver):
+    """The prices are numeric's own text (not decoded to Decimal and formatted again): the same digits
+    as the stored value at its scale, never an exponent, for tiny, huge and trailing-zero values."""
+    stored = {
+        "input_price_per_million": Decimal("0.0000001"),
+        "output_price_per_million": Decimal("123456789012345678901234567890.500"),
+        "cache_read_price_per_million": Decimal("2.50"),
+        "cache_write_price_per_million": None,
+    }
+    conn = await asyncpg.connect(receiver.dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO model_pricing (provider, model, effective_date, source, input_price_per_million, "
+            "output_price_per_million, cache_read_price_per_million, cache_write_price_per_million) "
+            "VALUES ('scale-test', 'odd-scales', DATE '2020-01-01', 'test', $1, $2, $3, $4)",
+            *stored.values(),
+        )
+    finally:
+        await conn.close()
+    status, body, _ = await get(receiver, "/models?provider=scale-test")
+    assert status == 200 and len(body["models"]) == 1, body
+    listed = body["models"][0]
+    assert {column: listed[column] for column in stored} == {
+        column: None if value is None else format(value, "f") for column, value in stored.items()
+    }
+    assert listed["output_price_per_million"] == "123456789012345678901234567890.500"
+
+
 # -- refusals -----------------------------------------------------------------------------------------
 
 BAD_REQUESTS = [

@@ -46,6 +46,7 @@ from receiver.pipeline.pipeline import Pipeline
 from receiver.pipeline.queue import BoundedQueue
 from receiver.pipeline.sink import CopySink, DeadLetterFile, RetryPolicy
 from receiver.pipeline.spool import Spool
+from receiver.pipeline.trim import AllocatorTrimmer
 from receiver.query.server import QueryServer
 from receiver.storage.api_keys import ActiveKey, load_active_keys, mark_used
 from receiver.storage.database import Database, probe, redact
@@ -172,6 +173,11 @@ class Receiver:
         self.metrics.memory_limit.set(self.memory.limit_bytes)
         self.metrics.memory_rss.set_function(lambda: self.memory.rss_bytes)
         self.metrics.memory_peak.set_function(lambda: self.memory.peak_rss_bytes)
+        # After a backlog drains, hand the freed memory back (receiver.pipeline.trim): the queue counts as
+        # drained below a tenth of its byte bound.
+        self.trimmer = AllocatorTrimmer(
+            lambda: self.queue.nbytes, p.queue_max_bytes // 10, lambda: self.memory.rss_bytes, self._trimmed
+        )
         self.decode_pool = DecodePool(config.otlp.decode_threads)
         self.metrics.decode_in_flight.set_function(lambda: self.decode_pool.waiting)
         self.metrics.decode_reserved.set_function(lambda: self.memory.reserved_bytes)
@@ -197,6 +203,7 @@ class Receiver:
             self.log.info("embedded database running", data_dir=str(self.embedded.root), dsn=dsn, psql=f"psql '{dsn}'")
         self.database = Database(dsn, cfg.database.connect_timeout_s)
         self.loop_lag.start()
+        self.trimmer.start()
 
         admin_endpoint = self.worker.admin_endpoint if self.worker is not None else cfg.admin.endpoint
         self.admin = AdminServer(admin_endpoint, self.metrics, self.health_report, self.readiness)
@@ -667,6 +674,11 @@ class Receiver:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
+    def _trimmed(self, freed_bytes: int) -> None:
+        self.metrics.memory_trims.inc()
+        self.metrics.memory_trimmed.inc(freed_bytes)
+        self.log.debug("returned freed memory to the system", freed_mib=round(freed_bytes / MIB, 1))
+
     async def shutdown(self) -> None:
         started = time.monotonic()
         self.draining = True
@@ -701,6 +713,7 @@ class Receiver:
         if self.admin is not None:
             await self.admin.stop()
         await self.loop_lag.stop()
+        await self.trimmer.stop()
         if self.embedded is not None and self.embedded.started_here:
             try:
                 await asyncio.to_thread(self.embedded.stop)

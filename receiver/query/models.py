@@ -12,7 +12,6 @@ from datetime import date
 from typing import Any
 
 from receiver.query.params import Param, SqlArgs
-from receiver.query.shape import money
 
 ENDPOINT = "models"
 MAX_ROWS = 10_000
@@ -33,13 +32,17 @@ PRICE_COLUMNS = (
 
 
 def build(values: dict[str, Any], today: date) -> tuple[str, list[Any]]:
+    """Prices come back as numeric's own text (plain notation at the stored scale, as `shape.money`
+    writes a Decimal): decoding ~9,000 numerics into Decimals and formatting them again was most of this
+    endpoint's CPU with the full genai-prices table."""
     args = SqlArgs()
     where = [f"effective_date <= {args.add(values.get('at') or today)}::date"]
     for name in ("provider", "model"):
         if values.get(name) is not None:
             where.append(f"{name} = {args.add(values[name])}")
     sql = f"""
-    SELECT DISTINCT ON (provider, model) provider, model, effective_date, source, {", ".join(PRICE_COLUMNS)}
+    SELECT DISTINCT ON (provider, model) provider, model, effective_date, source,
+           {", ".join(f"{column}::text AS {column}" for column in PRICE_COLUMNS)}
     FROM model_pricing
     WHERE {" AND ".join(where)}
     ORDER BY provider, model, source = {args.add(MAINTAINED_SOURCE)}, effective_date DESC, source
@@ -55,7 +58,7 @@ def assemble(values: dict[str, Any], today: date, rows: list[Any]) -> dict[str, 
             "model": row["model"],
             "effective_date": row["effective_date"],
             "source": row["source"],
-            **{column: money(row[column]) for column in PRICE_COLUMNS},
+            **{column: row[column] for column in PRICE_COLUMNS},
         }
         for row in rows[:MAX_ROWS]
     ]

@@ -290,6 +290,12 @@ class Metrics:
         self.memory_limit = Gauge("observatory_memory_limit_bytes", "limits.memory_limit_mib in bytes", registry=r)
         self.memory_rss = Gauge("observatory_memory_rss_bytes", "resident memory as last sampled", registry=r)
         self.memory_peak = Gauge("observatory_memory_peak_rss_bytes", "highest resident memory sampled", registry=r)
+        self.memory_trims = Counter(
+            "observatory_memory_trims_total", "malloc_trim calls after a backlog drained (pipeline/trim.py)", registry=r
+        )
+        self.memory_trimmed = Counter(
+            "observatory_memory_trimmed_bytes_total", "resident memory those calls handed back", registry=r
+        )
         # The read API (query.endpoint), per endpoint: trace, spans, session, usage, metrics, models.
         self.query_duration = Histogram(
             "observatory_query_duration_seconds",
