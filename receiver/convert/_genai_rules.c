@@ -470,6 +470,26 @@ get(PyObject *attrs, PyObject *key)
     return PyDict_GetItemWithError(attrs, key);
 }
 
+/* genai.first: the value (borrowed) of the first of `keys` present and not None; NULL when there is
+ * none, or with an error set. */
+static PyObject *
+first(PyObject *attrs, PyObject *keys)
+{
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(keys); k++) {
+        PyObject *v = get(attrs, PyTuple_GET_ITEM(keys, k));
+        if (v == NULL) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            continue;
+        }
+        if (v != Py_None) {
+            return v;
+        }
+    }
+    return NULL;
+}
+
 /* genai.is_azure_openai: 1, 0, or CONV_UNSURE / CONV_ERROR. */
 static int
 rules_is_azure(LlmRules *self, PyObject *attrs)
@@ -542,22 +562,15 @@ static int
 rules_operation(LlmRules *self, PyObject *attrs, PyObject **out)
 {
     *out = NULL;
-    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(self->operation_keys); k++) {
-        PyObject *v = get(attrs, PyTuple_GET_ITEM(self->operation_keys, k));
-        if (v == NULL) {
-            if (PyErr_Occurred()) {
-                return CONV_ERROR;
-            }
-            continue;
-        }
-        if (v == Py_None) {
-            continue;
-        }
-        int rc = rules_as_text(self, v, out);
+    PyObject *op = first(attrs, self->operation_keys);
+    if (op == NULL && PyErr_Occurred()) {
+        return CONV_ERROR;
+    }
+    if (op != NULL) {
+        int rc = rules_as_text(self, op, out);
         if (rc != CONV_NONE) {
-            return rc; /* a value, or don't know */
+            return rc; /* a value, or don't know; a text of None goes on to the span kinds */
         }
-        break; /* `first` took this key: its text is None */
     }
     struct {
         PyObject *key, *map;
@@ -874,22 +887,15 @@ static int
 rules_environment(LlmRules *self, PyObject *attrs, PyObject *resource_environment, PyObject **out)
 {
     *out = NULL;
-    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(self->environment_keys); k++) {
-        PyObject *v = get(attrs, PyTuple_GET_ITEM(self->environment_keys, k));
-        if (v == NULL) {
-            if (PyErr_Occurred()) {
-                return CONV_ERROR;
-            }
-            continue;
-        }
-        if (v == Py_None) {
-            continue;
-        }
-        int rc = rules_as_text(self, v, out);
+    PyObject *environment = first(attrs, self->environment_keys);
+    if (environment == NULL && PyErr_Occurred()) {
+        return CONV_ERROR;
+    }
+    if (environment != NULL) {
+        int rc = rules_as_text(self, environment, out);
         if (rc < 0) {
             return rc;
         }
-        break;
     }
     if (*out == NULL) {
         *out = Py_NewRef(resource_environment);
