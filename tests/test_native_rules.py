@@ -200,3 +200,93 @@ def test_native_rows_with_lists_are_left_out_of_the_collectors_passes():
     row = dict(zip(schema.TRACES_COLUMNS, converted.rows[0], strict=True))
     assert (row["finish_reasons"], row["tags"]) == (["stop"], ["a"])
     assert not gc.is_tracked(converted.rows[0])
+
+
+def _priced_request(rng: random.Random, models: list[tuple[str, str]], spans: int) -> bytes:
+    """GenAI spans with every combination of token counts compute_cost treats apart: absent, 0, cache and
+    reasoning counts within and over their totals, at any time of day (for time-of-day prices)."""
+
+    def count() -> int | None:
+        return rng.choice((None, 0, 1, rng.randint(2, 5000), rng.randint(10**6, 10**9)))
+
+    batch = []
+    for _ in range(spans):
+        provider, model = rng.choice(models)
+        attrs: dict[str, Any] = {"gen_ai.request.model": model, "gen_ai.operation.name": "chat"}
+        if provider:
+            attrs["gen_ai.provider.name"] = provider
+        for key in (
+            "gen_ai.usage.input_tokens",
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.cache_read.input_tokens",
+            "gen_ai.usage.cache_creation.input_tokens",
+            "gen_ai.usage.reasoning.output_tokens",
+        ):
+            value = count()
+            if value is not None:
+                attrs[key] = value
+        if rng.random() < 0.5:  # ensure tokens were used, so the span is priced
+            attrs["gen_ai.usage.input_tokens"] = rng.randint(1, 3000)
+        start = 1_763_000_000_000_000_000 + rng.randrange(3 * 86_400) * 10**9
+        batch.append(
+            trace_pb2.Span(
+                trace_id=rng.randbytes(16),
+                span_id=rng.randbytes(8),
+                name="chat",
+                start_time_unix_nano=start,
+                end_time_unix_nano=start + 10**9,
+                attributes=[common_pb2.KeyValue(key=k, value=_any_value(v)) for k, v in attrs.items()],
+            )
+        )
+    message = ExportTraceServiceRequest(
+        resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=batch)])]
+    )
+    return message.SerializeToString()
+
+
+def test_costs_computed_in_c_equal_compute_costs_digit_for_digit(monkeypatch):
+    """Plain prices are computed in C from PriceBook.plan's rates, with no Python call per span; the
+    costs must be compute_cost's to the digit and exponent (numeric keeps both: 0.0030 is not 0.003).
+    Tiered and time-of-day prices still take compute_cost, span by span."""
+    from datetime import time as day_time
+    from decimal import Decimal as D
+
+    from receiver.convert.pricing import ModelPrice, PriceBook, TimeOfDayPrices
+
+    plain = [
+        ModelPrice("openai", "gpt-4o", D("2.50"), D("10"), D("1.25")),
+        ModelPrice("anthropic", "claude-x", D("3"), D("15"), D("0.30"), D("3.75")),
+        ModelPrice("openai", "o-think", D("1.1"), D("4.4"), D("0.275"), reasoning_per_million=D("8.80")),
+        ModelPrice("acme", "fee-model", D("0.075"), D("1E+1"), per_thousand_requests=D("5")),
+        ModelPrice("acme", "free-model", D("0"), D("0.00")),
+    ]
+    tiered = ModelPrice("gcp.gemini", "gemini-tiered", D("1.25"), D("10"), tiers=((200_000, "input", D("2.50")),))
+    off_peak = ModelPrice("deepseek", "night-model", D("0.135"), D("0.55"), D("0.035"))
+    peak = ModelPrice("deepseek", "night-model", D("0.27"), D("1.10"), D("0.07"))
+    timed = TimeOfDayPrices(((day_time(16, 30), day_time(0, 30), off_peak),), peak)
+
+    def maintained(provider, model, day):
+        return timed if model == "night-model" else None
+
+    book = PriceBook([*plain, tiered], maintained, "test")
+    options = dataclasses.replace(OPTIONS, price_book=book)
+    calls: list[str] = []
+    pricer = traces_bytes._pricer
+
+    def counting(book):
+        price = pricer(book)
+        return lambda provider, model, *rest: calls.append(model) or price(provider, model, *rest)
+
+    monkeypatch.setattr(traces_bytes, "_pricer", counting)
+    rng = random.Random(23)
+    models = [(p.provider, p.model) for p in plain] + [(None, "gpt-4o"), ("", "claude-x"), (None, "unknown-model")]
+    for _ in range(40):
+        converted = assert_same(_priced_request(rng, models, 50), options)
+        assert converted is not None
+    assert calls == [], "plain prices must be computed in C, without calling price()"
+    costs = {row[schema.TRACES_COLUMNS.index("total_cost")] for row in converted.rows}
+    assert len(costs) > 20  # really priced: many different costs
+    per_span = [("gcp.gemini", "gemini-tiered"), ("deepseek", "night-model")]
+    for _ in range(10):
+        assert assert_same(_priced_request(rng, per_span, 50), options)
+    assert {"gemini-tiered", "night-model"} <= set(calls)

@@ -903,6 +903,227 @@ rules_environment(LlmRules *self, PyObject *attrs, PyObject *resource_environmen
     return CONV_VALUE;
 }
 
+
+/*
+ * Pricing without a Python call per span. `plan(provider, model, ts)` (PriceBook.plan) is asked once per
+ * (provider, model, day) of a request, its answer kept in the request's `plans` dict:
+ *   None   no price: the span is unpriced;
+ *   False  a price that depends on the time of day or the call's size (tiers): price() prices each span;
+ *   a tuple of the rates: (provider, input, output, cache_read, cache_write, reasoning, per_thousand
+ *          requests, zero, million, thousand), with which plan_cost computes what pricing.compute_cost
+ *          computes, by the same operations on the same objects in the same order (so the same Decimal
+ *          digits and exponent, in the calling thread's decimal context, as Python's operators use).
+ */
+#define PLAN_ITEMS 10
+enum { PLAN_PROVIDER, PLAN_INPUT, PLAN_OUTPUT, PLAN_CACHE_READ, PLAN_CACHE_WRITE, PLAN_REASONING,
+       PLAN_PER_THOUSAND, PLAN_ZERO, PLAN_MILLION, PLAN_THOUSAND };
+
+typedef struct {
+    PyObject *price; /* price(provider, model, ts, input, output, cache_read, cache_creation, reasoning) */
+    PyObject *plan;  /* plan(provider, model, ts), or NULL: price() for every span */
+    PyObject *plans; /* (provider, model, yyyymmdd) -> plan's answer, for one request */
+} Pricing;
+
+/* *acc = *acc + x * rate, as Python's `acc += x * rate`; 0, or -1 with *acc its old value or NULL. */
+static int
+add_product(PyObject **acc, PyObject *x, PyObject *rate)
+{
+    PyObject *product = PyNumber_Multiply(x, rate);
+    if (product == NULL) {
+        return -1;
+    }
+    PyObject *sum = PyNumber_Add(*acc, product);
+    Py_DECREF(product);
+    Py_SETREF(*acc, sum);
+    return sum == NULL ? -1 : 0;
+}
+
+/* (acc + units * rate) / million: a new reference, NULL on error; steals acc. */
+static PyObject *
+finish_part(PyObject *acc, PyObject *units, PyObject *rate, PyObject *million)
+{
+    if (add_product(&acc, units, rate) < 0) {
+        Py_XDECREF(acc);
+        return NULL;
+    }
+    PyObject *cost = PyNumber_TrueDivide(acc, million);
+    Py_DECREF(acc);
+    return cost;
+}
+
+/* 1 when x is true as Python's `if x:` tests it, 0 when not, -1 on error. */
+static inline int
+truthy(PyObject *x)
+{
+    return x == Py_None ? 0 : PyObject_IsTrue(x);
+}
+
+/* pricing.compute_cost's plain branch (no tiers) with a plan's rates: (input_cost, output_cost, total,
+ * provider) or None, as price() returns it. counts: input, output, cache_read, cache_creation, reasoning. */
+static PyObject *
+plan_cost(PyObject *plan, PyObject *const counts[5])
+{
+    PyObject *const *rate = &PyTuple_GET_ITEM(plan, 0);
+    PyObject *input = counts[0], *output = counts[1];
+    if (input == Py_None && output == Py_None) {
+        Py_RETURN_NONE;
+    }
+    PyObject *cache_read_rate = Py_None, *cache_write_rate = Py_None, *reasoning_rate = Py_None;
+    int t;
+    if ((t = truthy(counts[2])) < 0) {
+        return NULL;
+    }
+    if (t) {
+        cache_read_rate = rate[PLAN_CACHE_READ];
+    }
+    if ((t = truthy(counts[3])) < 0) {
+        return NULL;
+    }
+    if (t) {
+        cache_write_rate = rate[PLAN_CACHE_WRITE];
+    }
+    if ((t = truthy(counts[4])) < 0) {
+        return NULL;
+    }
+    if (t) {
+        reasoning_rate = rate[PLAN_REASONING];
+    }
+    PyObject *zero = rate[PLAN_ZERO], *million = rate[PLAN_MILLION];
+    PyObject *input_cost = NULL, *output_cost = NULL, *total = NULL, *uncached = NULL, *result = NULL;
+    PyObject *int_zero = NULL, *sum = NULL;
+    if (input != Py_None) {
+        uncached = Py_NewRef(input);
+        input_cost = Py_NewRef(zero);
+        if (cache_read_rate != Py_None || cache_write_rate != Py_None) {
+            if ((int_zero = PyLong_FromLong(0)) == NULL) {
+                goto done;
+            }
+            PyObject *read = cache_read_rate != Py_None ? counts[2] : int_zero;
+            PyObject *write = cache_write_rate != Py_None ? counts[3] : int_zero;
+            if ((sum = PyNumber_Add(read, write)) == NULL || (t = PyObject_RichCompareBool(sum, uncached, Py_LE)) < 0) {
+                goto done;
+            }
+            if (t) {
+                Py_SETREF(uncached, PyNumber_Subtract(uncached, sum));
+                if (uncached == NULL) {
+                    goto done;
+                }
+                if ((t = truthy(read)) < 0 || (t && add_product(&input_cost, read, cache_read_rate) < 0)) {
+                    goto done;
+                }
+                if ((t = truthy(write)) < 0 || (t && add_product(&input_cost, write, cache_write_rate) < 0)) {
+                    goto done;
+                }
+            }
+        }
+        input_cost = finish_part(input_cost, uncached, rate[PLAN_INPUT], million);
+        if (input_cost == NULL) {
+            goto done;
+        }
+    }
+    if (output != Py_None) {
+        PyObject *plain = Py_NewRef(output);
+        output_cost = Py_NewRef(zero);
+        if (reasoning_rate != Py_None) {
+            if ((t = PyObject_RichCompareBool(counts[4], plain, Py_LE)) < 0) {
+                Py_DECREF(plain);
+                goto done;
+            }
+            if (t) {
+                Py_SETREF(plain, PyNumber_Subtract(plain, counts[4]));
+                if (plain == NULL || add_product(&output_cost, counts[4], reasoning_rate) < 0) {
+                    Py_XDECREF(plain);
+                    goto done;
+                }
+            }
+        }
+        output_cost = finish_part(output_cost, plain, rate[PLAN_OUTPUT], million);
+        Py_DECREF(plain);
+        if (output_cost == NULL) {
+            goto done;
+        }
+    }
+    /* total = (input_cost or Decimal(0)) + (output_cost or Decimal(0)) */
+    int in_true, out_true;
+    if ((in_true = truthy(input_cost ? input_cost : Py_None)) < 0 ||
+        (out_true = truthy(output_cost ? output_cost : Py_None)) < 0) {
+        goto done;
+    }
+    if ((total = PyNumber_Add(in_true ? input_cost : zero, out_true ? output_cost : zero)) == NULL) {
+        goto done;
+    }
+    if ((t = truthy(rate[PLAN_PER_THOUSAND])) < 0) {
+        goto done;
+    }
+    if (t) {
+        PyObject *fee = PyNumber_TrueDivide(rate[PLAN_PER_THOUSAND], rate[PLAN_THOUSAND]);
+        if (fee == NULL) {
+            goto done;
+        }
+        Py_SETREF(total, PyNumber_Add(total, fee));
+        Py_DECREF(fee);
+        if (total == NULL) {
+            goto done;
+        }
+    }
+    result = PyTuple_Pack(4, input_cost ? input_cost : Py_None, output_cost ? output_cost : Py_None, total,
+                          rate[PLAN_PROVIDER]);
+done:
+    Py_XDECREF(input_cost);
+    Py_XDECREF(output_cost);
+    Py_XDECREF(total);
+    Py_XDECREF(uncached);
+    Py_XDECREF(int_zero);
+    Py_XDECREF(sum);
+    return result;
+}
+
+/* What a span costs: call = (provider, model, ts, input, output, cache_read, cache_creation, reasoning),
+ * as price() takes them. A new reference (None or price()'s 4-tuple), NULL on error. */
+static PyObject *
+rules_price(Pricing *pricing, PyObject *const call[8])
+{
+    PyObject *ts = call[2];
+    if (pricing->plan == NULL || !PyDateTime_Check(ts)) {
+        return PyObject_Vectorcall(pricing->price, call, 8, NULL);
+    }
+    long day = PyDateTime_GET_YEAR(ts) * 10000L + PyDateTime_GET_MONTH(ts) * 100L + PyDateTime_GET_DAY(ts);
+    PyObject *day_obj = PyLong_FromLong(day);
+    if (day_obj == NULL) {
+        return NULL;
+    }
+    PyObject *key = PyTuple_Pack(3, call[0], call[1], day_obj);
+    Py_DECREF(day_obj);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *plan = PyDict_GetItemWithError(pricing->plans, key); /* borrowed */
+    if (plan == NULL) {
+        if (PyErr_Occurred() || (plan = PyObject_Vectorcall(pricing->plan, call, 3, NULL)) == NULL) {
+            Py_DECREF(key);
+            return NULL;
+        }
+        int stored = PyDict_SetItem(pricing->plans, key, plan);
+        Py_DECREF(plan); /* the dict holds it */
+        if (stored < 0) {
+            Py_DECREF(key);
+            return NULL;
+        }
+    }
+    Py_DECREF(key);
+    if (plan == Py_None) {
+        Py_RETURN_NONE;
+    }
+    if (plan == Py_False) {
+        return PyObject_Vectorcall(pricing->price, call, 8, NULL);
+    }
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != PLAN_ITEMS) {
+        PyErr_Format(PyExc_TypeError, "plan() must return None, False or a %d-tuple", PLAN_ITEMS);
+        return NULL;
+    }
+    return plan_cost(plan, call + 3);
+}
+
 /*
  * One span row as traces.span_row makes it, when the rules are certain; else fallback(span). Costs
  * come from `price` (called only for spans that used tokens and name a model):
@@ -910,7 +1131,7 @@ rules_environment(LlmRules *self, PyObject *attrs, PyObject *resource_environmen
  * or (input_cost, output_cost, total_cost, provider).
  */
 static PyObject *
-rules_row(LlmRules *self, PyObject *context, PyObject *span, PyObject *price, PyObject *fallback)
+rules_row(LlmRules *self, PyObject *context, PyObject *span, Pricing *pricing, PyObject *fallback)
 {
     PyObject *attrs = PyTuple_GET_ITEM(span, 0);
     PyObject *scope_name = PyTuple_GET_ITEM(context, 1);
@@ -952,7 +1173,7 @@ rules_row(LlmRules *self, PyObject *context, PyObject *span, PyObject *price, Py
                 PyObject *c = f.obj[counts[i]];
                 call[3 + i] = c ? c : Py_None;
             }
-            priced = PyObject_Vectorcall(price, call, 8, NULL);
+            priced = rules_price(pricing, call);
             if (priced == NULL) {
                 goto done;
             }
@@ -1031,20 +1252,27 @@ done:
 }
 
 PyDoc_STRVAR(LlmRules_span_rows_doc,
-             "span_rows(context, spans, rows, price, fallback) -> None\n\n"
+             "span_rows(context, spans, rows, price, fallback, plan=None, plans=None) -> None\n\n"
              "Appends to `rows` the `llm_traces` row of every span tuple in `spans` (as TraceDecoder.decode\n"
              "returns them), as traces.span_row makes it. context: (service_name, scope_name, scope_version,\n"
              "resource_json, resource_environment, project_id). price(provider, model, ts, input, output,\n"
              "cache_read, cache_creation, reasoning) -> None or (input_cost, output_cost, total_cost,\n"
              "provider) for spans that used tokens and name a model; fallback(span) -> the row, for spans\n"
-             "the native rules leave to Python.");
+             "the native rules leave to Python. With plan(provider, model, ts) -> None, False or the rates (see\n"
+             "PriceBook.plan), price() is called only for prices plan leaves to it; plans: a dict that keeps\n"
+             "plan's answers (one per request).");
 
 static PyObject *
 LlmRules_span_rows(LlmRules *self, PyObject *args)
 {
-    PyObject *context, *spans, *rows, *price, *fallback;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO:span_rows", &PyTuple_Type, &context, &PyList_Type, &spans, &PyList_Type,
-                          &rows, &price, &fallback)) {
+    PyObject *context, *spans, *rows, *price, *fallback, *plan = Py_None, *plans = Py_None;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO|OO:span_rows", &PyTuple_Type, &context, &PyList_Type, &spans, &PyList_Type,
+                          &rows, &price, &fallback, &plan, &plans)) {
+        return NULL;
+    }
+    Pricing pricing = {price, plan == Py_None ? NULL : plan, plans};
+    if (pricing.plan != NULL && !PyDict_CheckExact(plans)) {
+        PyErr_SetString(PyExc_TypeError, "span_rows: plans must be a dict when plan is given");
         return NULL;
     }
     if (self->rank == NULL) {
@@ -1064,7 +1292,7 @@ LlmRules_span_rows(LlmRules *self, PyObject *args)
             return NULL;
         }
         Py_INCREF(span); /* the list may change under a Python callback */
-        PyObject *row = rules_row(self, context, span, price, fallback);
+        PyObject *row = rules_row(self, context, span, &pricing, fallback);
         Py_DECREF(span);
         if (row == NULL) {
             return NULL;

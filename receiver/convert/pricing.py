@@ -193,18 +193,54 @@ class PriceBook:
         if when is None:
             when = date.today()
         day = when.date() if isinstance(when, datetime) else when
+        found = self._resolved(provider, model, day)
+        if type(found) is TimeOfDayPrices:
+            return found.at(when if isinstance(when, datetime) else datetime.combine(day, time()))
+        return found  # type: ignore[return-value]
+
+    def _resolved(self, provider: str | None, model: str, day: date) -> ModelPrice | TimeOfDayPrices | None:
+        """resolve, cached by (provider, model, day)."""
         key = (provider, model, day)
         cache = self._cache
         try:
-            found = cache[key]
+            return cache[key]
         except KeyError:
             found = self.resolve(provider, model, day)
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
             cache[key] = found
-        if type(found) is TimeOfDayPrices:
-            return found.at(when if isinstance(when, datetime) else datetime.combine(day, time()))
-        return found  # type: ignore[return-value]
+            return found
+
+    def plan(self, provider: str | None, model: str, when: datetime) -> PricePlan | bool | None:
+        """How the native rules (LlmRules.span_rows) price `model` on `when`'s day without a Python call per
+        span: None when nothing prices it; False when its price depends on the time of day or on the
+        call's size (tiers), so `compute_cost` must price each span; else the rates, in PricePlan's
+        order, from which the C code computes exactly what compute_cost computes."""
+        found = self._resolved(provider, model, when.date())
+        if found is None:
+            return None
+        if type(found) is TimeOfDayPrices or found.tiers:
+            return False
+        return (
+            provider or found.provider,
+            found.input_per_million,
+            found.output_per_million,
+            found.cache_read_per_million,
+            found.cache_write_per_million,
+            found.reasoning_per_million,
+            found.per_thousand_requests,
+            _ZERO,
+            MILLION,
+            THOUSAND,
+        )
+
+
+# PriceBook.plan's rates: (provider, input, output, cache_read, cache_write, reasoning, per thousand
+# requests, then the constants compute_cost divides by: Decimal(0), MILLION, THOUSAND).
+PricePlan = tuple[
+    str, Decimal, Decimal, Decimal | None, Decimal | None, Decimal | None, Decimal | None, Decimal, Decimal, Decimal
+]
+_ZERO = Decimal(0)
 
 
 def compute_cost(

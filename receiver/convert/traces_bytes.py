@@ -271,6 +271,7 @@ def convert_traces_bytes(body: bytes, options: ConvertOptions) -> Converted:
     append = rows.append
     rules = _RULES if options.native_rules else None
     price = _pricer(book) if rules is not None else None
+    plans: dict[tuple[str | None, str, int], Any] = {}  # PriceBook.plan's answers for this request
     for resource_json, resource_attrs, scopes in resources:
         service_name, resource_environment = resource_fields(resource_attrs)
         for scope_name, scope_version, spans in scopes:
@@ -280,7 +281,7 @@ def convert_traces_bytes(body: bytes, options: ConvertOptions) -> Converted:
             start = len(rows)
             if rules is not None:
                 shared = (service_name, scope_name, scope_version, resource_json, resource_environment, project_id)
-                rules.span_rows(shared, spans, rows, price, partial(_python_row, context))
+                rules.span_rows(shared, spans, rows, price, partial(_python_row, context), book.plan, plans)
             else:
                 for span in spans:
                     append(span_row(context, *span))
