@@ -290,3 +290,27 @@ def test_costs_computed_in_c_equal_compute_costs_digit_for_digit(monkeypatch):
     for _ in range(10):
         assert assert_same(_priced_request(rng, per_span, 50), options)
     assert {"gemini-tiered", "night-model"} <= set(calls)
+
+
+def test_trace_ids_built_in_place_are_whole_uuids():
+    """The decoder builds each trace id's Uuid in place (no bytes object, no type call): it must be the
+    same value as Uuid(raw) — equal, the same hash (dicts mixing them must agree), NUL-terminated bytes,
+    .bytes and repr — and untracked by the collector."""
+    from receiver.convert.pgvalues import Uuid
+
+    raw = bytes(range(1, 17))
+    span = trace_pb2.Span(trace_id=raw, span_id=b"\x02" * 8, name="op", start_time_unix_nano=1, end_time_unix_nano=2)
+    message = ExportTraceServiceRequest(
+        resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=[span] * 3)])]
+    )
+    rows = traces_bytes.convert_traces_bytes(message.SerializeToString(), OPTIONS).rows
+    column = schema.TRACES_COLUMNS.index("trace_id")
+    made = [row[column] for row in rows]
+    expected = Uuid(raw)
+    for uuid in made:
+        assert type(uuid) is Uuid
+        assert uuid == expected == raw and hash(uuid) == hash(expected) == hash(raw)
+        assert {raw: 1}[uuid] == 1
+        assert uuid.bytes == raw and bytes(uuid) + b"" == raw and repr(uuid) == repr(expected)
+        assert not gc.is_tracked(uuid)
+    assert made[0] is not made[1]

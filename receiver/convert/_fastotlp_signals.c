@@ -492,13 +492,7 @@ hash_message(SigCtx *sc, Blake2b *hasher, int root, const Segs *segs, int depth,
 static PyObject *
 uuid_of(Ctx *ctx, const uint8_t *bytes)
 {
-    PyObject *raw = PyBytes_FromStringAndSize((const char *)bytes, 16);
-    if (raw == NULL) {
-        return NULL;
-    }
-    PyObject *uuid = PyObject_CallOneArg(ctx->cfg->uuid_type, raw);
-    Py_DECREF(raw);
-    return uuid;
+    return new_uuid(ctx->cfg, bytes);
 }
 
 /* The row id: Uuid of BLAKE2b(prefix + the item's serialization) (identity.item_id). */
