@@ -96,7 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--metrics-interval", type=_positive, default=1.0, metavar="S", help="metric export interval (1)")
 
     w = p.add_argument_group("workload")
-    w.add_argument("--mix", default=describe_mix(DEFAULT_MIX), help="trace shapes and weights (%(default)s)")
+    w.add_argument(
+        "--mix",
+        default=describe_mix(DEFAULT_MIX),
+        metavar="SHAPE=WEIGHT,...",
+        help="trace shapes and weights, shapes chat, embeddings, tool, agent, genai "
+        "(one ~760-byte GenAI chat span, not in the default; genai=100 sends only those) (%(default)s)",
+    )
     w.add_argument("--legacy-share", type=_share, default=0.3, help="traces with legacy attribute names (0.3)")
     w.add_argument("--large-share", type=_share, default=0.05, help="LLM calls with large prompt+completion (0.05)")
     w.add_argument("--large-bytes", type=_positive_int, default=16384, help="size of a large prompt+completion (16384)")

@@ -5,6 +5,10 @@ What real LLM applications send, in proportions an operator can change:
   embeddings  one embeddings call (1 span)
   tool        a tool-calling turn: chat (finish_reason tool_calls) -> execute_tool -> chat (4 spans)
   agent       invoke_agent with 2-5 chat calls, 1-3 tool calls, sometimes a retrieval embedding (4-10)
+  genai       one chat client span with exactly 17 attributes, a quarter with a prompt event (1 span,
+              ~810 B on the wire): issue 17's "~760-byte, 17-attribute GenAI span mix". Always in the
+              current conventions. Not in the default mix (the default workload's figures must stay
+              comparable); `--mix genai=100` sends nothing else.
 Attribute names follow the current OpenTelemetry GenAI conventions, except for a share of traces
 (`legacy_share`) written the way older or other instrumentations write them: deprecated GenAI names,
 OpenInference (Arize) and OpenLLMetry (Traceloop) — the receiver must map them all to the same columns.
@@ -27,8 +31,9 @@ the time elapsed since (bodies.Template), so a long run spreads its spans over i
 
 Requests hold whole traces (a trace never spans two requests: its id is patched per request) and
 exactly `batch_spans` spans: traces are added while the largest shape still fits, single-span traces
-fill the rest. Everything is drawn from a seeded `random.Random`, so a seed reproduces a pool exactly.
-This runs before the clock starts; its speed matters little, its realism a lot.
+fill the rest (chat or embeddings; genai spans when genai is the only shape with a weight). Everything
+is drawn from a seeded `random.Random`, so a seed reproduces a pool exactly. This runs before the
+clock starts; its speed matters little, its realism a lot.
 """
 
 from __future__ import annotations
@@ -49,13 +54,16 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from .ids import SESSION_SLOT, USER_SLOT, RunId, random_id_bytes
 
-SHAPES = ("chat", "embeddings", "tool", "agent")
+# genai last, with no weight by default: rng.choices draws the same shapes from the same numbers with a
+# trailing zero weight, so the default pool stays byte-identical for a given seed.
+SHAPES = ("chat", "embeddings", "tool", "agent", "genai")
 DEFAULT_MIX = {"chat": 45.0, "embeddings": 15.0, "tool": 15.0, "agent": 25.0}
 MAX_TRACE_SPANS = 10  # the agent shape at most
 LEGACY_FAMILIES = ("deprecated", "openinference", "openllmetry")
 APPS = ("support-bot", "rag-search", "agent-runner", "batch-embedder")
 
-# (provider, request model, response model, weight); names match config/pricing.toml so costs resolve.
+# (provider, request model, response model, weight); the receiver's default prices (genai-prices) resolve
+# all but mistral-small (unknown to genai-prices 0.2.3: stored unpriced).
 CHAT_MODELS: tuple[tuple[str, str, str, float], ...] = (
     ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", 30),
     ("openai", "gpt-4o", "gpt-4o-2024-08-06", 15),
@@ -284,6 +292,9 @@ class RequestBuilder:
         if not any(weights):
             raise ValueError("the workload mix gives every trace shape a weight of 0")
         self._shape_weights = weights
+        # What fills a request past the last whole trace: a genai-only mix stays pure genai spans.
+        only_genai = all(w == 0 for shape, w in zip(SHAPES, weights, strict=True) if shape != "genai")
+        self._fill = self._genai_trace if only_genai else self._single
         self._chat_weights = [m[3] for m in CHAT_MODELS]
         if spec.users < 1:
             raise ValueError("the user population must hold at least one user")
@@ -662,6 +673,58 @@ class RequestBuilder:
             name = f"{agent}.agent"
         self._root(t, root_id, family, name, INTERNAL, start, cursor - start + 2_000_000, a)
 
+    def _genai_trace(self, t: _Trace) -> None:
+        """One GenAI chat client span with a fixed set of 17 attributes (issue 17's neutral workload).
+
+        Always in the current conventions (scope "current"), whatever `legacy_share` drew for the trace:
+        this shape measures the receiver on the span the issue names, not the mapping of other names.
+        The prompt is not an attribute (no gen_ai.input.messages / output.messages): one span in four
+        carries it as the current conventions' event, `gen_ai.client.inference.operation.details`
+        with the user's message in `gen_ai.input.messages` (the per-message `gen_ai.user.message` event
+        is deprecated). An error span keeps all 17 attributes (its output tokens are 0) and gets
+        error.type and the exception event as the other shapes do."""
+        rng = self.rng
+        provider, req_model, resp_model = rng.choices(CHAT_MODELS, self._chat_weights)[0][:3]
+        start = self._start()
+        error = self._error()
+        input_tokens = rng.randint(40, 2400)
+        output_tokens = 0 if error else rng.randint(10, 700)
+        duration = rng.randint(250, 900) * 1_000_000 + output_tokens * rng.randint(8, 25) * 1_000
+        attrs: dict[str, object] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": req_model,
+            "gen_ai.response.model": resp_model,
+            "gen_ai.request.temperature": rng.choice((0.0, 0.2, 0.7, 1.0)),
+            "gen_ai.request.max_tokens": rng.choice((256, 1024, 4096)),
+            "gen_ai.request.top_p": rng.choice((1.0, 0.95, 0.9)),
+            "gen_ai.response.id": f"chatcmpl-{rng.getrandbits(64):016x}",
+            "gen_ai.response.finish_reasons": [rng.choices(("stop", "length", "tool_calls"), (85, 5, 10))[0]],
+            "gen_ai.output.type": "text",
+            "gen_ai.usage.input_tokens": input_tokens,
+            "gen_ai.usage.output_tokens": output_tokens,
+            "gen_ai.conversation.id": t.session,
+            "server.address": SERVERS[provider],
+            "server.port": 443,
+            "user.id": t.user,
+            "session.id": t.session,
+        }
+        prompt = self.text(rng.randint(94, 194)) if rng.random() < 0.25 else None  # + 56 B of JSON
+        log_body = self.text(rng.randint(80, 300)) if self.spec.with_logs and not error else None
+        t.add("current", f"chat {req_model}", CLIENT, start, duration, attrs, b"", error, log_body)
+        if prompt is not None:
+            message = [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
+            span = t.spans[-1][1]
+            span.events.insert(
+                0,
+                trace_pb2.Span.Event(
+                    name="gen_ai.client.inference.operation.details",
+                    time_unix_nano=start + rng.randint(1, 5) * 1_000_000,
+                    attributes=[kv("gen_ai.input.messages", orjson.dumps(message).decode())],
+                ),
+            )
+        self._series.add((provider, req_model, "chat"))
+
     def _single(self, t: _Trace) -> None:
         """A one-span trace (to fill a request up to exactly batch_spans)."""
         if self.rng.random() < 0.5:
@@ -683,14 +746,17 @@ class RequestBuilder:
         while spec.batch_spans - count >= MAX_TRACE_SPANS:
             t = _Trace(self, self._family())
             shape = self.rng.choices(SHAPES, self._shape_weights)[0]
-            {"chat": self._chat_trace, "tool": self._tool_trace, "agent": self._agent_trace}.get(
-                shape, lambda tr: self._embeddings(tr, self._start(), b"")
-            )(t)
+            {
+                "chat": self._chat_trace,
+                "tool": self._tool_trace,
+                "agent": self._agent_trace,
+                "genai": self._genai_trace,
+            }.get(shape, lambda tr: self._embeddings(tr, self._start(), b""))(t)
             traces.append(t)
             count += len(t.spans)
         while count < spec.batch_spans:
             t = _Trace(self, self._family())
-            self._single(t)
+            self._fill(t)
             traces.append(t)
             count += 1
         app = APPS[index % len(APPS)]

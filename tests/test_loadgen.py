@@ -5,8 +5,11 @@ the refusing receiver refuses because its table is locked, not because it is slo
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 
@@ -21,11 +24,16 @@ from llm_observatory_loadgen.retry import RetryPolicy, retryable
 from llm_observatory_loadgen.stats import SignalStats
 from llm_observatory_loadgen.transport import ExportResult
 from llm_observatory_loadgen.verdict import judge
-from llm_observatory_loadgen.workload import RequestBuilder, WorkloadSpec
+from llm_observatory_loadgen.workload import CHAT_MODELS, DEFAULT_MIX, SCOPES, RequestBuilder, WorkloadSpec, parse_mix
+from receiver import schema
 from receiver.convert.common import ConvertOptions
+from receiver.convert.price_source import GenaiPrices
+from receiver.convert.pricing import PriceBook
 from receiver.convert.traces import convert_traces
+from receiver.convert.traces_bytes import convert_traces_bytes
 from receiver.frontends.decode import parse_json
 from receiver.frontends.signals import LOGS, SIGNALS, TRACES
+from receiver.storage.pricing_store import default_pricing_file, read_pricing_file
 from tests.support.process import REPO, ReceiverProcess
 
 
@@ -152,6 +160,106 @@ def test_json_bodies_of_every_signal_take_the_transcoder():
             assert wire is not None, body[:300]
             expected = parse_json(spec.request_type, spec.envelope, body).message
             assert spec.request_type.FromString(wire[0]) == expected
+
+
+# What loadgen's code on main built for the default spec (two 512-span requests, seed 17, run 0badc0de):
+# the `make bench` figures of the README were measured on this workload. If a change to the default
+# workload is intended, say so in the README next to the figures, then update the digest.
+DEFAULT_POOL_SHA256 = "d473b1ca802cfbd7b84d9ebb67ff79afd3b6a4ef9ff04a8869b0870414001307"
+GENAI_KEYS = {
+    "gen_ai.operation.name",
+    "gen_ai.provider.name",
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+    "gen_ai.request.temperature",
+    "gen_ai.request.max_tokens",
+    "gen_ai.request.top_p",
+    "gen_ai.response.id",
+    "gen_ai.response.finish_reasons",
+    "gen_ai.output.type",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.conversation.id",
+    "server.address",
+    "server.port",
+    "user.id",
+    "session.id",
+}
+
+
+def test_default_workload_is_unchanged_by_the_genai_shape():
+    """Adding a shape must not move a single byte of the default workload (it is not in DEFAULT_MIX, and
+    a trailing zero weight leaves rng.choices' draws as they were)."""
+    assert "genai" not in DEFAULT_MIX
+    builder = RequestBuilder(WorkloadSpec(), RunId(bytes.fromhex("0badc0de")), seed=17, base_ns=1_700_000_000 * 10**9)
+    digest = hashlib.sha256()
+    for index in range(2):
+        digest.update(builder.build(index).traces.SerializeToString(deterministic=True))
+    assert digest.hexdigest() == DEFAULT_POOL_SHA256
+
+
+@functools.cache
+def genai_request() -> trace_service_pb2.ExportTraceServiceRequest:
+    """One 512-span request of `--mix genai=100` (seed 23), dated now so that prices resolve for today."""
+    spec = WorkloadSpec(mix=parse_mix("genai=100"))
+    return RequestBuilder(spec, RunId(bytes.fromhex("0badc0de")), seed=23, base_ns=time.time_ns()).build(0).traces
+
+
+def test_genai_mix_is_pure_17_attribute_chat_spans_of_issue_17_size():
+    """Every span of a genai-only request, the fill included, is one current-conventions chat client
+    span with exactly the 17 attributes (+ error.type in error); a quarter carry the prompt event."""
+    request = genai_request()
+    scopes = {ss.scope.name for rs in request.resource_spans for ss in rs.scope_spans}
+    assert scopes == {SCOPES["current"][0]}
+    spans = spans_of(request)
+    assert len(spans) == 512 and len({s.trace_id for s in spans}) == 512  # one span per trace
+    prompts = errors = 0
+    for s in spans:
+        attrs = {kv.key: kv.value for kv in s.attributes}
+        failed = s.status.code == s.status.STATUS_CODE_ERROR
+        assert set(attrs) == GENAI_KEYS | ({"error.type"} if failed else set()), s.name
+        assert len(s.attributes) == len(attrs)  # no key twice
+        assert s.name == f"chat {attrs['gen_ai.request.model'].string_value}" and s.kind == s.SPAN_KIND_CLIENT
+        assert not s.parent_span_id
+        assert [v.string_value for v in attrs["gen_ai.response.finish_reasons"].array_value.values]
+        events = {e.name: e for e in s.events}
+        assert set(events) <= {"gen_ai.client.inference.operation.details", "exception"}
+        assert ("exception" in events) == failed
+        if "gen_ai.client.inference.operation.details" in events:
+            prompts += 1
+            (message,) = events["gen_ai.client.inference.operation.details"].attributes
+            assert message.key == "gen_ai.input.messages"
+            assert 150 <= len(message.value.string_value) <= 250
+            assert orjson.loads(message.value.string_value)[0]["role"] == "user"
+        errors += failed
+    assert 90 <= prompts <= 166  # one in four (512 * 0.25 = 128; ~3.9 standard deviations either way)
+    assert 1 <= errors <= 30  # error_rate 0.02: ~10
+    assert 700 <= request.ByteSize() / 512 <= 820, request.ByteSize() / 512  # B/span on the wire
+
+
+def test_genai_spans_take_the_priced_genai_path():
+    """The genai mix exercises what the receiver does for GenAI spans: provider, model, tokens and a
+    cost from the receiver's default prices (the bundled price file in front of genai-prices). The one
+    exception is CHAT_MODELS' mistral-small (4% of chat calls), which genai-prices 0.2.3 does not know:
+    those rows are stored unpriced, as they are in the default workload."""
+    maintained = GenaiPrices()
+    book = PriceBook(read_pricing_file(default_pricing_file()), maintained, maintained.name)
+    converted = convert_traces_bytes(genai_request().SerializeToString(), ConvertOptions(price_book=book))
+    assert converted.rejected == 0, converted.errors
+    rows = [dict(zip(schema.TRACES_COLUMNS, row, strict=True)) for row in converted.rows]
+    assert len(rows) == 512
+    models = {(provider, model) for provider, model, _, _ in CHAT_MODELS}
+    priced = 0
+    for row in rows:
+        assert (row["provider"], row["request_model"]) in models and row["model"] and row["operation"] == "chat"
+        assert row["input_tokens"] > 0 and row["output_tokens"] is not None
+        assert row["user_id"] and row["session_id"]
+        if row["total_cost"] is None:
+            assert row["cost_source"] == "unpriced" and row["model"].startswith("mistral-small"), row
+        else:
+            assert row["total_cost"] > 0 and row["cost_source"] == "pricing", row
+            priced += 1
+    assert priced >= 0.9 * len(rows)
 
 
 def test_retry_rules_follow_the_otlp_specification():
