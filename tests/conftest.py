@@ -85,6 +85,8 @@ CITUS_SKIP_REASON = (
     "Citus is not installed for this PostgreSQL (no citus.control / citus.so); build it from source for "
     "the test machine's PostgreSQL to run the Citus tests (README, 'Citus')"
 )
+
+
 class CitusCluster(citus.CitusCluster):
     """The shared loopback Citus cluster (tests/support/citus.py), handing out databases as DatabaseHandle."""
 
