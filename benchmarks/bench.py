@@ -16,6 +16,14 @@
    for `--small-duration` seconds each, verified like the main run. The fixed cost of a request is the
    receiver's CPU time over that run divided by the export attempts it answered: µs/request.
 
+`--flavor citus`: the same on a Citus cluster (tests/support/citus.py, as the Citus tests start it): a
+coordinator and two workers on loopback, Citus preloaded, `citus.shard_count` from `--citus-shards`.
+The receiver, loadgen's verification and psql connect to the coordinator; `migrate` distributes the
+tables. PostgreSQL's CPU is the sum of the coordinator's and both workers' process trees (the workers
+store the rows; the coordinator routes them). The ceiling loads the same rows through the coordinator
+into a fresh database distributed the same way (same nodes, same shard count); if that load fails,
+the ceiling is printed as n/a with the reason. Without Citus installed: exit code 2, naming the fix.
+
 Printed: acknowledged and landed spans/s, µs of receiver CPU per landed span (and of PostgreSQL and
 loadgen), peak receiver RSS, the ceiling and the ratio to it, and µs of receiver CPU per small request.
 `--json` prints the same as JSON. `--small-only` runs only the small-request part (no ceiling).
@@ -28,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -41,7 +50,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_observatory_loadgen.ids import RunId
-from receiver.storage.embedded import EmbeddedPostgres
+from receiver.storage.embedded import (
+    DATABASE,
+    EmbeddedDatabaseError,
+    EmbeddedPostgres,
+    citus_installed,
+    find_bindir,
+)
+from tests.support.citus import NODE_NAMES, CitusCluster
 from tests.support.cleanup import OWNER_FILE, throwaway_dir
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -78,8 +94,9 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return ppid, (utime + stime + cutime + cstime) / CLOCK_TICKS
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds of `root` and all its live descendants (each including its reaped children)."""
+def trees_cpu_seconds(roots: list[int]) -> dict[int, float]:
+    """CPU seconds of each root and all its live descendants (each including its reaped children), from
+    one pass over /proc: a Citus run samples four trees every 0.2 s."""
     stats: dict[int, tuple[int, float]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -89,13 +106,21 @@ def tree_cpu_seconds(root: int) -> float:
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
-    total, stack = 0.0, [root]
-    while stack:
-        pid = stack.pop()
-        if pid in stats:
-            total += stats[pid][1]
-        stack.extend(children.get(pid, ()))
-    return total
+    totals = {}
+    for root in roots:
+        total, stack = 0.0, [root]
+        while stack:
+            pid = stack.pop()
+            if pid in stats:
+                total += stats[pid][1]
+            stack.extend(children.get(pid, ()))
+        totals[root] = total
+    return totals
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of `root` and all its live descendants (each including its reaped children)."""
+    return trees_cpu_seconds([root])[root]
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -122,11 +147,15 @@ class CpuSampler:
         self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
         self._thread.start()
 
+    def _sample(self) -> None:
+        now = time.time()
+        cpu = trees_cpu_seconds(list(self.roots.values()))
+        for name, pid in self.roots.items():
+            self.samples.setdefault(name, []).append((now, cpu[pid]))
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            now = time.time()
-            for name, pid in self.roots.items():
-                self.samples.setdefault(name, []).append((now, tree_cpu_seconds(pid)))
+            self._sample()
             self._stop.wait(self.interval_s)
 
     def stop(self) -> None:
@@ -135,9 +164,7 @@ class CpuSampler:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-            now = time.time()
-            for name, pid in self.roots.items():
-                self.samples.setdefault(name, []).append((now, tree_cpu_seconds(pid)))
+            self._sample()
 
     def between(self, name: str, start: float, end: float) -> float:
         """CPU seconds used from the last sample at or before `start` to the first at or after `end`."""
@@ -281,13 +308,11 @@ def migrate(dsn: str, workdir: Path) -> None:
         raise RuntimeError(f"migrating the ceiling database failed: {done.stderr.strip() or done.stdout.strip()}")
 
 
-def copy_ceiling(psql: Psql, cluster: EmbeddedPostgres, files: list[Path], rows: int, workdir: Path) -> dict:
+def copy_ceiling(psql: Psql, servers: Servers, files: list[Path], rows: int, workdir: Path) -> dict:
     """Load `files` in parallel (one psql each) into a fresh, migrated database; rows/s."""
     database = f"ceiling_{len(files)}"
-    psql.run("postgres", f"DROP DATABASE IF EXISTS {database}")
-    psql.run("postgres", f"CREATE DATABASE {database}")
-    migrate(cluster.admin_dsn(database), workdir)
-    psql.run("postgres", "CHECKPOINT")
+    migrate(servers.create_database(psql, database), workdir)
+    servers.checkpoint()
     commands = [psql.command(database, f"\\copy llm_traces FROM '{path}' WITH (FORMAT binary)") for path in files]
     started = time.perf_counter()
     procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in commands]
@@ -298,15 +323,102 @@ def copy_ceiling(psql: Psql, cluster: EmbeddedPostgres, files: list[Path], rows:
     loaded = int(psql.scalar(database, "SELECT count(*) FROM llm_traces"))
     if loaded != rows:
         raise RuntimeError(f"raw COPY loaded {loaded} rows, expected {rows}")
-    psql.run("postgres", f"DROP DATABASE {database}")
+    servers.drop_database(psql, database)
     return {"streams": len(files), "rows": rows, "seconds": round(elapsed, 3), "rows_per_s": round(rows / elapsed)}
 
 
-# -- the run --------------------------------------------------------------------------------------------
+# -- the database servers -------------------------------------------------------------------------------
+
+# loadgen times each span's landing by its row's commit timestamp (on Citus: the worker's commit).
+COMMIT_TIMES = {"track_commit_timestamp": "on"}
 
 
 def postmaster_pid(cluster: EmbeddedPostgres) -> int:
     return int((cluster.data_dir / "postmaster.pid").read_text().splitlines()[0])
+
+
+class SingleServer:
+    """One embedded PostgreSQL (native or timescale flavor): what `make bench` measures by default."""
+
+    def __init__(self, root: Path, timescale: bool | None) -> None:
+        self.entry = EmbeddedPostgres(root / "pg", port=free_port(), timescale=timescale, extra_settings=COMMIT_TIMES)
+
+    def start(self) -> str:
+        return self.entry.start()
+
+    def postmasters(self) -> dict[str, int]:
+        return {"postgres": postmaster_pid(self.entry)}
+
+    def create_database(self, psql: Psql, name: str) -> str:
+        psql.run("postgres", f"DROP DATABASE IF EXISTS {name}")
+        psql.run("postgres", f"CREATE DATABASE {name}")
+        return self.entry.admin_dsn(name)
+
+    def drop_database(self, psql: Psql, name: str) -> None:
+        psql.run("postgres", f"DROP DATABASE {name}")
+
+    def checkpoint(self) -> None:
+        Psql(self.entry).run("postgres", "CHECKPOINT")
+
+    def stop(self) -> None:
+        self.entry.stop()
+
+    def destroy(self) -> None:
+        self.entry.destroy()
+
+
+class CitusServers:
+    """A coordinator and two workers on loopback (the Citus tests' cluster); the receiver, psql and loadgen
+    connect to the coordinator, and `migrate` distributes the signal tables over the workers."""
+
+    def __init__(self, root: Path, shard_count: int) -> None:
+        self.shard_count = shard_count
+        self.cluster = CitusCluster(
+            root / "citus", extra_settings={**COMMIT_TIMES, "citus.shard_count": str(shard_count)}
+        )
+        self.entry = self.cluster.coordinator
+
+    def start(self) -> str:
+        self.cluster.start()
+        return self.cluster.add_database_sync(DATABASE)
+
+    def postmasters(self) -> dict[str, int]:
+        return {name: postmaster_pid(node) for name, node in zip(NODE_NAMES, self.cluster.nodes, strict=True)}
+
+    def create_database(self, psql: Psql, name: str) -> str:
+        self.cluster.drop_database_sync(name)
+        return self.cluster.add_database_sync(name)
+
+    def drop_database(self, psql: Psql, name: str) -> None:
+        self.cluster.drop_database_sync(name)
+
+    def checkpoint(self) -> None:
+        """On every node: the workers write the rows, so theirs matter most."""
+        for node in self.cluster.nodes:
+            Psql(node).run("postgres", "CHECKPOINT")
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def destroy(self) -> None:
+        self.cluster.destroy()
+
+
+Servers = SingleServer | CitusServers
+
+
+def postgres_major() -> str:
+    """The major version of the PostgreSQL whose binaries the bench uses (for the missing-Citus message)."""
+    try:
+        bindir = find_bindir()
+        done = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=30)
+    except (EmbeddedDatabaseError, OSError, subprocess.TimeoutExpired):
+        return "(none found)"
+    found = re.search(r"\(PostgreSQL\)\s+(\d+)", done.stdout)  # "postgres (PostgreSQL) 15.18 (Debian …)"
+    return found.group(1) if found else done.stdout.strip()
+
+
+# -- the run --------------------------------------------------------------------------------------------
 
 
 def run_loadgen(
@@ -401,15 +513,17 @@ def small_requests(
 
 def bench(args: argparse.Namespace, extra: list[str]) -> dict:
     root = throwaway_dir("bench")
-    timescale = {"auto": None, "timescale": True, "native": False}[args.flavor]
-    cluster = EmbeddedPostgres(
-        root / "pg", port=free_port(), timescale=timescale, extra_settings={"track_commit_timestamp": "on"}
-    )
+    servers: Servers
+    if args.flavor == "citus":
+        servers = CitusServers(root, args.citus_shards)
+    else:
+        servers = SingleServer(root, {"auto": None, "timescale": True, "native": False}[args.flavor])
     receiver: Receiver | None = None
     sampler: CpuSampler | None = None
     try:
-        print(f"bench: starting PostgreSQL under {root}", file=sys.stderr, flush=True)
-        dsn = cluster.start()
+        what = "a Citus coordinator and two workers" if isinstance(servers, CitusServers) else "PostgreSQL"
+        print(f"bench: starting {what} under {root}", file=sys.stderr, flush=True)
+        dsn = servers.start()
         settings = {}
         for item in args.set:
             key, _, value = item.partition("=")
@@ -418,8 +532,10 @@ def bench(args: argparse.Namespace, extra: list[str]) -> dict:
         if args.workers is not None:
             settings["OBSERVATORY__OTLP__WORKERS"] = str(args.workers)
         receiver = Receiver(dsn, root, settings)
-        receiver.start()
-        sampler = CpuSampler({"receiver": receiver.proc.pid, "postgres": postmaster_pid(cluster)})  # type: ignore[union-attr]
+        # On Citus the receiver's first maintenance pass creates every partition's shards before it is ready.
+        receiver.start(timeout_s=300 if isinstance(servers, CitusServers) else 60)
+        postmasters = servers.postmasters()
+        sampler = CpuSampler({"receiver": receiver.proc.pid, **postmasters})  # type: ignore[union-attr]
         sampler.start()
         result: dict = {
             "cpus": os.cpu_count(),
@@ -443,20 +559,37 @@ def bench(args: argparse.Namespace, extra: list[str]) -> dict:
         started = report["run"]["started_at"]
         landed_time = landed_at(report)
         landed = v.get("found", 0)
-        cpu = {name: sampler.between(name, started, landed_time) for name in ("receiver", "postgres")}
+        cpu = {name: sampler.between(name, started, landed_time) for name in ("receiver", *postmasters)}
+        cpu["postgres"] = sum(cpu[name] for name in postmasters)  # on Citus: coordinator + both workers
 
         print("bench: measuring the raw-COPY ceiling (psql, binary COPY)", file=sys.stderr, flush=True)
-        psql = Psql(cluster)
+        psql = Psql(servers.entry)
         run = run_range(report["run_id"])
         stored = int(psql.scalar("observatory", f"SELECT count(*) FROM llm_traces WHERE {run}"))
         streams = sorted({1, max(1, os.cpu_count() or 1)} | set(args.copy_streams))
-        ceilings = []
-        for n in streams:
-            files = export_rows(psql, "observatory", root, n, run)
-            ceilings.append(copy_ceiling(psql, cluster, files, stored, root))
-            for f in files:
-                f.unlink()
-        best = max(ceilings, key=lambda c: c["rows_per_s"])
+        ceilings: list[dict] = []
+        ceiling_missing = None
+        try:
+            for n in streams:
+                files = export_rows(psql, "observatory", root, n, run)
+                ceilings.append(copy_ceiling(psql, servers, files, stored, root))
+                for f in files:
+                    f.unlink()
+        except RuntimeError as exc:
+            if not isinstance(servers, CitusServers):
+                raise
+            # No number rather than one that does not measure the same path (the figures above still hold).
+            ceiling_missing = f"raw COPY through the coordinator failed: {exc}"
+            ceilings = []
+        best = max(ceilings, key=lambda c: c["rows_per_s"]) if ceilings else None
+        citus = None
+        if isinstance(servers, CitusServers):
+            kind = psql.scalar(
+                "observatory", "SELECT citus_table_type FROM citus_tables WHERE table_name = 'llm_traces'::regclass"
+            )
+            if kind != "distributed":
+                raise RuntimeError(f"llm_traces is not distributed on the Citus cluster (citus_tables says {kind!r})")
+            citus = {"workers": len(servers.cluster.workers), "shard_count": servers.shard_count}
         landed_per_s = landed / (landed_time - started) if landed_time > started else 0.0
         result.update(
             {
@@ -469,6 +602,7 @@ def bench(args: argparse.Namespace, extra: list[str]) -> dict:
                 "flavor": psql.scalar(
                     "observatory", "SELECT flavor FROM schema_migrations ORDER BY version DESC LIMIT 1"
                 ),
+                "citus": citus,
                 "acknowledged_spans": traces["acknowledged"],
                 "acknowledged_per_s": traces["acknowledged_per_s"],
                 "landed_spans": landed,
@@ -483,10 +617,17 @@ def bench(args: argparse.Namespace, extra: list[str]) -> dict:
                 "receiver_cpu_us_per_span": round(cpu["receiver"] / landed * 1e6, 1) if landed else None,
                 "receiver_cores": round(cpu["receiver"] / (landed_time - started), 2),
                 "postgres_cpu_us_per_span": round(cpu["postgres"] / landed * 1e6, 1) if landed else None,
+                "postgres_cpu_us_per_span_by_node": {
+                    name: round(cpu[name] / landed * 1e6, 1) if landed else None for name in postmasters
+                },
+                "postgres_cores": round(cpu["postgres"] / (landed_time - started), 2),
                 "loadgen_cpu_us_per_span": report["generator"]["cpu_us_per_span"],
                 "copy_ceilings": ceilings,
-                "copy_ceiling_rows_per_s": best["rows_per_s"],
-                "ratio_to_copy_ceiling": round(landed_per_s / best["rows_per_s"], 3) if best["rows_per_s"] else None,
+                "copy_ceiling_rows_per_s": best["rows_per_s"] if best else None,
+                "copy_ceiling_missing": ceiling_missing,
+                "ratio_to_copy_ceiling": round(landed_per_s / best["rows_per_s"], 3)
+                if best and best["rows_per_s"]
+                else None,
                 "loadgen_run_id": report["run_id"],
             }
         )
@@ -497,11 +638,11 @@ def bench(args: argparse.Namespace, extra: list[str]) -> dict:
         if receiver is not None:
             receiver.stop()
         if args.keep:
-            cluster.stop()
+            servers.stop()
             (root / OWNER_FILE).unlink(missing_ok=True)  # kept on purpose: not an orphan to reap
             print(f"bench: kept {root} (delete it when done)", file=sys.stderr)
         else:
-            cluster.destroy()
+            servers.destroy()
             shutil.rmtree(root, ignore_errors=True)
 
 
@@ -531,26 +672,44 @@ def text(r: dict) -> str:
     lat = r["export_latency_ms"]
     land = r["landing_latency_ms"] or {}
     ceilings = ", ".join(f"{c['streams']} stream(s) {c['rows_per_s']:,}/s" for c in r["copy_ceilings"])
+    citus = r.get("citus")
+    flavor = r["flavor"]
+    postgres = f"PostgreSQL {r['postgres_cpu_us_per_span']:,.1f} us/span"
+    into = "into the same schema and indexes"
+    if citus:
+        flavor += (
+            f" on Citus (coordinator + {citus['workers']} workers on loopback, {citus['shard_count']} shards/table)"
+        )
+        by_node = r["postgres_cpu_us_per_span_by_node"]
+        postgres += (
+            f" summed over the coordinator's and both workers' process trees "
+            f"({' + '.join(f'{name} {us:,.1f}' for name, us in by_node.items())}; {r['postgres_cores']:.2f} cores)"
+        )
+        into = "through the coordinator into the same distributed table"
+    if r["copy_ceiling_rows_per_s"] is not None:
+        ceiling_lines = [
+            f"  raw COPY      {r['copy_ceiling_rows_per_s']:>10,} rows/s  (psql binary COPY {into}: {ceilings})",
+            f"  ratio         {r['ratio_to_copy_ceiling']:>10.1%}  of the raw-COPY ceiling (landed / ceiling)",
+        ]
+    else:
+        ceiling_lines = [f"  raw COPY      {'n/a':>10}  ({r['copy_ceiling_missing']})", f"  ratio         {'n/a':>10}"]
     protocol = "gRPC" if r["protocol"] == "grpc" else "HTTP"
     verified = "exactly" if r["verified"] else "NO"
     load = f"open loop at {r['rate']:,.0f} spans/s" if r["rate"] else "flat out"
     lines = [
         f"make bench: {r['duration_s']:g} s {load}, OTLP/{protocol}, {r['exporters']} exporters x "
         f"{r['batch_spans']}-span requests, {r['bytes_per_span']:,} B/span; {r['cpus']} CPUs shared by "
-        f"loadgen, receiver ({r['workers']} worker(s)) and PostgreSQL; schema flavor {r['flavor']}",
+        f"loadgen, receiver ({r['workers']} worker(s)) and PostgreSQL; schema flavor {flavor}",
         f"  acknowledged  {r['acknowledged_per_s']:>10,.0f} spans/s  ({r['acknowledged_spans']:,} spans; "
         f"refusals {r['refusals'] or 'none'})",
         f"  landed        {r['landed_per_s']:>10,.0f} spans/s  ({r['landed_spans']:,} in {r['landed_in_s']:.2f} s; "
         f"lost {r['lost']}, verified {verified})",
         f"  receiver CPU  {r['receiver_cpu_us_per_span']:>10,.1f} us/span  ({r['receiver_cores']:.2f} cores; "
-        f"PostgreSQL {r['postgres_cpu_us_per_span']:,.1f} us/span, "
-        f"loadgen {r['loadgen_cpu_us_per_span']:,.1f} us/span)",
+        f"{postgres}, loadgen {r['loadgen_cpu_us_per_span']:,.1f} us/span)",
         f"  {rss}",
         f"  latency       export p50 {lat.get('p50', 0):.0f} ms, p99 {lat.get('p99', 0):.0f} ms; "
         f"landing (first send -> commit) p50 {land.get('p50', 0):.0f} ms, p99 {land.get('p99', 0):.0f} ms",
-        f"  raw COPY      {r['copy_ceiling_rows_per_s']:>10,} rows/s  (psql binary COPY into the same schema and "
-        f"indexes: {ceilings})",
-        f"  ratio         {r['ratio_to_copy_ceiling']:>10.1%}  of the raw-COPY ceiling (landed / ceiling)",
+        *ceiling_lines,
         "  small requests (fixed cost per request):",
         *small_lines(r),
     ]
@@ -578,9 +737,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--flavor",
-        choices=("auto", "native", "timescale"),
+        choices=("auto", "native", "timescale", "citus"),
         default="auto",
-        help="schema flavor: timescale where TimescaleDB is installed (auto, as make run), or force one",
+        help="schema flavor: timescale where TimescaleDB is installed (auto, as make run), or force one; "
+        "citus: the native flavor on a Citus coordinator and two workers on loopback",
+    )
+    parser.add_argument(
+        "--citus-shards",
+        type=int,
+        default=4,
+        help="--flavor citus: citus.shard_count, shards per distributed table (4, as the Citus tests: each "
+        "partition is that many tables on the workers; Citus's own default is 32)",
     )
     parser.add_argument(
         "--small",
@@ -596,6 +763,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database directory (stopped) for inspection")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
     args, extra = parser.parse_known_args(argv)
+    if args.flavor == "citus" and not citus_installed():
+        print(
+            f"bench: Citus is not installed for PostgreSQL {postgres_major()}: build it from source "
+            "(README, Citus section)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         result = bench(args, extra)
     except RuntimeError as exc:

@@ -24,6 +24,7 @@ import asyncpg
 import pytest
 
 from receiver.storage.embedded import EmbeddedPostgres, citus_installed, timescaledb_installed
+from tests.support import citus
 from tests.support.cleanup import reap_orphans, throwaway_dir
 from tests.support.process import ReceiverProcess, free_port
 from tests.support.wait import wait_until
@@ -84,59 +85,15 @@ CITUS_SKIP_REASON = (
     "Citus is not installed for this PostgreSQL (no citus.control / citus.so); build it from source for "
     "the test machine's PostgreSQL to run the Citus tests (README, 'Citus')"
 )
-CITUS_SETTINGS = {
-    "shared_preload_libraries": "citus",
-    "citus.node_conninfo": "sslmode=disable",  # loopback nodes without certificates
-    "citus.shard_count": "4",  # 32 by default: every partition is that many tables on the workers
-    "max_connections": "200",
-}
 
 
-class CitusCluster:
-    """A coordinator and two workers on loopback, each a throwaway cluster with Citus preloaded."""
-
-    def __init__(self, root: Path) -> None:
-        self.nodes = [
-            EmbeddedPostgres(
-                root / name,
-                port=free_port(),
-                timescale=False,
-                listen_addresses="127.0.0.1",
-                extra_settings=CITUS_SETTINGS,
-            )
-            for name in ("coordinator", "worker1", "worker2")
-        ]
-        self.coordinator, self.workers = self.nodes[0], self.nodes[1:]
-
-    def start(self) -> None:
-        for node in self.nodes:
-            node.start()
-
-    def destroy(self) -> None:
-        for node in self.nodes:
-            node.destroy()
+class CitusCluster(citus.CitusCluster):
+    """The shared loopback Citus cluster (tests/support/citus.py), handing out databases as DatabaseHandle."""
 
     async def create_database(self) -> DatabaseHandle:
         """A fresh database on every node with the extension, the workers added to the coordinator's."""
         name = f"t_{uuid.uuid4().hex[:12]}"
-        for node in self.nodes:
-            conn = await asyncpg.connect(node.admin_dsn())
-            try:
-                await conn.execute(f"CREATE DATABASE {name}")
-            finally:
-                await conn.close()
-            conn = await asyncpg.connect(node.admin_dsn(name))
-            try:
-                await conn.execute("CREATE EXTENSION citus")
-            finally:
-                await conn.close()
-        conn = await asyncpg.connect(self.coordinator.admin_dsn(name))
-        try:
-            await conn.execute("SELECT citus_set_coordinator_host('127.0.0.1', $1)", self.coordinator.port)
-            for worker in self.workers:
-                await conn.execute("SELECT citus_add_node('127.0.0.1', $1)", worker.port)
-        finally:
-            await conn.close()
+        await self.add_database(name)
         return DatabaseHandle(self.coordinator, name)
 
 
