@@ -5,7 +5,8 @@ is a stall for every other client and for /health. In a worker thread it is not:
 the OTLP/JSON transcoder run without the GIL, and the native decoder and the Python converters hand the
 GIL back every few ms, so the event loop keeps answering. The pool is bounded (`otlp.decode_threads`):
 requests beyond it wait their turn holding only their body, and their decode memory is bounded by their
-budgets.
+budgets. Requests of a few KB (ingest.INLINE_DECODE_MAX_BYTES, uncompressed) skip the pool: the round
+trip to a thread costs more than decoding them on the event loop.
 """
 
 from __future__ import annotations
