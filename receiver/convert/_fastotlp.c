@@ -3156,8 +3156,9 @@ scan_json(PyObject *module, PyObject *args)
  * only atoms (str, numbers, datetime, Decimal, Uuid, None) is untracked at its first collection.
  */
 
-/* A Uuid of 16 bytes: built in place when the decoder's uuid_type is this module's Uuid (a third of
- * what calling the type with a bytes object costs, once per span), else by calling uuid_type. */
+/* A Uuid of 16 bytes: built in place when the decoder's uuid_type is this module's Uuid (no bytes object,
+ * no type call: that call, once per span, was ~3 % of the receiver's CPU at full load), else by calling
+ * uuid_type. */
 static PyObject *
 new_uuid(TraceDecoder *cfg, const uint8_t *raw)
 {

@@ -903,7 +903,6 @@ rules_environment(LlmRules *self, PyObject *attrs, PyObject *resource_environmen
     return CONV_VALUE;
 }
 
-
 /*
  * Pricing without a Python call per span. `plan(provider, model, ts)` (PriceBook.plan) is asked once per
  * (provider, model, day) of a request, its answer kept in the request's `plans` dict:
