@@ -130,6 +130,17 @@ def _any_value(value: Any) -> common_pb2.AnyValue:
     return common_pb2.AnyValue(string_value=value)
 
 
+def _chat_span(rng: random.Random, attrs: dict[str, Any], start: int, duration: int) -> trace_pb2.Span:
+    return trace_pb2.Span(
+        trace_id=rng.randbytes(16),
+        span_id=rng.randbytes(8),
+        name="chat",
+        start_time_unix_nano=start,
+        end_time_unix_nano=start + duration,
+        attributes=[common_pb2.KeyValue(key=k, value=_any_value(v)) for k, v in attrs.items()],
+    )
+
+
 def _request(rng: random.Random, sets: AttributeSets, spans: int) -> bytes:
     scopes = []
     for _ in range(rng.randint(1, 3)):
@@ -139,16 +150,7 @@ def _request(rng: random.Random, sets: AttributeSets, spans: int) -> bytes:
             if rng.random() < 0.1:
                 attrs[rng.choice(genai.TOTAL_COST_KEYS)] = rng.choice((0, 0.25, "0.1"))
             start = 1_763_000_000_000_000_000 + rng.getrandbits(40)
-            batch.append(
-                trace_pb2.Span(
-                    trace_id=rng.randbytes(16),
-                    span_id=rng.randbytes(8),
-                    name="chat",
-                    start_time_unix_nano=start,
-                    end_time_unix_nano=start + rng.randint(0, 10**10),
-                    attributes=[common_pb2.KeyValue(key=k, value=_any_value(v)) for k, v in attrs.items()],
-                )
-            )
+            batch.append(_chat_span(rng, attrs, start, rng.randint(0, 10**10)))
         scope = rng.choice(SCOPES) or ""
         scopes.append(
             trace_pb2.ScopeSpans(scope=common_pb2.InstrumentationScope(name=scope), spans=batch)
@@ -228,16 +230,7 @@ def _priced_request(rng: random.Random, models: list[tuple[str, str]], spans: in
         if rng.random() < 0.5:  # ensure tokens were used, so the span is priced
             attrs["gen_ai.usage.input_tokens"] = rng.randint(1, 3000)
         start = 1_763_000_000_000_000_000 + rng.randrange(3 * 86_400) * 10**9
-        batch.append(
-            trace_pb2.Span(
-                trace_id=rng.randbytes(16),
-                span_id=rng.randbytes(8),
-                name="chat",
-                start_time_unix_nano=start,
-                end_time_unix_nano=start + 10**9,
-                attributes=[common_pb2.KeyValue(key=k, value=_any_value(v)) for k, v in attrs.items()],
-            )
-        )
+        batch.append(_chat_span(rng, attrs, start, 10**9))
     message = ExportTraceServiceRequest(
         resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=batch)])]
     )
