@@ -8,6 +8,8 @@ extension on every node, the coordinator's own address recorded and the workers 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -22,6 +24,15 @@ CITUS_SETTINGS = {
     "max_connections": "200",
 }
 NODE_NAMES = ("coordinator", "worker1", "worker2")
+
+
+@contextlib.asynccontextmanager
+async def _connected(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 class CitusCluster:
@@ -56,24 +67,15 @@ class CitusCluster:
         """Database `name` on every node (created unless it exists) with the extension, the workers added
         to the coordinator's; returns the coordinator's DSN for it (where the receiver connects)."""
         for node in self.nodes:
-            conn = await asyncpg.connect(node.admin_dsn())
-            try:
+            async with _connected(node.admin_dsn()) as conn:
                 if not await conn.fetchval("SELECT count(*) FROM pg_database WHERE datname = $1", name):
                     await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-            conn = await asyncpg.connect(node.admin_dsn(name))
-            try:
+            async with _connected(node.admin_dsn(name)) as conn:
                 await conn.execute("CREATE EXTENSION IF NOT EXISTS citus")
-            finally:
-                await conn.close()
-        conn = await asyncpg.connect(self.coordinator.admin_dsn(name))
-        try:
+        async with _connected(self.coordinator.admin_dsn(name)) as conn:
             await conn.execute("SELECT citus_set_coordinator_host('127.0.0.1', $1)", self.coordinator.port)
             for worker in self.workers:
                 await conn.execute("SELECT citus_add_node('127.0.0.1', $1)", worker.port)
-        finally:
-            await conn.close()
         return self.coordinator.admin_dsn(name)
 
     def add_database_sync(self, name: str) -> str:
@@ -83,11 +85,8 @@ class CitusCluster:
     async def drop_database(self, name: str) -> None:
         """Drop `name` on every node (Citus does not propagate CREATE/DROP DATABASE by default)."""
         for node in self.nodes:
-            conn = await asyncpg.connect(node.admin_dsn())
-            try:
+            async with _connected(node.admin_dsn()) as conn:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await conn.close()
 
     def drop_database_sync(self, name: str) -> None:
         asyncio.run(self.drop_database(name))
