@@ -2,8 +2,9 @@
 
 - the supervisor tells systemd READY=1 once both workers serve, STOPPING=1 on SIGTERM;
 - both workers take connections on the shared ports (SO_REUSEPORT), and the supervisor's /metrics adds
-  their counters up to exactly what was sent; with both running maintenance, the rollups still equal a
-  direct aggregate of the raw spans (one maintenance pass at a time: the advisory lock);
+  their counters up to exactly what was sent; the queue and memory budgets are split between them; with
+  both running maintenance, the rollups still equal a direct aggregate of the raw spans (one
+  maintenance pass at a time: the advisory lock);
 - kill -9 of a loaded worker in spool mode while nothing can be committed: the worker is replaced, its
   successor replays the dead worker's spool, and after SIGTERM (every worker drains, exit 0) every
   acknowledged span is stored exactly once.
@@ -20,6 +21,8 @@ import uuid
 import orjson
 import pytest
 
+from receiver.app.config import load_config
+from receiver.app.workers import WorkerShares, worker_shares
 from tests.support.load import SteadyLoad
 from tests.support.otlp import export_grpc, export_http, span, trace_request
 from tests.support.process import ReceiverProcess
@@ -58,6 +61,14 @@ async def test_two_workers_share_the_ports_and_add_up(database, tmp_path):
     report = await health(proc)
     assert report["workers"]["running"] == 2 and report["ready"], report
     assert len({p["pid"] for p in report["workers"]["processes"]}) == 2
+    # The memory budgets are the receiver's, split over its workers (defaults: 128 MiB and 100,000 rows
+    # of queue, 1024 MiB of RSS): the sums are what was configured, not twice that.
+    assert report["queue"]["capacity_bytes"] == 128 * 1024 * 1024, report["queue"]
+    assert report["queue"]["capacity_rows"] == 100_000, report["queue"]
+    assert report["memory"]["limit_bytes"] == 1024 * 1024 * 1024, report["memory"]
+    assert report["memory"]["limit_bytes_per_worker"] == 512 * 1024 * 1024, report["memory"]
+    assert await proc.metric("observatory_queue_bytes_capacity") == 128 * 1024 * 1024
+    assert await proc.metric("observatory_memory_limit_bytes") == 1024 * 1024 * 1024
     assert ready["STATUS"].startswith("ready: 2 of 2 workers running"), ready
 
     service = f"workers-{uuid.uuid4().hex[:6]}"
@@ -160,3 +171,29 @@ async def test_invalid_workers_setting_names_the_key(tmp_path, value):
     _, err = await proc.communicate()
     assert proc.returncode == 2
     assert b"otlp.workers" in err
+
+
+def test_worker_shares_split_the_budgets_and_keep_each_settings_minimum():
+    env = {
+        "OBSERVATORY__PIPELINE__QUEUE_MAX_BYTES": str(3 * 1024 * 1024),
+        "OBSERVATORY__PIPELINE__QUEUE_MAX_ROWS": "10",
+        "OBSERVATORY__LIMITS__MEMORY_LIMIT_MIB": "1000",
+        "OBSERVATORY__SPOOL__MAX_BYTES": str(1024 * 1024 * 1024),
+    }
+    shares = worker_shares(load_config(None, env=env), 4)
+    # 3 MiB / 4 is below queue_max_bytes' own minimum (1 MiB): each worker keeps the minimum.
+    assert shares == WorkerShares(
+        spool_bytes=256 * 1024 * 1024, queue_bytes=1024 * 1024, queue_rows=2, memory_limit_mib=250
+    )
+    off = worker_shares(load_config(None, env={"OBSERVATORY__LIMITS__MEMORY_LIMIT_MIB": "0"}), 3)
+    assert off.memory_limit_mib == 0  # off stays off: 0 // N must not become a 1 MiB limit
+    # Every share is a value its setting accepts: a worker given them starts.
+    load_config(
+        None,
+        env={
+            "OBSERVATORY__PIPELINE__QUEUE_MAX_BYTES": str(shares.queue_bytes),
+            "OBSERVATORY__PIPELINE__QUEUE_MAX_ROWS": str(shares.queue_rows),
+            "OBSERVATORY__LIMITS__MEMORY_LIMIT_MIB": str(shares.memory_limit_mib),
+            "OBSERVATORY__SPOOL__MAX_BYTES": str(shares.spool_bytes),
+        },
+    )

@@ -54,6 +54,11 @@ SCRAPE_INTERVAL_S = 5.0  # how often the supervisor keeps each worker's counters
 STOP_MARGIN_S = 30.0  # beyond shutdown_timeout_s, before a worker that does not exit is killed
 READY_POLL_S = 0.2
 _PR_SET_PDEATHSIG = 1
+MIN_SPOOL_SHARE_BYTES = 1024 * 1024  # spool.max_bytes' own minimum
+MIN_QUEUE_SHARE_BYTES = 1024 * 1024  # pipeline.queue_max_bytes' own minimum
+# A worker's resident memory before it holds any data (interpreter, gRPC, pools: ~90 MB measured): a
+# share of limits.memory_limit_mib below this plus the queue's share leaves no room to decode requests.
+WORKER_BASE_MIB = 128
 
 
 def _die_with_parent() -> None:
@@ -92,6 +97,33 @@ class Worker:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
+
+
+@dataclass(frozen=True)
+class WorkerShares:
+    """One worker's part of the budgets that are the receiver's as a whole."""
+
+    spool_bytes: int
+    queue_bytes: int
+    queue_rows: int
+    memory_limit_mib: int  # 0 = off, as configured
+
+
+def worker_shares(config: Config, count: int) -> WorkerShares:
+    """Split the receiver's budgets evenly over `count` workers.
+
+    The disk and the memory are the host's (or the container's): an operator who sets
+    `limits.memory_limit_mib = 1024` to fit a 1 GiB container means the receiver, not each of N
+    processes. So spool.max_bytes, pipeline.queue_max_bytes / queue_max_rows and limits.memory_limit_mib
+    are all divided; each share is kept at or above the setting's own minimum.
+    """
+    pipeline = config.pipeline
+    return WorkerShares(
+        spool_bytes=max(MIN_SPOOL_SHARE_BYTES, config.spool.max_bytes // count),
+        queue_bytes=max(MIN_QUEUE_SHARE_BYTES, pipeline.queue_max_bytes // count),
+        queue_rows=max(1, pipeline.queue_max_rows // count),
+        memory_limit_mib=0 if config.limits.memory_limit_mib == 0 else max(1, config.limits.memory_limit_mib // count),
+    )
 
 
 class Supervisor:
@@ -138,6 +170,7 @@ class Supervisor:
 
     async def _start(self) -> None:
         cfg = self.config
+        self._warn_small_memory_share()
         if not self.dsn:
             self.embedded = EmbeddedPostgres(cfg.database.embedded_dir)
             self.dsn = await asyncio.to_thread(self.embedded.start)
@@ -194,15 +227,31 @@ class Supervisor:
         if self.failed:
             self.request_stop()
 
+    def _warn_small_memory_share(self) -> None:
+        shares = worker_shares(self.config, self.count)
+        needed = WORKER_BASE_MIB + shares.queue_bytes // (1024 * 1024)
+        if 0 < shares.memory_limit_mib < needed:
+            self.log.warning(
+                "limits.memory_limit_mib is shared by the workers and each share is too small: a worker "
+                "will refuse data (retryable) whenever its queue holds rows; raise limits.memory_limit_mib "
+                "or lower otlp.workers",
+                memory_limit_mib=self.config.limits.memory_limit_mib,
+                workers=self.count,
+                share_mib=shares.memory_limit_mib,
+                needed_mib=needed,
+            )
+
     def _worker_env(self, worker: Worker) -> dict[str, str]:
         cfg = self.config
         env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}  # systemd talks to the supervisor
-        # The disk is shared: spool.max_bytes is the budget of all workers' spools together.
-        spool_bytes = max(1024 * 1024, cfg.spool.max_bytes // self.count)
+        shares = worker_shares(cfg, self.count)
         env.update(
             {
-                "OBSERVATORY__SPOOL__MAX_BYTES": str(spool_bytes),
-                "OBSERVATORY__SPOOL__SEGMENT_BYTES": str(min(cfg.spool.segment_bytes, spool_bytes)),
+                "OBSERVATORY__SPOOL__MAX_BYTES": str(shares.spool_bytes),
+                "OBSERVATORY__SPOOL__SEGMENT_BYTES": str(min(cfg.spool.segment_bytes, shares.spool_bytes)),
+                "OBSERVATORY__PIPELINE__QUEUE_MAX_BYTES": str(shares.queue_bytes),
+                "OBSERVATORY__PIPELINE__QUEUE_MAX_ROWS": str(shares.queue_rows),
+                "OBSERVATORY__LIMITS__MEMORY_LIMIT_MIB": str(shares.memory_limit_mib),
                 "DATABASE_URL": self.dsn,
                 "OBSERVATORY__DATABASE__AUTO_MIGRATE": "false",  # the supervisor migrates, once
                 "OBSERVATORY__OTLP__WORKERS": "1",

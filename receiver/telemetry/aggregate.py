@@ -12,9 +12,10 @@ How series combine, per metric type:
   scrape are the only ones that can be missing).
 - gauges: by what they mean. Sizes and capacities add up (`SUM_GAUGES`: queue rows and bytes, buffers,
   connections, spool bytes, requests being decoded and their decode memory: each worker has its own
-  decode pool); states, limits, lags and per-process memory take the worst or largest value (breaker
-  state 2 = open anywhere, event-loop lag of the slowest worker, peak RSS of the largest worker); start
-  times take the earliest. A gauge not listed takes the maximum: the safe reading for a state or a level.
+  decode pool; the memory limit, which the workers share between them); states, other limits, lags
+  and per-process peaks take the worst or largest value (breaker state 2 = open anywhere, event-loop
+  lag of the slowest worker, peak RSS of the largest worker); start times take the earliest. A gauge
+  not listed takes the maximum: the safe reading for a state or a level.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ SUM_GAUGES = frozenset(
         "observatory_spool_segments",
         "observatory_decode_requests",
         "observatory_decode_memory_reserved_bytes",
+        "observatory_memory_limit_bytes",
         "process_resident_memory_bytes",
         "process_virtual_memory_bytes",
         "process_open_fds",
@@ -220,6 +222,7 @@ def merge_health(reports: list[Mapping[str, Any]], workers: list[dict[str, Any]]
             "largest_worker_peak_rss_bytes": max(
                 ((r.get("memory") or {}).get("peak_rss_bytes", 0) for r in reports), default=0
             ),
+            "limit_bytes": _sum(reports, "memory", "limit_bytes"),  # limits.memory_limit_mib, shared
             "limit_bytes_per_worker": (first.get("memory") or {}).get("limit_bytes"),
             "over_limit": any((r.get("memory") or {}).get("over_limit") for r in reports),
         },
