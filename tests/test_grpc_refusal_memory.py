@@ -55,6 +55,7 @@ async def test_refused_grpc_bodies_are_freed_without_the_garbage_collector(datab
         before = peak_rss_bytes(proc.proc.pid)
         await asyncio.gather(*(send(REQUESTS // CONCURRENCY) for _ in range(CONCURRENCY)))
         grown = peak_rss_bytes(proc.proc.pid) - before
+    print(f"{REQUESTS} refused 1 MiB gRPC requests: peak RSS grew {grown / 2**20:.1f} MiB")
     assert codes == [grpc.StatusCode.UNAUTHENTICATED] * (REQUESTS + CONCURRENCY)
     # 240 MB were sent; at most CONCURRENCY bodies are being handled at once (each held by grpc and by
     # the handler: ~2 MB). Kept until a garbage collection, they would add up to far more than this.
