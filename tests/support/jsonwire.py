@@ -121,8 +121,10 @@ def mutated(document: Any, rng: random.Random) -> Any:
         parent = document
         for step in path[:-1]:
             parent = parent[step]
+        # A copy of the awkward value: AWKWARD's lists and dicts are shared, and a later step may add to
+        # the one it put in (the very dict into itself: a circular document; and AWKWARD changed for good).
         if isinstance(parent, dict) and rng.random() < 0.2:
-            parent[rng.choice(EXTRA_KEYS)] = rng.choice(AWKWARD)
+            parent[rng.choice(EXTRA_KEYS)] = copy.deepcopy(rng.choice(AWKWARD))
         else:
-            parent[path[-1]] = rng.choice(AWKWARD)
+            parent[path[-1]] = copy.deepcopy(rng.choice(AWKWARD))
     return document
