@@ -407,10 +407,13 @@ def json_items_charge(items: int, containers: int) -> int:
     return items * (upb.row + upb.messages[_TRACE + "Span"]) + containers * upb.messages[_TRACE + "Span.Event"]
 
 
+# The least any message is charged, on any path (max_messages, per request: computed once).
+_CHEAPEST_MESSAGE = max(1, min(min([c.message, *c.messages.values()]) for c in COSTS.values()))
+
+
 def max_messages(budget: DecodeBudget) -> int:
     """A scan may stop past this many messages: at the cheapest, they would already exceed the budget."""
-    cheapest = min(min([c.message, *c.messages.values()]) for c in COSTS.values())
-    return budget.max_bytes // max(1, cheapest) + 1
+    return budget.max_bytes // _CHEAPEST_MESSAGE + 1
 
 
 def charge_protobuf(budget: DecodeBudget, scanner: RequestScanner, body: bytes, path: str) -> WireCounts:
