@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 import uuid
 
 import orjson
 import pytest
+import structlog.testing
 
 from receiver.app.config import load_config
-from receiver.app.workers import WorkerShares, worker_shares
+from receiver.app.workers import Supervisor, WorkerShares, worker_shares
 from tests.support.load import SteadyLoad
 from tests.support.otlp import export_grpc, export_http, span, trace_request
 from tests.support.process import ReceiverProcess
@@ -197,3 +199,18 @@ def test_worker_shares_split_the_budgets_and_keep_each_settings_minimum():
             "OBSERVATORY__SPOOL__MAX_BYTES": str(shares.spool_bytes),
         },
     )
+
+
+def test_a_memory_share_too_small_for_a_worker_is_logged_at_start():
+    small = Supervisor(load_config(None, env={"OBSERVATORY__LIMITS__MEMORY_LIMIT_MIB": "512"}), None, 8)
+    enough = Supervisor(load_config(None, env={}), None, 2)  # the defaults: 512 MiB of 1024 each
+    try:
+        with structlog.testing.capture_logs() as logs:
+            small._warn_small_memory_share()
+            enough._warn_small_memory_share()
+    finally:
+        for supervisor in (small, enough):
+            shutil.rmtree(supervisor.rundir, ignore_errors=True)
+    # 512 MiB over 8 workers is 64 MiB each, less than a worker's base plus its 16 MiB of the queue.
+    assert [(e["share_mib"], e["needed_mib"], e["workers"]) for e in logs] == [(64, 128 + 16, 8)], logs
+    assert "raise limits.memory_limit_mib or lower otlp.workers" in logs[0]["event"]
