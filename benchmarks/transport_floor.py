@@ -2,7 +2,7 @@
 transports (grpc.aio on uvloop, aiohttp on uvloop), driven like loadgen's small-request runs (1.6 KB
 bodies, 32 in flight), so `make bench`'s µs/request can be read against what the libraries alone cost.
 
-    python -m benchmarks.transport_floor [--requests 5000]
+    python -m benchmarks.transport_floor [--requests 5000] [--in-flight 32] [--connections N]
 
 The server runs in a subprocess; its CPU time (utime + stime from /proc) over the measured requests,
 divided by their number, is printed per transport. Nothing of the receiver runs: the handler returns
@@ -64,10 +64,10 @@ async def serve_http(port: int) -> None:
     await asyncio.Event().wait()
 
 
-async def drive_grpc(port: int, requests: int, in_flight: int) -> None:
+async def drive_grpc(port: int, requests: int, in_flight: int, connections: int) -> None:
     channels = [
         grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(4)
+        for _ in range(connections)
     ]
     calls = [c.unary_unary(f"/{SERVICE}/Export") for c in channels]
     for channel in channels:
@@ -85,12 +85,12 @@ async def drive_grpc(port: int, requests: int, in_flight: int) -> None:
         await channel.close()
 
 
-async def drive_http(port: int, requests: int, in_flight: int) -> None:
+async def drive_http(port: int, requests: int, in_flight: int, connections: int) -> None:
     import aiohttp
 
     sent = 0
     headers = {"Content-Type": "application/x-protobuf"}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
 
         async def loop() -> None:
             nonlocal sent
@@ -102,7 +102,7 @@ async def drive_http(port: int, requests: int, in_flight: int) -> None:
         await asyncio.gather(*(loop() for _ in range(in_flight)))
 
 
-def measure(transport: str, requests: int, in_flight: int) -> str:
+def measure(transport: str, requests: int, in_flight: int, connections: int) -> str:
     import uvloop
 
     port = free_port()
@@ -118,21 +118,31 @@ def measure(transport: str, requests: int, in_flight: int) -> str:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError(f"the {transport} server did not start") from None
                 time.sleep(0.1)
-        uvloop.run(drive(port, 500, in_flight))  # warm up
+        uvloop.run(drive(port, 500, in_flight, connections))  # warm up
         before, started = cpu_seconds(server.pid), time.monotonic()
-        uvloop.run(drive(port, requests, in_flight))
+        uvloop.run(drive(port, requests, in_flight, connections))
         cpu, wall = cpu_seconds(server.pid) - before, time.monotonic() - started
     finally:
         server.kill()
         server.wait()
     name = "OTLP/gRPC (grpc.aio)" if transport == "grpc" else "OTLP/HTTP (aiohttp)"
-    return f"{name:<22} {cpu / requests * 1e6:8.1f} us/request server CPU, trivial handler ({requests / wall:,.0f}/s)"
+    return (
+        f"{name:<22} {cpu / requests * 1e6:8.1f} us/request server CPU, trivial handler ({requests / wall:,.0f}/s, "
+        f"{in_flight} in flight over {connections} connection(s))"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help="client connections (default: one per request in flight, as loadgen's exporters and make bench's "
+        "small-request runs; figures before 2026-12-01 03:00 UTC used 4 for gRPC)",
+    )
     parser.add_argument("--serve", nargs=2, metavar=("TRANSPORT", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -142,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.run((serve_grpc if transport == "grpc" else serve_http)(int(port)))
         return 0
     for transport in ("grpc", "http"):
-        print(measure(transport, args.requests, args.in_flight), flush=True)
+        print(measure(transport, args.requests, args.in_flight, args.connections or args.in_flight), flush=True)
     return 0
 
 
