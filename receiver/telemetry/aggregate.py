@@ -12,10 +12,11 @@ How series combine, per metric type:
   scrape are the only ones that can be missing).
 - gauges: by what they mean. Sizes and capacities add up (`SUM_GAUGES`: queue rows and bytes, buffers,
   connections, spool bytes, requests being decoded and their decode memory: each worker has its own
-  decode pool; the memory limit, which the workers share between them); states, other limits, lags
-  and per-process peaks take the worst or largest value (breaker state 2 = open anywhere, event-loop
-  lag of the slowest worker, peak RSS of the largest worker); start times take the earliest. A gauge
-  not listed takes the maximum: the safe reading for a state or a level.
+  decode pool); states, limits, lags and per-process memory take the worst or largest value (breaker
+  state 2 = open anywhere, event-loop lag of the slowest worker, RSS and peak RSS of the largest worker;
+  the memory limit is each worker's share of limits.memory_limit_mib, so the alert on RSS over the limit
+  compares the largest worker with its own share); start times take the earliest. A gauge not listed
+  takes the maximum: the safe reading for a state or a level.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ SUM_GAUGES = frozenset(
         "observatory_spool_segments",
         "observatory_decode_requests",
         "observatory_decode_memory_reserved_bytes",
-        "observatory_memory_limit_bytes",
         "process_resident_memory_bytes",
         "process_virtual_memory_bytes",
         "process_open_fds",

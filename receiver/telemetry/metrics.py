@@ -287,7 +287,11 @@ class Metrics:
         self.loop_lag_max = Gauge(
             "observatory_event_loop_lag_max_seconds", "largest event-loop lag of the last 60 s", registry=r
         )
-        self.memory_limit = Gauge("observatory_memory_limit_bytes", "limits.memory_limit_mib in bytes", registry=r)
+        self.memory_limit = Gauge(
+            "observatory_memory_limit_bytes",
+            "limits.memory_limit_mib in bytes (with otlp.workers = N: this worker's share, 1/N)",
+            registry=r,
+        )
         self.memory_rss = Gauge("observatory_memory_rss_bytes", "resident memory as last sampled", registry=r)
         self.memory_peak = Gauge("observatory_memory_peak_rss_bytes", "highest resident memory sampled", registry=r)
         self.memory_trims = Counter(
