@@ -31,7 +31,7 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,6 @@ SCRAPE_INTERVAL_S = 5.0  # how often the supervisor keeps each worker's counters
 STOP_MARGIN_S = 30.0  # beyond shutdown_timeout_s, before a worker that does not exit is killed
 READY_POLL_S = 0.2
 _PR_SET_PDEATHSIG = 1
-MIN_SPOOL_SHARE_BYTES = 1024 * 1024  # spool.max_bytes' own minimum
-MIN_QUEUE_SHARE_BYTES = 1024 * 1024  # pipeline.queue_max_bytes' own minimum
 # A worker's resident memory before it holds any data (interpreter, gRPC, pools: ~90 MB measured): a
 # share of limits.memory_limit_mib below this plus the queue's share leaves no room to decode requests.
 WORKER_BASE_MIB = 128
@@ -109,6 +107,13 @@ class WorkerShares:
     memory_limit_mib: int  # 0 = off, as configured
 
 
+def _share(section: Any, name: str, count: int) -> int:
+    """1/count of a setting's value, never below the minimum the setting itself accepts (its `min` in
+    receiver.app.config), so a worker given the share always starts."""
+    floor = next(f.metadata["min"] for f in fields(section) if f.name == name)
+    return max(int(floor), getattr(section, name) // count)
+
+
 def worker_shares(config: Config, count: int) -> WorkerShares:
     """Split the receiver's budgets evenly over `count` workers.
 
@@ -117,12 +122,12 @@ def worker_shares(config: Config, count: int) -> WorkerShares:
     processes. So spool.max_bytes, pipeline.queue_max_bytes / queue_max_rows and limits.memory_limit_mib
     are all divided; each share is kept at or above the setting's own minimum.
     """
-    pipeline = config.pipeline
+    memory = config.limits.memory_limit_mib  # its minimum is 0 = off: a limit that is on stays on
     return WorkerShares(
-        spool_bytes=max(MIN_SPOOL_SHARE_BYTES, config.spool.max_bytes // count),
-        queue_bytes=max(MIN_QUEUE_SHARE_BYTES, pipeline.queue_max_bytes // count),
-        queue_rows=max(1, pipeline.queue_max_rows // count),
-        memory_limit_mib=0 if config.limits.memory_limit_mib == 0 else max(1, config.limits.memory_limit_mib // count),
+        spool_bytes=_share(config.spool, "max_bytes", count),
+        queue_bytes=_share(config.pipeline, "queue_max_bytes", count),
+        queue_rows=_share(config.pipeline, "queue_max_rows", count),
+        memory_limit_mib=0 if memory == 0 else max(1, memory // count),
     )
 
 
