@@ -12,23 +12,16 @@ number an operator's container limit sees.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import grpc
 
+from tests.support.otlp import TRACE_EXPORT
 from tests.support.process import ReceiverProcess
+from tests.support.procmem import reset_peak, status_bytes
 
 BODY_BYTES = 1024 * 1024
 REQUESTS = 240
 CONCURRENCY = 8
-TRACES_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-
-
-def peak_rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc/<pid>/status")
 
 
 async def test_refused_grpc_bodies_are_freed_without_the_garbage_collector(database, tmp_path):
@@ -42,7 +35,7 @@ async def test_refused_grpc_bodies_are_freed_without_the_garbage_collector(datab
     async with grpc.aio.insecure_channel(
         proc.grpc_target, options=[("grpc.max_send_message_length", 2 * BODY_BYTES)]
     ) as channel:
-        export = channel.unary_unary(TRACES_EXPORT)  # raw bytes in, raw bytes out
+        export = channel.unary_unary(TRACE_EXPORT)  # raw bytes in, raw bytes out
 
         async def send(count: int) -> None:
             for _ in range(count):
@@ -52,9 +45,10 @@ async def test_refused_grpc_bodies_are_freed_without_the_garbage_collector(datab
                     codes.append(exc.code())
 
         await send(CONCURRENCY)  # warm: the channel, grpc's buffers, the handler's first allocations
-        before = peak_rss_bytes(proc.proc.pid)
+        before = status_bytes(proc.proc.pid, "VmRSS")
+        reset_peak(proc.proc.pid)
         await asyncio.gather(*(send(REQUESTS // CONCURRENCY) for _ in range(CONCURRENCY)))
-        grown = peak_rss_bytes(proc.proc.pid) - before
+        grown = status_bytes(proc.proc.pid, "VmHWM") - before
     print(f"{REQUESTS} refused 1 MiB gRPC requests: peak RSS grew {grown / 2**20:.1f} MiB")
     assert codes == [grpc.StatusCode.UNAUTHENTICATED] * (REQUESTS + CONCURRENCY)
     # 240 MB were sent; at most CONCURRENCY bodies are being handled at once (each held by grpc and by

@@ -23,7 +23,6 @@ import gzip
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import grpc
@@ -34,6 +33,7 @@ from tests.support import hostile, wire
 from tests.support.load import SteadyLoad, stored_spans
 from tests.support.otlp import TRACE_EXPORT
 from tests.support.process import ReceiverProcess
+from tests.support.procmem import reset_peak, status_bytes
 from tests.support.wait import wait_until
 
 MIB = 1024 * 1024
@@ -93,17 +93,6 @@ CASES = [
         rows=lambda: hostile.valid_span_count(64 * MIB),
     ),
 ]
-
-
-def _status_bytes(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"{field} not in /proc/{pid}/status")
-
-
-def _reset_peak(pid: int) -> None:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
 
 
 async def _loop_stalls(proc: ReceiverProcess) -> float:
@@ -220,10 +209,10 @@ async def test_a_hostile_request_is_bounded_and_never_stalls_the_others(receiver
         await wait_until(lambda: _acked(load), what="the other client's first spans acknowledged")
         stalls_before = await _loop_stalls(proc)
         refused_before = await _refused(proc, case.expect)
-        rss_before = _status_bytes(pid, "VmRSS")
-        _reset_peak(pid)
+        rss_before = status_bytes(pid, "VmRSS")
+        reset_peak(pid)
         outcome, message = await _send(proc, case, body)
-        peak_growth = _status_bytes(pid, "VmHWM") - rss_before
+        peak_growth = status_bytes(pid, "VmHWM") - rss_before
         acked = len(load.result.acked)
         await wait_until(lambda: _acked(load, more_than=acked), what="the other client served after it")
     finally:
