@@ -5,8 +5,9 @@
 #     -e DATABASE_URL=postgresql://observatory:secret@db:5432/observatory llm-observatory-receiver
 # The whole stack (TimescaleDB, receiver, Prometheus, Grafana): docker compose up --build (README).
 FROM python:3.11-slim AS build
-# gcc builds the optional native converter; without it the receiver falls back to pure Python.
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+# gcc builds the optional native converters and the OTLP/gRPC front end (on libnghttp2); without them
+# the receiver falls back to pure Python and grpcio.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libnghttp2-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -14,6 +15,8 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
 COPY --from=build /wheels /wheels
+RUN apt-get update && apt-get install -y --no-install-recommends libnghttp2-14 \
+    && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
     && useradd --system --uid 10001 --home-dir /var/lib/llm-observatory --create-home observatory
 COPY config/receiver.toml /etc/llm-observatory/receiver.toml

@@ -19,7 +19,7 @@ QUERY_ARGS ?=
 # make test: pytest's options. Two processes, a test module each at a time (module fixtures are shared
 # within a module): most tests wait on PostgreSQL, receivers and sockets, so two overlap well even on 2 cores.
 TEST_ARGS ?= -n 2 --dist loadfile
-# make fuzz: seconds per fuzz target (tests/fuzz: native, signals, json, jsonwire, converters, pgcopy, rules); make sanitize runs each this long too.
+# make fuzz: seconds per fuzz target (tests/fuzz: native, signals, json, jsonwire, converters, pgcopy, rules, h2grpc); make sanitize runs each this long too.
 FUZZ_SECONDS    ?= 60
 
 # make soak: a long run at a fixed rate with per-30-s samples and a first-vs-last-window verdict.
@@ -32,7 +32,8 @@ SOAK_ARGS     ?=
 # The C source is a prerequisite too: `pip install -e` builds the native converter in place.
 $(STAMP): pyproject.toml receiver/convert/_fastotlp.c receiver/convert/_fastotlp_signals.c receiver/convert/_genai_rules.c \
           receiver/convert/_otlpjson.c \
-          receiver/convert/_jsonwire.c receiver/storage/_pgcopy.c
+          receiver/convert/_jsonwire.c receiver/storage/_pgcopy.c receiver/frontends/_h2grpc.c
+	@scripts/ensure-nghttp2
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)

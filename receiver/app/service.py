@@ -32,13 +32,15 @@ from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import trace_converter
 from receiver.convert.window import TimeWindow
 from receiver.endpoints import is_loopback
+from receiver.frontends import grpc_native
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.decode_pool import DecodePool
+from receiver.frontends.grpc_native import GrpcNativeFrontend
 from receiver.frontends.grpc_server import GrpcFrontend
 from receiver.frontends.http_server import HttpFrontend
 from receiver.frontends.ingest import Ingest, IngestLimits
 from receiver.frontends.ratelimit import KeyRateLimiter
-from receiver.frontends.signals import SIGNALS
+from receiver.frontends.signals import SIGNALS, SignalSpec
 from receiver.frontends.tls import TlsCredentials, TlsError
 from receiver.pipeline.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from receiver.pipeline.memory import MemoryGuard
@@ -188,13 +190,31 @@ class Receiver:
         self.spool: Spool | None = None
         self.pipeline: Pipeline | None = None
         self.ingest: Ingest | None = None
-        self.grpc: GrpcFrontend | None = None
+        self.grpc: GrpcFrontend | GrpcNativeFrontend | None = None
+        self.grpc_engine = ""  # otlp.grpc_engine as resolved at start (nghttp2 or grpcio)
         self.http: HttpFrontend | None = None
         self.admin: AdminServer | None = None
         self.query: QueryServer | None = None
         self.maintenance: Maintenance | None = None
 
     # -- start -----------------------------------------------------------------------------------
+
+    def _grpc_frontend(
+        self, ingest: Ingest, signals: list[SignalSpec], *, reuse_port: bool
+    ) -> GrpcFrontend | GrpcNativeFrontend:
+        """otlp.grpc_engine: nghttp2 (the C front end) where it is built and fits (cleartext), else grpcio."""
+        otlp = self.config.otlp
+        engine = otlp.grpc_engine
+        if engine == "auto":
+            engine = "nghttp2" if grpc_native.available() and self.tls is None else "grpcio"
+        self.grpc_engine = engine
+        if engine == "nghttp2":
+            return GrpcNativeFrontend(
+                otlp.grpc_endpoint, ingest, signals, otlp.max_request_bytes, reuse_port=reuse_port
+            )
+        return GrpcFrontend(
+            otlp.grpc_endpoint, ingest, signals, otlp.max_request_bytes, self.tls, reuse_port=reuse_port
+        )
 
     async def start(self) -> None:
         cfg = self.config
@@ -257,7 +277,7 @@ class Receiver:
         signals = list(SIGNALS.values())
         shared = self.worker is not None  # workers share the OTLP ports (SO_REUSEPORT)
         limit = cfg.otlp.max_request_bytes
-        self.grpc = GrpcFrontend(cfg.otlp.grpc_endpoint, ingest, signals, limit, self.tls, reuse_port=shared)
+        self.grpc = self._grpc_frontend(ingest, signals, reuse_port=shared)
         self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, limit, self.tls, reuse_port=shared)
         await self.grpc.start()
         await self.http.start()
@@ -269,7 +289,7 @@ class Receiver:
         self.log.info(
             "receiver listening",
             version=__version__,
-            grpc=f"{cfg.otlp.grpc_endpoint} (port {self.grpc.port})",
+            grpc=f"{cfg.otlp.grpc_endpoint} (port {self.grpc.port}, {self.grpc_engine})",
             http=f"{cfg.otlp.http_endpoint} (port {self.http.port})",
             admin=admin_endpoint if shared else f"{cfg.admin.endpoint} (port {self.admin.port})",
             query=f"{cfg.query.endpoint} (port {self.query.port})" if self.query else "off",

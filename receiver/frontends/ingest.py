@@ -391,6 +391,11 @@ class Ingest:
             if n:
                 self._metrics.values_altered.labels(spec.name, kind).inc(n)
 
+    def count_refused_early(self, spec: SignalSpec, transport: str, refused: Refused) -> None:
+        """A request its front end refused before handing it over (framing, size on the wire): counted and
+        logged as `handle` counts its own refusals."""
+        self._count(spec, transport, refused)
+
     def _count(self, spec: SignalSpec, transport: str, outcome: Outcome) -> None:
         if isinstance(outcome, Accepted):
             label = "partial" if outcome.rejected else "success"
