@@ -76,6 +76,7 @@ WINDOWED = dataclasses.replace(
     windows={"traces": TimeWindow(retention_s=3 * DAY_S, max_future_skew_s=3 * DAY_S)},
 )
 
+
 def one_span(*extra: bytes, name: bytes = b"span", **fields: Any) -> bytes:
     """A request of one valid span, its fields followed by `extra` (attributes are field 9)."""
     return request(resource_spans(scope_spans(span_fields(name, **fields) + b"".join(extra))))
@@ -702,6 +703,13 @@ def test_row_attribute_keys_hold_every_key_the_llm_rules_read():
 @pytest.mark.skipif(not os.environ.get("CI"), reason="only CI must have a compiler")
 def test_ci_builds_the_native_converter():
     assert native_available(), NATIVE_STATUS
+
+
+@pytest.mark.skipif(not os.environ.get("CI"), reason="only CI must have a compiler")
+def test_ci_builds_the_grpc_front_end():
+    from receiver.frontends import grpc_native
+
+    assert grpc_native.available(), "receiver.frontends._h2grpc is not built (scripts/ensure-nghttp2, libnghttp2-dev)"
 
 
 async def test_json_texts_mean_the_same_to_postgresql_jsonb(database):

@@ -30,10 +30,11 @@ from receiver.convert.budget import DecodeBudget, DecodeLimits, LimitExceeded
 from receiver.convert.common import WireFormatError
 from receiver.convert.scan import RequestScanner
 from receiver.convert.window import TimeWindow
+from receiver.frontends import grpc_native
 from receiver.frontends.decode import MalformedRequest, decode_request, parse_json
 from receiver.frontends.signals import LOGS, METRICS, SIGNALS, TRACES, SignalSpec
 from receiver.storage import pgbinary
-from tests.support import copyrows, generate, hostile, jsonwire, llmattrs, pgcopy_reference, wire
+from tests.support import copyrows, generate, h2client, hostile, jsonwire, llmattrs, pgcopy_reference, wire
 from tests.support.differential import OPTIONS, assert_same, assert_same_signal, ordered_json
 from tests.support.otlp import to_otlp_json
 
@@ -377,6 +378,125 @@ def check_pgcopy(data: bytes) -> None:
     assert (None if chunks is None else b"".join(chunks)) == expected, rows
 
 
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_H2_PATHS = (h2client.EXPORT, "/opentelemetry.proto.collector.logs.v1.LogsService/Export", "/x", "")
+_H2_TYPES = (
+    "application/grpc",
+    "application/grpc+proto",
+    "application/grpc;x",
+    "application/grpcx",
+    "text/plain",
+    None,
+)
+
+
+def _h2_body(rng: random.Random) -> bytes:
+    message = rng.randbytes(rng.choice((0, 1, 7, 300, 5000, 70_000)))
+    body = h2client.grpc_frame(message, compressed=rng.random() < 0.2)
+    deviation = rng.randrange(8)
+    if deviation == 0:
+        body = body[: rng.randrange(len(body) + 1)]  # truncated
+    elif deviation == 1:
+        body += h2client.grpc_frame(rng.randbytes(rng.randrange(4)))  # a second message
+    elif deviation == 2:
+        body = bytes([rng.randrange(2, 256)]) + body[1:]  # unknown flag
+    elif deviation == 3:
+        body = rng.randbytes(rng.randrange(12))
+    return body
+
+
+def check_h2grpc(data: bytes) -> None:
+    """The gRPC session on libnghttp2 (receiver/frontends/_h2grpc.c). First byte even: the rest seeds an
+    HTTP/2 client (the `h2` library, independent of nghttp2) that opens streams with chosen headers and
+    bodies, splits and interleaves their DATA, resets some, leaves some unfinished; every call the session
+    hands over must match the pure framing rules (tests/support/h2client.expected_call) or be a refusal its
+    bounds explain, each stream at most once, every finished stream once; the answers must parse as HTTP/2
+    for the client. Odd: the rest is raw bytes after the client preface (a ProtocolError or calls, never a
+    crash)."""
+    if not data or not grpc_native.available():
+        return
+    from receiver.frontends._h2grpc import ProtocolError, Session
+
+    if data[0] % 2:
+        session = Session(1 << 20, 1 << 24, 100, 1 << 22)
+        try:
+            pieces = data[1:].split(b"\xff\xfe")
+            session.receive(H2_PREFACE)
+            for piece in pieces:
+                session.receive(piece)
+                session.output()
+        except ProtocolError:
+            session.output()  # the GOAWAY it queued
+        return
+    rng = _rng(data[1:])
+    max_message = rng.choice((10, 1000, 1 << 20))
+    max_buffered = rng.choice((100, 20_000, 1 << 24))
+    client = h2client.H2Client(Session(max_message, max_buffered, 100, 1 << 22))
+    streams: dict[int, dict] = {}
+    for _ in range(rng.randint(1, 6)):
+        method = "POST" if rng.random() < 0.85 else "GET"
+        content_type = rng.choice(_H2_TYPES)
+        path = rng.choice(_H2_PATHS) or h2client.EXPORT
+        extra = (("x-big", "v" * 17_000),) if rng.random() < 0.05 else ()
+        stream_id = client.open(h2client.request_headers(path, method, content_type, extra))
+        body = _h2_body(rng)
+        streams[stream_id] = {
+            "body": body,
+            "sent": 0,
+            "ended": False,
+            "reset": False,
+            "big": bool(extra),
+            "method": method,
+            "ct": content_type,
+            "path": path,
+        }
+    open_ids = list(streams)
+    while open_ids:
+        stream_id = rng.choice(open_ids)
+        state = streams[stream_id]
+        if rng.random() < 0.03:
+            client.conn.reset_stream(stream_id)
+            state["reset"] = True
+            open_ids.remove(stream_id)
+        else:
+            n = rng.choice((1, 5, 100, 16_384, 70_000))
+            chunk = state["body"][state["sent"] : state["sent"] + n]
+            state["sent"] += len(chunk)
+            end = state["sent"] == len(state["body"]) and rng.random() < 0.95
+            if chunk or end:
+                client.send(stream_id, chunk, end_stream=end)
+            if state["sent"] == len(state["body"]):
+                state["ended"] = end
+                open_ids.remove(stream_id)
+        if rng.random() < 0.5:
+            client.pump()
+        assert client.session.buffered <= max_buffered
+    client.pump()
+    seen = set()
+    for stream_id, path, message, compressed, _headers, problem in client.calls:
+        assert stream_id in streams and stream_id not in seen, stream_id
+        seen.add(stream_id)
+        state = streams[stream_id]
+        assert path == state["path"]
+        if problem is not None:
+            assert message is None and problem[1]
+        if problem is not None and problem[0] == "too_large":
+            assert state["big"] or state["sent"] > max_message + 5, (state, max_message)
+        elif problem is not None and problem[0] == "overloaded":
+            assert max_buffered < sum(s["sent"] for s in streams.values())
+        elif not state["big"]:
+            expected = h2client.expected_call(state["method"], state["ct"], state["path"], state["body"])
+            assert (message, compressed, problem and problem[0]) == expected, (state, problem)
+        status = rng.choice((0, 0, 14, 3))
+        if client.session.respond(stream_id, b"" if status == 0 else None, status, ()):
+            client.read_output()
+            if not state["reset"]:
+                assert client.answers[stream_id].status == status
+    for stream_id, state in streams.items():
+        if state["ended"] and not state["reset"]:
+            assert stream_id in seen, (stream_id, state)
+
+
 TARGETS: dict[str, Target] = {
     "native": check_native,
     "signals": check_signals,
@@ -385,6 +505,7 @@ TARGETS: dict[str, Target] = {
     "converters": check_converters,
     "pgcopy": check_pgcopy,
     "rules": check_rules,
+    "h2grpc": check_h2grpc,
 }
 
 
@@ -430,6 +551,10 @@ def seeds(target: str) -> list[bytes]:
         out += [b"\x00\x01" + s.build(600) for s in hostile.SHAPES.values() if s.json]
     elif target == "rules":
         out += [rng.randbytes(8) + b"|".join(texts) for texts in _RULE_SEEDS]
+        return out
+    elif target == "h2grpc":
+        out += [bytes([0]) + rng.randbytes(8) for _ in range(16)]
+        out += [b"\x01" + rng.randbytes(64), b"\x01\x00\x00\x04\x00\x00\x00\x00\x00\x00"]
         return out
     elif target == "pgcopy":
         for k in range(12):
