@@ -23,6 +23,7 @@ from typing import Any
 from grpc_health.v1 import health_pb2
 
 from receiver.endpoints import StartupError, split_endpoint
+from receiver.frontends import eager
 from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted, Refusal, Refused
 from receiver.frontends.signals import SignalSpec
@@ -168,9 +169,10 @@ class _Connection(asyncio.Protocol):
                 )
                 return
             gzip = True
-        task = asyncio.get_running_loop().create_task(self._export(spec, stream_id, message or b"", gzip, headers))
-        self.calls.add(task)
-        task.add_done_callback(self.calls.discard)
+        task = eager.start(self._export(spec, stream_id, message or b"", gzip, headers))
+        if task is not None:  # it waits (spool, decode pool): cancelled if the connection goes
+            self.calls.add(task)
+            task.add_done_callback(self.calls.discard)
 
     async def _export(
         self, spec: SignalSpec, stream_id: int, message: bytes, gzip: bool, headers: dict[str, str] | None
