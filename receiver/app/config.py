@@ -78,6 +78,12 @@ class OtlpConfig:
         "auto = nghttp2 when it is built and otlp.tls is off, else grpcio",
         choices=("auto", "nghttp2", "grpcio"),
     )
+    http_engine: str = _setting(
+        "auto",
+        "what serves OTLP/HTTP: httptools (the receiver's lean HTTP/1.1 protocol on llhttp, ~half the CPU per "
+        "request), aiohttp, or auto = httptools when it is installed",
+        choices=("auto", "httptools", "aiohttp"),
+    )
     decode_threads: int = _setting(
         2, "threads (per worker process) that decode and convert request bodies, off the event loop", min=1, max=256
     )

@@ -32,11 +32,12 @@ from receiver.convert.pricing import PriceBook
 from receiver.convert.traces_bytes import trace_converter
 from receiver.convert.window import TimeWindow
 from receiver.endpoints import is_loopback
-from receiver.frontends import grpc_native
+from receiver.frontends import grpc_native, http_lean
 from receiver.frontends.auth import ApiKeyAuthenticator
 from receiver.frontends.decode_pool import DecodePool
 from receiver.frontends.grpc_native import GrpcNativeFrontend
 from receiver.frontends.grpc_server import GrpcFrontend
+from receiver.frontends.http_lean import HttpLeanFrontend
 from receiver.frontends.http_server import HttpFrontend
 from receiver.frontends.ingest import Ingest, IngestLimits
 from receiver.frontends.ratelimit import KeyRateLimiter
@@ -192,7 +193,8 @@ class Receiver:
         self.ingest: Ingest | None = None
         self.grpc: GrpcFrontend | GrpcNativeFrontend | None = None
         self.grpc_engine = ""  # otlp.grpc_engine as resolved at start (nghttp2 or grpcio)
-        self.http: HttpFrontend | None = None
+        self.http_engine = ""  # otlp.http_engine as resolved at start (httptools or aiohttp)
+        self.http: HttpFrontend | HttpLeanFrontend | None = None
         self.admin: AdminServer | None = None
         self.query: QueryServer | None = None
         self.maintenance: Maintenance | None = None
@@ -215,6 +217,18 @@ class Receiver:
         return GrpcFrontend(
             otlp.grpc_endpoint, ingest, signals, otlp.max_request_bytes, self.tls, reuse_port=reuse_port
         )
+
+    def _http_frontend(
+        self, ingest: Ingest, signals: list[SignalSpec], *, reuse_port: bool
+    ) -> HttpFrontend | HttpLeanFrontend:
+        """otlp.http_engine: httptools (the lean HTTP/1.1 protocol) where it is installed, else aiohttp."""
+        otlp = self.config.otlp
+        engine = otlp.http_engine
+        if engine == "auto":
+            engine = "httptools" if http_lean.available() else "aiohttp"
+        self.http_engine = engine
+        frontend = HttpLeanFrontend if engine == "httptools" else HttpFrontend
+        return frontend(otlp.http_endpoint, ingest, signals, otlp.max_request_bytes, self.tls, reuse_port=reuse_port)
 
     async def start(self) -> None:
         cfg = self.config
@@ -276,9 +290,8 @@ class Receiver:
 
         signals = list(SIGNALS.values())
         shared = self.worker is not None  # workers share the OTLP ports (SO_REUSEPORT)
-        limit = cfg.otlp.max_request_bytes
         self.grpc = self._grpc_frontend(ingest, signals, reuse_port=shared)
-        self.http = HttpFrontend(cfg.otlp.http_endpoint, ingest, signals, limit, self.tls, reuse_port=shared)
+        self.http = self._http_frontend(ingest, signals, reuse_port=shared)
         await self.grpc.start()
         await self.http.start()
         if cfg.query.endpoint:
@@ -290,7 +303,7 @@ class Receiver:
             "receiver listening",
             version=__version__,
             grpc=f"{cfg.otlp.grpc_endpoint} (port {self.grpc.port}, {self.grpc_engine})",
-            http=f"{cfg.otlp.http_endpoint} (port {self.http.port})",
+            http=f"{cfg.otlp.http_endpoint} (port {self.http.port}, {self.http_engine})",
             admin=admin_endpoint if shared else f"{cfg.admin.endpoint} (port {self.admin.port})",
             query=f"{cfg.query.endpoint} (port {self.query.port})" if self.query else "off",
             tls=self.tls.describe() if self.tls is not None else "off",

@@ -1,0 +1,425 @@
+"""OTLP/HTTP front end on httptools (llhttp, the parser of Node.js): the same service as `http_server.py`
+at about half its CPU per request.
+
+aiohttp's request and response objects, router and stream writer cost ~60-90 µs per request before the
+receiver does anything, most of a 1-span export. Here an asyncio protocol feeds each connection's bytes
+to llhttp and answers from pre-built bytes: POST /v1/traces, /v1/metrics, /v1/logs, protobuf or JSON,
+optionally gzip, keep-alive, pipelining (answered in order), chunked bodies, `Expect: 100-continue`.
+Export requests take the same path as aiohttp's (`Ingest.handle`, `status.py`); only the wire differs.
+
+Bounds: request line + headers at most MAX_HEADER_BYTES (431), the body at most otlp.max_request_bytes
+(413, checked on Content-Length before the body is read, and again as it arrives), one request handled
+at a time per connection (reading pauses while a request waits), a request must arrive whole within
+REQUEST_TIMEOUT_S and an idle keep-alive connection is closed after IDLE_TIMEOUT_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import deque
+from collections.abc import Iterable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+
+from receiver.endpoints import StartupError, split_endpoint
+from receiver.frontends import eager
+from receiver.frontends.ingest import Ingest
+from receiver.frontends.outcomes import Accepted, Refusal, Refused
+from receiver.frontends.signals import SignalSpec
+from receiver.frontends.status import HttpReply, http_error, http_success, response_message
+from receiver.frontends.tls import TlsCredentials
+from receiver.telemetry.logging import RateLimitedLog, get_logger
+
+try:
+    import httptools
+except ImportError:  # a dependency; absent only in odd installs: otlp.http_engine = auto then uses aiohttp
+    httptools = None  # type: ignore[assignment]
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+_CONTENT_TYPES = {PROTOBUF: False, "application/protobuf": False, JSON: True}
+_ENCODINGS = {"": False, "identity": False, "gzip": True, "x-gzip": True}
+MAX_HEADER_BYTES = 16 * 1024  # request line + headers (aiohttp: 8 KiB per line, 32 KiB in all)
+IDLE_TIMEOUT_S = 75.0  # a keep-alive connection with no request in progress (aiohttp's default)
+REQUEST_TIMEOUT_S = 60.0  # from a request's first byte to its last
+SWEEP_INTERVAL_S = 5.0
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def available() -> bool:
+    return httptools is not None
+
+
+class _Date:
+    """The Date header, formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self.value = b""
+
+    def now(self) -> bytes:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self.value = formatdate(second, usegmt=True).encode()
+        return self.value
+
+
+_DATE = _Date()
+
+
+def response_bytes(status: int, body: bytes, content_type: str, headers: dict[str, str], close: bool) -> bytes:
+    """One HTTP/1.1 response, head and body."""
+    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+    head += [f"{name}: {value}" for name, value in headers.items()]
+    if close:
+        head.append("Connection: close")
+    return ("\r\n".join(head) + "\r\n").encode("latin-1") + b"Date: " + _DATE.now() + b"\r\n\r\n" + body
+
+
+class _Request:
+    __slots__ = ("body", "body_bytes", "close", "head_bytes", "headers", "method", "path")
+
+    def __init__(self) -> None:
+        self.path = b""
+        self.method = b""
+        self.headers: dict[str, str] = {}  # names in lower case; a repeated header's values joined by ", "
+        self.body: list[bytes] = []
+        self.head_bytes = 0  # request line, headers (and chunked trailers)
+        self.body_bytes = 0
+        self.close = False  # answer, then close the connection
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: llhttp's callbacks build requests, handled one at a time, answered in order."""
+
+    def __init__(self, frontend: HttpLeanFrontend) -> None:
+        self._frontend = frontend
+        self._transport: asyncio.Transport | None = None
+        self._parser: Any = httptools.HttpRequestParser(self)
+        self._request: _Request | None = None  # being read
+        self._ready: deque[_Request] = deque()  # read, waiting their turn (pipelining)
+        self.busy: asyncio.Task[None] | None = None  # the request being handled, when it waits
+        self._closing = False  # answered with Connection: close
+        self._write_paused = False
+        self.last_activity = 0.0
+        self.request_started = 0.0  # 0 = no request being read
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.last_activity = self._frontend.loop_time()
+        self._frontend.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self._frontend.loop_time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "protocol upgrades are not served here; send HTTP/1.1 requests")
+            return
+        except httptools.HttpParserCallbackError:  # a bound, raised from our callback (_fail already sent)
+            return
+        except httptools.HttpParserError as exc:
+            self._fail(400, f"malformed HTTP request: {exc}")
+            return
+        self._serve()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._frontend.connections.discard(self)
+        if self.busy is not None:
+            self.busy.cancel()  # its answer has nowhere to go; rows already admitted stay admitted
+        self._transport = None
+        self._ready.clear()
+
+    def pause_writing(self) -> None:  # the client is not reading its answers: stop reading its requests
+        self._write_paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._transport is not None and self.busy is None:
+            self._transport.resume_reading()
+
+    # -- llhttp callbacks ---------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._request = _Request()
+        self.request_started = self.last_activity
+
+    def on_url(self, url: bytes) -> None:
+        request = self._request
+        assert request is not None
+        request.path += url
+        self._count_head(request, len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        request = self._request
+        assert request is not None
+        self._count_head(request, len(name) + len(value) + 4)
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        previous = request.headers.get(key)
+        request.headers[key] = text if previous is None else f"{previous}, {text}"
+
+    def on_headers_complete(self) -> None:
+        request = self._request
+        assert request is not None
+        request.method = self._parser.get_method()
+        declared = request.headers.get("content-length")
+        limit = self._frontend.max_request_bytes
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            self._fail(413, f"request body of {declared} bytes exceeds the {limit}-byte limit (otlp.max_request_bytes)")
+            raise _Stop
+        if request.headers.get("expect", "").lower() == "100-continue" and self._transport is not None:
+            self._transport.write(CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        request = self._request
+        assert request is not None
+        request.body_bytes += len(body)
+        if request.body_bytes > self._frontend.max_request_bytes:
+            limit = self._frontend.max_request_bytes
+            self._fail(413, f"request body exceeds the {limit}-byte limit (otlp.max_request_bytes)")
+            raise _Stop
+        request.body.append(body)
+
+    def on_message_complete(self) -> None:
+        request = self._request
+        assert request is not None
+        request.close = not self._parser.should_keep_alive()
+        self._ready.append(request)
+        self._request = None
+        self.request_started = 0.0
+
+    def _count_head(self, request: _Request, n: int) -> None:
+        request.head_bytes += n
+        if request.head_bytes > MAX_HEADER_BYTES:
+            self._fail(431, f"request line and headers exceed {MAX_HEADER_BYTES // 1024} KiB")
+            raise _Stop
+
+    # -- handling -----------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        """Handle the requests read so far, in order; stop at one that waits (its task continues)."""
+        while self._ready and self.busy is None and self._transport is not None and not self._closing:
+            request = self._ready.popleft()
+            task = eager.start(self._handle(request))
+            if task is not None:
+                self.busy = task
+                self._transport.pause_reading()  # one request at a time: the next ones wait in the socket
+                task.add_done_callback(self._resumed)
+
+    def _resumed(self, task: asyncio.Task[None]) -> None:
+        self.busy = None
+        if self._transport is not None and not self._closing:
+            if not self._write_paused:
+                self._transport.resume_reading()
+            self._serve()
+
+    async def _handle(self, request: _Request) -> None:
+        frontend = self._frontend
+        path = request.path.split(b"?", 1)[0]
+        spec = frontend.routes.get(path)
+        if spec is None:
+            self._answer(404, b"404: Not Found", "text/plain; charset=utf-8", {}, request.close)
+            return
+        if request.method != b"POST":
+            self._answer(405, b"405: Method Not Allowed", "text/plain; charset=utf-8", {"Allow": "POST"}, request.close)
+            return
+        headers = request.headers
+        media = (headers.get("content-type") or JSON).split(";", 1)[0].strip().lower()
+        json = _CONTENT_TYPES.get(media)
+        if json is None:
+            refused = Refused(
+                Refusal.UNSUPPORTED_MEDIA, f"unsupported Content-Type {media!r}; use {PROTOBUF} or {JSON}"
+            )
+            self._reply(http_error(refused, False), False, request.close)
+            return
+        encoding = (headers.get("content-encoding") or "").strip().lower()
+        gzip = _ENCODINGS.get(encoding)
+        if gzip is None:
+            refused = Refused(Refusal.UNSUPPORTED_MEDIA, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+            self._reply(http_error(refused, json), json, request.close)
+            return
+        ingest = frontend.ingest
+        key = None
+        if ingest.authenticating:
+            key = ingest.authenticate(spec, headers, "http")
+            if isinstance(key, Refused):
+                self._reply(http_error(key, json), json, request.close)
+                return
+        parts = request.body
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        request.body = []
+        outcome = await ingest.handle(spec, body, json=json, gzip=gzip, transport="http", key=key)
+        if isinstance(outcome, Accepted):
+            if not outcome.rejected and not outcome.message:
+                self._send(frontend.success(spec.name, json, request.close), request.close)
+                return
+            reply = http_success(response_message(spec.response_type, spec.rejected_field, outcome), json)
+            self._reply(reply, json, request.close)
+            return
+        self._reply(http_error(outcome, json), json, request.close)
+
+    # -- answers ------------------------------------------------------------------------------------
+
+    def _reply(self, reply: HttpReply, json: bool, close: bool) -> None:
+        self._answer(reply.status, reply.body, JSON if json else PROTOBUF, reply.headers, close)
+
+    def _answer(self, status: int, body: bytes, content_type: str, headers: dict[str, str], close: bool) -> None:
+        self._send(response_bytes(status, body, content_type, headers, close), close)
+
+    def _send(self, data: bytes, close: bool) -> None:
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        transport.write(data)
+        if close:
+            self._closing = True
+            self._ready.clear()
+            transport.close()
+
+    def _fail(self, status: int, message: str) -> None:
+        """Answer a request that cannot be read on (bad syntax, over a bound) and close the connection."""
+        self._frontend.log_refused(status, message, self._transport)
+        if status == 413:
+            reply = http_error(Refused(Refusal.TOO_LARGE, message), False)
+            self._answer(413, reply.body, PROTOBUF, reply.headers, True)
+        else:
+            self._answer(status, message.encode(), "text/plain; charset=utf-8", {}, True)
+
+    def close_if_stale(self, now: float) -> None:
+        if self.busy is not None or self._transport is None or self._closing:
+            return
+        if self.request_started and now - self.request_started > REQUEST_TIMEOUT_S:
+            self._fail(408, f"request not received whole within {REQUEST_TIMEOUT_S:g} s")
+        elif not self.request_started and now - self.last_activity > IDLE_TIMEOUT_S:
+            self._transport.close()
+
+
+class _Stop(Exception):
+    """Raised from an llhttp callback to stop parsing: the connection has been answered and is closing."""
+
+
+class HttpLeanFrontend:
+    """Listens on otlp.http_endpoint; start/stop as HttpFrontend."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        ingest: Ingest,
+        signals: Iterable[SignalSpec],
+        max_request_bytes: int,
+        tls: TlsCredentials | None = None,
+        *,
+        reuse_port: bool = False,
+    ) -> None:
+        if httptools is None:
+            raise StartupError(
+                "otlp.http_engine = httptools needs the httptools package (pip install httptools); "
+                "or set otlp.http_engine = auto"
+            )
+        self.endpoint = endpoint
+        self.ingest = ingest
+        self.max_request_bytes = max_request_bytes
+        self._tls = tls
+        self._reuse_port = reuse_port
+        signals = tuple(signals)
+        self.routes: dict[bytes, SignalSpec] = {spec.http_path.encode(): spec for spec in signals}
+        # The answer to almost every request (nothing rejected), per signal and encoding: built once.
+        self._success_bodies = {
+            (spec.name, json): http_success(
+                response_message(spec.response_type, spec.rejected_field, Accepted(0)), json
+            ).body
+            for spec in signals
+            for json in (False, True)
+        }
+        self._success_cache: dict[tuple[str, bool, bool], tuple[bytes, bytes]] = {}
+        self.connections: set[_Connection] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._log = RateLimitedLog(get_logger("receiver.http"), interval_s=10.0)
+        self.port: int | None = None
+
+    def loop_time(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def success(self, signal: str, json: bool, close: bool) -> bytes:
+        """The whole success response, rebuilt only when the Date header's second changes."""
+        date = _DATE.now()
+        cached = self._success_cache.get((signal, json, close))
+        if cached is not None and cached[0] is date:
+            return cached[1]
+        data = response_bytes(200, self._success_bodies[(signal, json)], JSON if json else PROTOBUF, {}, close)
+        self._success_cache[(signal, json, close)] = (_DATE.value, data)
+        return data
+
+    async def start(self) -> None:
+        host, port = split_endpoint(self.endpoint)
+        loop = self._loop = asyncio.get_running_loop()
+        if port == 0:  # one ephemeral port, not one per address the name resolves to
+            infos = await loop.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
+            host = infos[0][4][0]
+        try:
+            self._server = await loop.create_server(
+                lambda: _Connection(self),
+                host,
+                port,
+                ssl=self._tls.ssl_context() if self._tls is not None else None,
+                reuse_address=True,
+                reuse_port=self._reuse_port or None,
+                backlog=1024,
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen for OTLP/HTTP on {self.endpoint} ({exc.strerror or exc}); change otlp.http_endpoint "
+                "(env OBSERVATORY__OTLP__HTTP_ENDPOINT)"
+            ) from None
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._sweeper = loop.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Close connections idle past IDLE_TIMEOUT_S and those whose request is not read whole in time."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            now = self.loop_time()
+            for connection in list(self.connections):
+                connection.close_if_stale(now)
+
+    def log_refused(self, status: int, message: str, transport: asyncio.BaseTransport | None) -> None:
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        self._log.warning(
+            f"http-{status}",
+            "OTLP/HTTP request refused before it was read",
+            status=status,
+            detail=message,
+            peer=str(peer),
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, let the requests in progress answer, close every connection."""
+        if self._server is None:
+            return
+        self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        busy = [c.busy for c in self.connections if c.busy is not None]
+        if busy:
+            await asyncio.wait(busy, timeout=2.0)
+        for connection in list(self.connections):
+            if connection._transport is not None:
+                connection._transport.close()
+        await self._server.wait_closed()
+        self._server = None
