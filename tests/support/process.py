@@ -39,6 +39,8 @@ class ReceiverProcess:
         self.workdir = workdir
         self.host = host
         self.grpc_port, self.http_port, self.admin_port = ports or (free_port(), free_port(), free_port())
+        self._ports_chosen_here = ports is None and host == "127.0.0.1"  # may be chosen again (see start)
+        self._started_once = False
         self.query_port = free_port()
         self.settings = settings
         self.extra_env: dict[str, str] = {}  # set before start(): e.g. systemd's NOTIFY_SOCKET
@@ -87,6 +89,33 @@ class ReceiverProcess:
         return env
 
     async def start(self, wait_ready: bool = True) -> None:
+        """Start the receiver. A free port picked at construction can be taken by another process's
+        connection before the receiver binds it (tests run two at a time): on its first start, a
+        receiver that exits because a port is in use gets new free ports, up to three times."""
+        for attempt in range(3):
+            await self._spawn()
+            if not wait_ready:
+                return
+            try:
+                await self.wait_ready()
+                return
+            except AssertionError:
+                retry = (
+                    self._ports_chosen_here
+                    and not self._started_once
+                    and attempt < 2
+                    and self.proc is not None
+                    and self.proc.returncode is not None
+                    and "address already in use" in self.log_tail()
+                )
+                if not retry:
+                    raise
+                self.grpc_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
+                self.query_port = free_port()
+            finally:
+                self._started_once = self._started_once or (self.proc is not None and self.proc.returncode is None)
+
+    async def _spawn(self) -> None:
         log = self.log_path.open("ab")
         self._log_start = log.tell()  # this run's lines begin here (the log is appended to across restarts)
         self.proc = await asyncio.create_subprocess_exec(
@@ -101,8 +130,6 @@ class ReceiverProcess:
         )
         log.close()
         ReceiverProcess.running.add(self)
-        if wait_ready:
-            await self.wait_ready()
 
     def _fail_if_exited(self) -> None:
         """Waiting for a receiver that has exited would only time out: say why it exited instead."""
