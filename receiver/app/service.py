@@ -230,22 +230,10 @@ class Receiver:
         frontend = HttpLeanFrontend if engine == "httptools" else HttpFrontend
         return frontend(otlp.http_endpoint, ingest, signals, otlp.max_request_bytes, self.tls, reuse_port=reuse_port)
 
-    async def start(self) -> None:
+    def _assemble_pipeline(self) -> Ingest:
+        """The writers, the sink, the pipeline and the Ingest in front of them (nothing started, nothing
+        connected: benchmarks.request_path builds the request path this way without a database)."""
         cfg = self.config
-        self.heartbeat.start()
-        dsn = cfg.database.url
-        if not dsn:
-            self.embedded = EmbeddedPostgres(cfg.database.embedded_dir)
-            dsn = await asyncio.to_thread(self.embedded.start)
-            self.log.info("embedded database running", data_dir=str(self.embedded.root), dsn=dsn, psql=f"psql '{dsn}'")
-        self.database = Database(dsn, cfg.database.connect_timeout_s)
-        self.loop_lag.start()
-        self.trimmer.start()
-
-        admin_endpoint = self.worker.admin_endpoint if self.worker is not None else cfg.admin.endpoint
-        self.admin = AdminServer(admin_endpoint, self.metrics, self.health_report, self.readiness)
-        await self.admin.start()
-
         db = self.database
         native_copy = cfg.database.copy_encoder == "native"
         writers = [DatabaseWriter(db.connect, native_copy) for _ in range(cfg.pipeline.writers)]
@@ -284,6 +272,25 @@ class Receiver:
             self.memory,
         )
         self.ingest = ingest
+        return ingest
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.heartbeat.start()
+        dsn = cfg.database.url
+        if not dsn:
+            self.embedded = EmbeddedPostgres(cfg.database.embedded_dir)
+            dsn = await asyncio.to_thread(self.embedded.start)
+            self.log.info("embedded database running", data_dir=str(self.embedded.root), dsn=dsn, psql=f"psql '{dsn}'")
+        self.database = Database(dsn, cfg.database.connect_timeout_s)
+        self.loop_lag.start()
+        self.trimmer.start()
+
+        admin_endpoint = self.worker.admin_endpoint if self.worker is not None else cfg.admin.endpoint
+        self.admin = AdminServer(admin_endpoint, self.metrics, self.health_report, self.readiness)
+        await self.admin.start()
+
+        ingest = self._assemble_pipeline()
         if cfg.pipeline.durability == "spool":
             await self._open_spool(ingest)
         await self.pipeline.start()
