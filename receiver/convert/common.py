@@ -43,6 +43,22 @@ class ConvertOptions:
     def window(self, signal: str) -> TimeWindow:
         return self.windows.get(signal, NO_WINDOW)
 
+    def for_request(
+        self, received_unix_nanos: int, project_id: UUID | None, budget: DecodeBudget | None
+    ) -> ConvertOptions:
+        """These options with one request's receive time, tenant and budget (what dataclasses.replace
+        does, at a third of its cost: it runs for every request)."""
+        return ConvertOptions(
+            self.max_attribute_bytes,
+            self.price_book,
+            received_unix_nanos,
+            self.native,
+            self.native_rules,
+            budget,
+            project_id,
+            self.windows,
+        )
+
 
 class WireFormatError(ValueError):
     """Request bytes that are not a valid protobuf message of their type (the front end answers 400).

@@ -51,6 +51,7 @@ _FIXED32_TYPES = {FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_SFIXED32, F
 
 # What the limits count. Items: what becomes a row. Containers: the repeated messages that hold items
 # or hang off them and cost memory of their own whatever they hold.
+_ITEM, _CONTAINER = 1, 2  # kinds of message in RequestScanner.charge's weights
 ITEM_TYPES = frozenset(
     {
         "opentelemetry.proto.trace.v1.Span",
@@ -279,10 +280,42 @@ class RequestScanner:
             self._scanner: Any = _fastotlp.WireScanner(types=self.table.types, error=WireFormatError)
         else:
             self._scanner = _PureScanner(self.table)
+        self._weights: dict[str, list[tuple[int, int]]] = {}  # per decode path, by type index (charge)
 
     @property
     def native(self) -> bool:
         return not isinstance(self._scanner, _PureScanner)
+
+    def charge(self, body: bytes, max_messages: int, path: str) -> tuple[Charge, bool]:
+        """(protobuf_charge(self.scan(body, max_messages), len(body), path), stopped), without building the
+        counts by type name: it runs for every request (a 1-span request: 7 -> 3 µs)."""
+        counts, scalars, stopped = self._scanner.scan(bytes(body), max_messages)
+        weights = self._weights.get(path)
+        if weights is None:
+            weights = self._weights[path] = self._weigh(path)
+        costs = COSTS[path]
+        nbytes = int(len(body) * costs.body) + scalars * costs.scalar
+        items = containers = 0
+        for n, (cost, kind) in zip(counts, weights, strict=True):
+            if n:
+                nbytes += n * cost
+                if kind == _ITEM:
+                    items += n
+                elif kind == _CONTAINER:
+                    containers += n
+        return Charge(items, containers, nbytes), stopped
+
+    def _weigh(self, path: str) -> list[tuple[int, int]]:
+        """(bytes charged per message, kind) for each type index; the request itself (index 0) is free."""
+        costs = COSTS[path]
+        weights = [(0, 0)]
+        for name in self.table.names[1:]:
+            cost = costs.messages.get(name, costs.message)
+            if name in ITEM_TYPES:
+                weights.append((cost + costs.row, _ITEM))
+            else:
+                weights.append((cost, _CONTAINER if name in CONTAINER_TYPES else 0))
+        return weights
 
     def scan(self, body: bytes, max_messages: int = 1 << 62) -> WireCounts:
         """Counts of `body`; raises WireFormatError for bytes upb would refuse. Stops (counts are then
@@ -416,15 +449,14 @@ def max_messages(budget: DecodeBudget) -> int:
     return budget.max_bytes // _CHEAPEST_MESSAGE + 1
 
 
-def charge_protobuf(budget: DecodeBudget, scanner: RequestScanner, body: bytes, path: str) -> WireCounts:
+def charge_protobuf(budget: DecodeBudget, scanner: RequestScanner, body: bytes, path: str) -> Charge:
     """Scan `body` and charge what it holds before it is decoded; raises WireFormatError, LimitExceeded,
     MemoryBusy."""
-    counts = scanner.scan(body, max_messages(budget))
-    charge = protobuf_charge(counts, len(body), path)
+    charge, stopped = scanner.charge(body, max_messages(budget), path)
     budget.charge(items=charge.items, containers=charge.containers, nbytes=charge.nbytes)
-    if counts.stopped:  # cannot happen: past max_messages the charge is over the budget
+    if stopped:  # cannot happen: past max_messages the charge is over the budget
         raise AssertionError("a scan stopped early but its counts fit the budget")
-    return counts
+    return charge
 
 
 def charge_json(budget: DecodeBudget, body: bytes) -> JsonCounts:

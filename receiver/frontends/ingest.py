@@ -195,7 +195,7 @@ class Ingest:
         expected = self._expected(spec, body, json)
         self._hold(spec.table, expected, 1)
         try:
-            options = replace(self._options(), received_unix_nanos=received, project_id=project, budget=budget)
+            options = self._options().for_request(received, project, budget)
             try:
                 if not gzip and len(body) <= INLINE_DECODE_MAX_BYTES:  # gzip: its size says nothing
                     result = self._decode(spec, body, json, gzip, options)

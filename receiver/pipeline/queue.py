@@ -125,6 +125,11 @@ class BoundedQueue:
         """Admit all chunks or none. Never blocks; False means full (or closed): refuse upstream."""
         if self._closed:
             return False
+        if len(chunks) == 1:  # most requests: one signal, fewer rows than a batch
+            return self._offer_one(chunks[0])
+        return self._offer_many(chunks)
+
+    def _offer_many(self, chunks: Sequence[Chunk]) -> bool:
         add_rows: dict[str, int] = {}
         add_bytes: dict[str, int] = {}
         for chunk in chunks:
@@ -155,6 +160,29 @@ class BoundedQueue:
         self.rows += total_rows
         self.nbytes += total_bytes
         if wake:
+            self._notify()
+        return True
+
+    def _offer_one(self, chunk: Chunk) -> bool:
+        """offer() of a single chunk, the same checks without the per-table sums."""
+        table = chunk.table
+        rows = len(chunk.rows)
+        nbytes = chunk.nbytes
+        if self.rows + rows > self.max_rows or self.nbytes + nbytes > self.max_bytes:
+            return False
+        if self._held_rows[table] + rows > self.lane_max_rows or self._held_bytes[table] + nbytes > self.lane_max_bytes:
+            return False
+        chunk.enqueued_at = self._clock()
+        chunk.ticket.remaining += 1
+        lane = self._pending[table]
+        wake = not lane
+        lane.append(chunk)
+        pending = self._pending_rows[table] = self._pending_rows[table] + rows
+        self._held_rows[table] += rows
+        self._held_bytes[table] += nbytes
+        self.rows += rows
+        self.nbytes += nbytes
+        if wake or pending >= self._batch_rows:
             self._notify()
         return True
 

@@ -1,0 +1,113 @@
+"""The per-request shortcuts of the small-request path against the general code they stand in for:
+ConvertOptions.for_request against dataclasses.replace, RequestScanner.charge against protobuf_charge of
+a scan, and BoundedQueue's one-chunk offer against its many-chunk offer. Each shortcut must leave
+exactly what the general path leaves, for every field, request shape and queue state generated here."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import random
+import uuid
+
+import pytest
+
+from receiver.convert.budget import DecodeBudget, DecodeLimits
+from receiver.convert.common import ConvertOptions
+from receiver.convert.pricing import PriceBook
+from receiver.convert.scan import COSTS, RequestScanner, protobuf_charge
+from receiver.convert.window import TimeWindow
+from receiver.frontends.signals import SIGNALS
+from receiver.pipeline.queue import BoundedQueue, Chunk, Ticket
+from tests.fuzz.targets import random_request
+from tests.support import hostile
+
+
+def test_for_request_sets_the_three_request_fields_and_keeps_every_other():
+    # two bases whose every field differs, between them and from the defaults where it can: a field
+    # for_request forgot, or two fields it swapped, would show
+    bases = [
+        ConvertOptions(77, PriceBook(), 5, False, True, None, uuid.uuid4(), {"traces": TimeWindow(10, 20)}),
+        ConvertOptions(78, PriceBook(), 6, True, False, None, uuid.uuid4(), {"logs": TimeWindow(30, 40)}),
+    ]
+    for field in dataclasses.fields(ConvertOptions):
+        if field.name != "budget":
+            assert getattr(bases[0], field.name) != getattr(bases[1], field.name), field.name
+    for base in bases:
+        budget, project = DecodeBudget(DecodeLimits()), uuid.uuid4()
+        fast = base.for_request(123, project, budget)
+        slow = dataclasses.replace(base, received_unix_nanos=123, project_id=project, budget=budget)
+        assert {f.name: getattr(fast, f.name) for f in dataclasses.fields(fast)} == {
+            f.name: getattr(slow, f.name) for f in dataclasses.fields(slow)
+        }
+
+
+@functools.cache
+def _bodies() -> list[tuple[object, bytes]]:
+    rng = random.Random(4)
+    out = []
+    for spec in SIGNALS.values():
+        out += [(spec, random_request(spec, rng).SerializeToString()) for _ in range(12)]  # type: ignore[union-attr]
+    shapes = [s for s in hostile.SHAPES.values() if not s.json]
+    out += [(SIGNALS[s.signal], s.build(3000)) for s in shapes]
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(COSTS))
+@pytest.mark.parametrize("native_scanner", [True, False])
+def test_the_charge_shortcut_equals_the_charge_of_the_scan(path, native_scanner):
+    scanners = {}
+    for spec, body in _bodies():
+        scanner = scanners.get(spec.name)
+        if scanner is None:
+            scanner = scanners[spec.name] = RequestScanner(spec.request_type.DESCRIPTOR, native=native_scanner)
+        for limit in (1 << 62, 5):  # whole, and stopped early
+            charge, stopped = scanner.charge(body, limit, path)
+            counts = scanner.scan(body, limit)
+            assert (charge, stopped) == (protobuf_charge(counts, len(body), path), counts.stopped), spec.name
+
+
+def test_a_one_chunk_offer_leaves_the_queue_as_the_general_offer_does():
+    rng = random.Random(7)
+    tables = ("a", "b", "c")
+    for _ in range(200):
+        queues = [
+            BoundedQueue(tables, rng.randint(1, 60), rng.randint(1, 600), rng.choice((0.5, 0.7, 1.0))) for _ in (0, 1)
+        ]
+        queues[1].max_rows, queues[1].max_bytes = queues[0].max_rows, queues[0].max_bytes
+        queues[1].lane_max_rows, queues[1].lane_max_bytes = queues[0].lane_max_rows, queues[0].lane_max_bytes
+        woken = [0, 0]
+        for step in range(rng.randint(1, 30)):
+            table, rows, nbytes = rng.choice(tables), rng.randint(0, 12), rng.randint(0, 120)
+            results = []
+            for k, queue in enumerate(queues):
+                queue._batch_rows = 8
+                queue._wakeup = waiter = _Waiter()
+                piece = Chunk(table, [(i,) for i in range(rows)], nbytes, Ticket())
+                results.append(queue._offer_one(piece) if k == 0 else queue._offer_many([piece]))
+                woken[k] += waiter.woken
+            assert results[0] == results[1]
+            assert _state(queues[0]) == _state(queues[1]) and woken[0] == woken[1], step
+
+
+class _Waiter:
+    """Stands in for the writers' shared future: counts the wake-ups an offer makes."""
+
+    woken = 0
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, value: object) -> None:
+        self.woken += 1
+
+
+def _state(queue: BoundedQueue) -> tuple:
+    return (
+        queue.rows,
+        queue.nbytes,
+        dict(queue._pending_rows),
+        dict(queue._held_rows),
+        dict(queue._held_bytes),
+        {t: [(len(c.rows), c.nbytes, c.ticket.remaining) for c in lane] for t, lane in queue._pending.items()},
+    )
