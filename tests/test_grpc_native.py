@@ -323,3 +323,17 @@ class _RawClient:
 
     def send(self, stream_id: int, data: bytes) -> None:
         self.conn.send_data(stream_id, data)
+
+
+async def test_a_connection_closed_on_a_protocol_error_is_counted(engines):
+    proc = engines["nghttp2"]
+    before = await proc.metrics()
+    host, port = proc.grpc_target.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # not HTTP/2: nghttp2 answers GOAWAY, we close
+    await writer.drain()
+    await asyncio.wait_for(reader.read(), 10)  # to EOF
+    writer.close()
+    after = await proc.metrics()
+    key = 'observatory_refused_requests_total{reason="protocol_error",signal="unknown",transport="grpc"}'
+    assert after.get(key, 0) == before.get(key, 0) + 1

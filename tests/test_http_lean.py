@@ -240,3 +240,17 @@ async def test_an_idle_keep_alive_connection_is_closed(bare_frontend):
     rest = await asyncio.wait_for(reader.read(), 10)  # the rest of the 404, then EOF
     assert rest.endswith(b"404: Not Found")
     writer.close()
+
+
+async def test_requests_refused_before_they_were_read_are_counted(engines):
+    proc = engines["httptools"]
+    before = await proc.metrics()
+    await exchange(proc.http_port, post(body(), headers="X-Big: " + "v" * 17_000 + "\r\n"), 1)
+    await exchange(proc.http_port, b"\x16\x03\x01 nonsense\r\n\r\n", 1)
+    after = await proc.metrics()
+    for labels in (
+        'reason="too_large",signal="traces",transport="http"',
+        'reason="malformed",signal="unknown",transport="http"',
+    ):
+        key = f"observatory_refused_requests_total{{{labels}}}"
+        assert after.get(key, 0) == before.get(key, 0) + 1, key

@@ -318,10 +318,10 @@ class GrpcNativeFrontend:
             self.health[service] = status
 
     def log_protocol_error(self, detail: str, transport: asyncio.BaseTransport | None) -> None:
+        """A connection closed on an HTTP/2 protocol error: counted (observatory_refused_requests_total,
+        signal "unknown", reason protocol_error) and logged, rate-limited."""
         peer = transport.get_extra_info("peername") if transport is not None else None
-        self._log.warning(
-            "grpc-protocol", "OTLP/gRPC connection closed on a protocol error", detail=detail, peer=str(peer)
-        )
+        self.ingest.count_unreadable("grpc", None, "protocol_error", f"{detail} (peer {peer})")
 
     def log_call_error(self, path: str | None) -> None:
         self._log.error("grpc-call", "OTLP/gRPC call failed inside the receiver", path=path, exc_info=True)

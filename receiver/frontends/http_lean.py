@@ -31,7 +31,6 @@ from receiver.frontends.outcomes import Accepted, Refusal, Refused
 from receiver.frontends.signals import SignalSpec
 from receiver.frontends.status import HttpReply, http_error, http_success, response_message
 from receiver.frontends.tls import TlsCredentials
-from receiver.telemetry.logging import RateLimitedLog, get_logger
 
 try:
     import httptools
@@ -47,6 +46,8 @@ IDLE_TIMEOUT_S = 75.0  # a keep-alive connection with no request in progress (ai
 REQUEST_TIMEOUT_S = 60.0  # from a request's first byte to its last
 SWEEP_INTERVAL_S = 5.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Metric reasons of requests answered before they were read whole, by status.
+_UNREADABLE = {400: "malformed", 408: "timeout", 413: "too_large", 431: "too_large"}
 
 
 def available() -> bool:
@@ -291,7 +292,9 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, status: int, message: str) -> None:
         """Answer a request that cannot be read on (bad syntax, over a bound) and close the connection."""
-        self._frontend.log_refused(status, message, self._transport)
+        request = self._request
+        spec = self._frontend.routes.get(request.path.split(b"?", 1)[0]) if request is not None else None
+        self._frontend.count_unreadable(spec.name if spec is not None else None, status, message, self._transport)
         if status == 413:
             reply = http_error(Refused(Refusal.TOO_LARGE, message), False)
             self._answer(413, reply.body, PROTOBUF, reply.headers, True)
@@ -349,7 +352,6 @@ class HttpLeanFrontend:
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._log = RateLimitedLog(get_logger("receiver.http"), interval_s=10.0)
         self.port: int | None = None
 
     def loop_time(self) -> float:
@@ -398,15 +400,15 @@ class HttpLeanFrontend:
             for connection in list(self.connections):
                 connection.close_if_stale(now)
 
-    def log_refused(self, status: int, message: str, transport: asyncio.BaseTransport | None) -> None:
+    def count_unreadable(
+        self, signal: str | None, status: int, message: str, transport: asyncio.BaseTransport | None
+    ) -> None:
+        """A request answered before it was read whole: counted (observatory_refused_requests_total) and
+        logged, rate-limited, with the peer."""
+        reason = _UNREADABLE.get(status, "malformed")
         peer = transport.get_extra_info("peername") if transport is not None else None
-        self._log.warning(
-            f"http-{status}",
-            "OTLP/HTTP request refused before it was read",
-            status=status,
-            detail=message,
-            peer=str(peer),
-        )
+        if self.ingest is not None:
+            self.ingest.count_unreadable("http", signal, reason, f"{message} (HTTP {status}, peer {peer})")
 
     async def stop(self) -> None:
         """Stop accepting, let the requests in progress answer, close every connection."""

@@ -396,6 +396,20 @@ class Ingest:
         logged as `handle` counts its own refusals."""
         self._count(spec, transport, refused)
 
+    def count_unreadable(self, transport: str, signal: str | None, reason: str, message: str) -> None:
+        """A request its front end could not read whole (bad HTTP or HTTP/2, a head over its bound, too
+        slow): counted under its signal when its path names one, else "unknown", and logged."""
+        signal = signal or "unknown"
+        self._refused_requests(transport, signal, reason).inc()
+        self._limited.warning(
+            f"unreadable:{transport}:{reason}",
+            "request refused before it was read",
+            signal=signal,
+            transport=transport,
+            reason=reason,
+            detail=message,
+        )
+
     def _count(self, spec: SignalSpec, transport: str, outcome: Outcome) -> None:
         if isinstance(outcome, Accepted):
             label = "partial" if outcome.rejected else "success"
