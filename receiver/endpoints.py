@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 
@@ -76,3 +78,34 @@ async def serve_http(
         return runner, 0
     sockets = site._server.sockets if site._server else []
     return runner, (sockets[0].getsockname()[1] if sockets else port)
+
+
+async def listen_tcp(
+    endpoint: str,
+    protocol: Callable[[], asyncio.BaseProtocol],
+    what: str,
+    setting: str,
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    reuse_port: bool = False,
+) -> tuple[asyncio.AbstractServer, int]:
+    """An asyncio server for `protocol` on `endpoint` (host:port; TLS with `ssl_context`); returns it and
+    its bound port. Port 0 binds one ephemeral port on the first address the name resolves to (not one per
+    address). `reuse_port`: SO_REUSEPORT, for worker processes. A bind failure becomes a StartupError
+    naming the setting (and its environment variable), as serve_http's."""
+    host, port = split_endpoint(endpoint)
+    loop = asyncio.get_running_loop()
+    if port == 0:
+        infos = await loop.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
+        host = infos[0][4][0]
+    try:
+        server = await loop.create_server(
+            protocol, host, port, ssl=ssl_context, reuse_address=True, reuse_port=reuse_port or None, backlog=1024
+        )
+    except OSError as exc:
+        env = "OBSERVATORY__" + setting.upper().replace(".", "__")
+        raise StartupError(
+            f"cannot listen for {what} on {endpoint} ({exc.strerror or exc}); is another process using the "
+            f"port? Change {setting} (env {env})"
+        ) from None
+    return server, server.sockets[0].getsockname()[1]

@@ -22,7 +22,7 @@ from typing import Any
 
 from grpc_health.v1 import health_pb2
 
-from receiver.endpoints import StartupError, split_endpoint
+from receiver.endpoints import StartupError, listen_tcp
 from receiver.frontends import eager
 from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted, Refusal, Refused
@@ -285,31 +285,14 @@ class GrpcNativeFrontend:
         self.health: dict[str, int] = {}
         self.connections: set[_Connection] = set()
         self.draining = False
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._log = RateLimitedLog(get_logger("receiver.grpc"), interval_s=10.0)
         self.port: int | None = None
 
     async def start(self) -> None:
-        host, port = split_endpoint(self.endpoint)
-        loop = asyncio.get_running_loop()
-        if port == 0:  # one ephemeral port, not one per address the name resolves to
-            infos = await loop.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
-            host = infos[0][4][0]
-        try:
-            self._server = await loop.create_server(
-                lambda: _Connection(self),
-                host,
-                port,
-                reuse_address=True,
-                reuse_port=self._reuse_port or None,
-                backlog=1024,
-            )
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen for OTLP/gRPC on {self.endpoint} ({exc.strerror or exc}); is another process "
-                "using the port? Change otlp.grpc_endpoint (env OBSERVATORY__OTLP__GRPC_ENDPOINT)"
-            ) from None
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._server, self.port = await listen_tcp(
+            self.endpoint, lambda: _Connection(self), "OTLP/gRPC", "otlp.grpc_endpoint", reuse_port=self._reuse_port
+        )
         await self.set_serving(False)
 
     async def set_serving(self, serving: bool) -> None:

@@ -24,7 +24,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
-from receiver.endpoints import StartupError, split_endpoint
+from receiver.endpoints import StartupError, listen_tcp
 from receiver.frontends import eager
 from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted, Refusal, Refused
@@ -349,7 +349,7 @@ class HttpLeanFrontend:
         }
         self._success_cache: dict[tuple[str, bool, bool], tuple[bytes, bytes]] = {}
         self.connections: set[_Connection] = set()
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port: int | None = None
@@ -369,28 +369,16 @@ class HttpLeanFrontend:
         return data
 
     async def start(self) -> None:
-        host, port = split_endpoint(self.endpoint)
-        loop = self._loop = asyncio.get_running_loop()
-        if port == 0:  # one ephemeral port, not one per address the name resolves to
-            infos = await loop.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
-            host = infos[0][4][0]
-        try:
-            self._server = await loop.create_server(
-                lambda: _Connection(self),
-                host,
-                port,
-                ssl=self._tls.ssl_context() if self._tls is not None else None,
-                reuse_address=True,
-                reuse_port=self._reuse_port or None,
-                backlog=1024,
-            )
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen for OTLP/HTTP on {self.endpoint} ({exc.strerror or exc}); change otlp.http_endpoint "
-                "(env OBSERVATORY__OTLP__HTTP_ENDPOINT)"
-            ) from None
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._sweeper = loop.create_task(self._sweep())
+        self._loop = asyncio.get_running_loop()
+        self._server, self.port = await listen_tcp(
+            self.endpoint,
+            lambda: _Connection(self),
+            "OTLP/HTTP",
+            "otlp.http_endpoint",
+            self._tls.ssl_context() if self._tls is not None else None,
+            reuse_port=self._reuse_port,
+        )
+        self._sweeper = self._loop.create_task(self._sweep())
 
     async def _sweep(self) -> None:
         """Close connections idle past IDLE_TIMEOUT_S and those whose request is not read whole in time."""
