@@ -105,7 +105,7 @@ async def listen_tcp(
     except OSError as exc:
         env = "OBSERVATORY__" + setting.upper().replace(".", "__")
         raise StartupError(
-            f"cannot listen for {what} on {endpoint} ({exc.strerror or exc}); is another process using the "
-            f"port? Change {setting} (env {env})"
+            f"cannot listen for {what} on {endpoint} ({exc.strerror or exc}); if another process uses the port, "
+            f"change {setting} (env {env})"
         ) from None
     return server, server.sockets[0].getsockname()[1]
