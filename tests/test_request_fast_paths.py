@@ -111,3 +111,22 @@ def _state(queue: BoundedQueue) -> tuple:
         dict(queue._held_bytes),
         {t: [(len(c.rows), c.nbytes, c.ticket.remaining) for c in lane] for t, lane in queue._pending.items()},
     )
+
+
+def test_a_one_table_submission_makes_the_chunk_the_general_split_makes():
+    from receiver.pipeline.pipeline import Pipeline
+
+    rng = random.Random(11)
+    for _ in range(100):
+        queues = [BoundedQueue(("a", "b"), 1000, 100_000) for _ in (0, 1)]
+        step = rng.randint(1, 20)
+        pipelines = [Pipeline(q, None, None, step) for q in queues]  # type: ignore[arg-type]
+        done: list[int] = []
+        for _ in range(rng.randint(1, 10)):
+            rows = [(i,) for i in range(rng.randint(0, 30))]
+            nbytes = rng.randint(0, 5000)
+            one = pipelines[0].offer({"a": rows}, nbytes, lambda done=done: done.append(0))
+            general = pipelines[1].offer({"a": rows, "b": []}, nbytes, lambda done=done: done.append(1))  # 2 tables
+            assert one == general
+            assert _state(queues[0]) == _state(queues[1])
+        assert done.count(0) == done.count(1)

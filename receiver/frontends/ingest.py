@@ -184,7 +184,8 @@ class Ingest:
         over_rate = self._over_rate(key)
         if over_rate is not None:
             return over_rate
-        if not self._room_for(spec, body, json):
+        expected = self._expected(spec, body, json)
+        if not self._room_for_expected(spec, expected):
             return self._refuse_no_room()
         if self._pipeline.memory_exhausted():
             return self._refuse_busy(Refusal.OVERLOADED, MEMORY_MESSAGE, cause="memory")
@@ -192,7 +193,6 @@ class Ingest:
         # any time use the receive time; every row carries the key's project).
         project = key.project_id if key is not None else None
         budget = DecodeBudget(limits.decode, self._memory_pool)
-        expected = self._expected(spec, body, json)
         self._hold(spec.table, expected, 1)
         try:
             options = self._options().for_request(received, project, budget)
@@ -316,7 +316,10 @@ class Ingest:
 
     def _room_for(self, spec: SignalSpec, body: bytes, json: bool) -> bool:
         """Would this body's rows fit, next to those of the requests being decoded?"""
-        nbytes, rows = self._expected(spec, body, json)
+        return self._room_for_expected(spec, self._expected(spec, body, json))
+
+    def _room_for_expected(self, spec: SignalSpec, expected: tuple[int, int]) -> bool:
+        nbytes, rows = expected
         pending_bytes, pending_rows = self._in_flight.get(spec.table, (0, 0))
         return self._pipeline.room_for_bytes(nbytes + pending_bytes, spec.table, rows + pending_rows)
 

@@ -115,6 +115,10 @@ class Pipeline:
 
     def offer(self, rows_by_table: Rows, nbytes: int, on_done: Callable[[], None] | None = None) -> bool:
         """Put rows in the queue (split into batch-sized chunks); `on_done` runs once all are stored."""
+        if len(rows_by_table) == 1:  # most requests: one table, at most a batch of rows: one chunk
+            ((table, rows),) = rows_by_table.items()
+            if 0 < len(rows) <= self._chunk_rows:
+                return self.queue.offer((Chunk(table, rows, nbytes, Ticket(on_done)),))
         total = sum(len(rows) for rows in rows_by_table.values())
         if total == 0:
             if on_done is not None:
