@@ -46,6 +46,8 @@ IDLE_TIMEOUT_S = 75.0  # a keep-alive connection with no request in progress (ai
 REQUEST_TIMEOUT_S = 60.0  # from a request's first byte to its last
 SWEEP_INTERVAL_S = 5.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# The headers read here (the rest are kept raw, turned into a dict only when an API key is checked).
+_WANTED = frozenset({b"content-type", b"content-encoding", b"content-length", b"expect"})
 # Metric reasons of requests answered before they were read whole, by status.
 _UNREADABLE = {400: "malformed", 408: "timeout", 413: "too_large", 431: "too_large"}
 
@@ -83,16 +85,30 @@ def response_bytes(status: int, body: bytes, content_type: str, headers: dict[st
 
 
 class _Request:
-    __slots__ = ("body", "body_bytes", "close", "head_bytes", "headers", "method", "path")
+    __slots__ = ("body", "body_bytes", "close", "head_bytes", "method", "path", "raw_headers", "wanted")
 
     def __init__(self) -> None:
         self.path = b""
         self.method = b""
-        self.headers: dict[str, str] = {}  # names in lower case; a repeated header's values joined by ", "
+        self.raw_headers: list[tuple[bytes, bytes]] = []  # as received; a dict only when a key is checked
+        self.wanted: dict[bytes, bytes] = {}  # the headers this module reads itself (_WANTED), lower-case names
         self.body: list[bytes] = []
         self.head_bytes = 0  # request line, headers (and chunked trailers)
         self.body_bytes = 0
         self.close = False  # answer, then close the connection
+
+    def header(self, name: bytes) -> str | None:
+        value = self.wanted.get(name)
+        return None if value is None else value.decode("latin-1")
+
+    def headers(self) -> dict[str, str]:
+        """Every header, names in lower case, a repeated header's values joined by ", "."""
+        out: dict[str, str] = {}
+        for name, value in self.raw_headers:
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+            previous = out.get(key)
+            out[key] = text if previous is None else f"{previous}, {text}"
+        return out
 
 
 class _Connection(asyncio.Protocol):
@@ -167,21 +183,22 @@ class _Connection(asyncio.Protocol):
         request = self._request
         assert request is not None
         self._count_head(request, len(name) + len(value) + 4)
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        previous = request.headers.get(key)
-        request.headers[key] = text if previous is None else f"{previous}, {text}"
+        request.raw_headers.append((name, value))
+        key = name.lower()
+        if key in _WANTED:
+            previous = request.wanted.get(key)
+            request.wanted[key] = value if previous is None else previous + b", " + value
 
     def on_headers_complete(self) -> None:
         request = self._request
         assert request is not None
         request.method = self._parser.get_method()
-        declared = request.headers.get("content-length")
+        declared = request.header(b"content-length")
         limit = self._frontend.max_request_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
             self._fail(413, f"request body of {declared} bytes exceeds the {limit}-byte limit (otlp.max_request_bytes)")
             raise _Stop
-        if request.headers.get("expect", "").lower() == "100-continue" and self._transport is not None:
+        if (request.header(b"expect") or "").lower() == "100-continue" and self._transport is not None:
             self._transport.write(CONTINUE)
 
     def on_body(self, body: bytes) -> None:
@@ -237,8 +254,7 @@ class _Connection(asyncio.Protocol):
         if request.method != b"POST":
             self._answer(405, b"405: Method Not Allowed", "text/plain; charset=utf-8", {"Allow": "POST"}, request.close)
             return
-        headers = request.headers
-        media = (headers.get("content-type") or JSON).split(";", 1)[0].strip().lower()
+        media = (request.header(b"content-type") or JSON).split(";", 1)[0].strip().lower()
         json = _CONTENT_TYPES.get(media)
         if json is None:
             refused = Refused(
@@ -246,7 +262,7 @@ class _Connection(asyncio.Protocol):
             )
             self._reply(http_error(refused, False), False, request.close)
             return
-        encoding = (headers.get("content-encoding") or "").strip().lower()
+        encoding = (request.header(b"content-encoding") or "").strip().lower()
         gzip = _ENCODINGS.get(encoding)
         if gzip is None:
             refused = Refused(Refusal.UNSUPPORTED_MEDIA, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
@@ -255,7 +271,7 @@ class _Connection(asyncio.Protocol):
         ingest = frontend.ingest
         key = None
         if ingest.authenticating:
-            key = ingest.authenticate(spec, headers, "http")
+            key = ingest.authenticate(spec, request.headers(), "http")
             if isinstance(key, Refused):
                 self._reply(http_error(key, json), json, request.close)
                 return
