@@ -1,6 +1,7 @@
 """The floor of a request's fixed cost: server CPU per request of *trivial* handlers on the receiver's
-transports (grpc.aio on uvloop, aiohttp on uvloop), driven like loadgen's small-request runs (1.6 KB
-bodies, 32 in flight), so `make bench`'s µs/request can be read against what the libraries alone cost.
+transports (grpc.aio and aiohttp on uvloop, the fallbacks; and the receiver's own front ends, nghttp2 and
+httptools, with an Ingest that accepts at once), driven like loadgen's small-request runs (1.6 KB bodies,
+32 in flight), so `make bench`'s µs/request can be read against what the transports alone cost.
 
     python -m benchmarks.transport_floor [--requests 5000] [--in-flight 32] [--connections N]
 
@@ -24,6 +25,31 @@ import grpc
 
 BODY = os.urandom(1600)
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+
+class _TrivialIngest:
+    """What the receiver's own front ends call, answering at once: their floor, as the libraries' above."""
+
+    authenticating = False
+
+    async def handle(self, spec: object, body: bytes, **kwargs: object) -> object:
+        from receiver.frontends.outcomes import Accepted
+
+        return Accepted(1)
+
+
+async def serve_native(transport: str, port: int) -> None:
+    from receiver.frontends.grpc_native import GrpcNativeFrontend
+    from receiver.frontends.http_lean import HttpLeanFrontend
+    from receiver.frontends.signals import SIGNALS
+
+    endpoint, ingest = f"127.0.0.1:{port}", _TrivialIngest()
+    if transport == "grpc-native":
+        frontend: object = GrpcNativeFrontend(endpoint, ingest, SIGNALS.values(), 64 << 20)  # type: ignore[arg-type]
+    else:
+        frontend = HttpLeanFrontend(endpoint, ingest, SIGNALS.values(), 64 << 20)  # type: ignore[arg-type]
+    await frontend.start()  # type: ignore[attr-defined]
+    await asyncio.Event().wait()
 
 
 def free_port() -> int:
@@ -108,7 +134,7 @@ def measure(transport: str, requests: int, in_flight: int, connections: int) -> 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "benchmarks.transport_floor", "--serve", transport, str(port)])
     try:
-        drive = drive_grpc if transport == "grpc" else drive_http
+        drive = drive_grpc if transport.startswith("grpc") else drive_http
         deadline = time.monotonic() + 30
         while True:  # wait for the listener
             try:
@@ -125,7 +151,12 @@ def measure(transport: str, requests: int, in_flight: int, connections: int) -> 
     finally:
         server.kill()
         server.wait()
-    name = "OTLP/gRPC (grpc.aio)" if transport == "grpc" else "OTLP/HTTP (aiohttp)"
+    name = {
+        "grpc": "OTLP/gRPC (grpc.aio)",
+        "http": "OTLP/HTTP (aiohttp)",
+        "grpc-native": "OTLP/gRPC (nghttp2)",
+        "http-lean": "OTLP/HTTP (httptools)",
+    }[transport]
     return (
         f"{name:<22} {cpu / requests * 1e6:8.1f} us/request server CPU, trivial handler ({requests / wall:,.0f}/s, "
         f"{in_flight} in flight over {connections} connection(s))"
@@ -149,9 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
 
         transport, port = args.serve
-        uvloop.run((serve_grpc if transport == "grpc" else serve_http)(int(port)))
+        if transport in ("grpc-native", "http-lean"):
+            uvloop.run(serve_native(transport, int(port)))
+        else:
+            uvloop.run((serve_grpc if transport == "grpc" else serve_http)(int(port)))
         return 0
-    for transport in ("grpc", "http"):
+    for transport in ("grpc", "http", "grpc-native", "http-lean"):
         print(measure(transport, args.requests, args.in_flight, args.connections or args.in_flight), flush=True)
     return 0
 
