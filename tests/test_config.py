@@ -149,3 +149,14 @@ def test_nested_tls_section_from_file_and_environment(tmp_path):
     assert f"otlp.tls.client_ca_file: {tmp_path / 'missing.pem'} does not exist" in problems
     with pytest.raises(ConfigError, match="client certificates need TLS"):
         load_config(None, env={"OBSERVATORY__OTLP__TLS__CLIENT_CA_FILE": str(ca)})
+
+
+def test_the_nghttp2_grpc_engine_with_tls_is_refused_naming_the_fix(tmp_path):
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    for path in (cert, key):
+        path.write_text("PEM")
+    tls = {"OBSERVATORY__OTLP__TLS__CERT_FILE": str(cert), "OBSERVATORY__OTLP__TLS__KEY_FILE": str(key)}
+    with pytest.raises(ConfigError, match=r"otlp\.grpc_engine: the nghttp2 engine serves cleartext only.*grpcio"):
+        load_config(None, env={**tls, "OBSERVATORY__OTLP__GRPC_ENGINE": "nghttp2"})
+    for engine in ("auto", "grpcio"):  # auto serves TLS with grpcio
+        assert load_config(None, env={**tls, "OBSERVATORY__OTLP__GRPC_ENGINE": engine}).otlp.grpc_engine == engine
