@@ -337,3 +337,12 @@ async def test_a_connection_closed_on_a_protocol_error_is_counted(engines):
     after = await proc.metrics()
     key = 'observatory_refused_requests_total{reason="protocol_error",signal="unknown",transport="grpc"}'
     assert after.get(key, 0) == before.get(key, 0) + 1
+
+
+async def test_health_watch_is_unimplemented_on_the_nghttp2_engine(engines):
+    """A stream, which this engine does not serve: a clear UNIMPLEMENTED, not a hang."""
+    async with grpc.aio.insecure_channel(engines["nghttp2"].grpc_target) as channel:
+        call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as excinfo:
+            await call.read()
+        assert excinfo.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -36,7 +36,6 @@ except ImportError:  # the extension is optional: otlp.grpc_engine = auto then s
     _h2grpc = None  # type: ignore[assignment]
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
-HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 MAX_STREAMS = 100  # concurrent calls per connection (SETTINGS_MAX_CONCURRENT_STREAMS)
 WINDOW_BYTES = 4 * 1024 * 1024  # per-stream flow-control window (the connection's is 4x)
 # Unfinished request bodies one connection may hold at once: two of the largest request, at least 16 MiB.
