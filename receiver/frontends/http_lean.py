@@ -26,6 +26,7 @@ from typing import Any
 
 from receiver.endpoints import StartupError, listen_tcp
 from receiver.frontends import eager
+from receiver.frontends.http_media import JSON, PROTOBUF, negotiate
 from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted, Refusal, Refused
 from receiver.frontends.signals import SignalSpec
@@ -37,10 +38,6 @@ try:
 except ImportError:  # a dependency; absent only in odd installs: otlp.http_engine = auto then uses aiohttp
     httptools = None  # type: ignore[assignment]
 
-PROTOBUF = "application/x-protobuf"
-JSON = "application/json"
-_CONTENT_TYPES = {PROTOBUF: False, "application/protobuf": False, JSON: True}
-_ENCODINGS = {"": False, "identity": False, "gzip": True, "x-gzip": True}
 MAX_HEADER_BYTES = 16 * 1024  # request line + headers (aiohttp: 8 KiB per line, 32 KiB in all)
 IDLE_TIMEOUT_S = 75.0  # a keep-alive connection with no request in progress (aiohttp's default)
 REQUEST_TIMEOUT_S = 60.0  # from a request's first byte to its last
@@ -254,18 +251,8 @@ class _Connection(asyncio.Protocol):
         if request.method != b"POST":
             self._answer(405, b"405: Method Not Allowed", "text/plain; charset=utf-8", {"Allow": "POST"}, request.close)
             return
-        media = (request.header(b"content-type") or JSON).split(";", 1)[0].strip().lower()
-        json = _CONTENT_TYPES.get(media)
-        if json is None:
-            refused = Refused(
-                Refusal.UNSUPPORTED_MEDIA, f"unsupported Content-Type {media!r}; use {PROTOBUF} or {JSON}"
-            )
-            self._reply(http_error(refused, False), False, request.close)
-            return
-        encoding = (request.header(b"content-encoding") or "").strip().lower()
-        gzip = _ENCODINGS.get(encoding)
-        if gzip is None:
-            refused = Refused(Refusal.UNSUPPORTED_MEDIA, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+        json, gzip, refused = negotiate(request.header(b"content-type"), request.header(b"content-encoding"))
+        if refused is not None:
             self._reply(http_error(refused, json), json, request.close)
             return
         ingest = frontend.ingest

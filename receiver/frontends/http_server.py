@@ -11,16 +11,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import web
 
 from receiver.endpoints import serve_http
+from receiver.frontends.http_media import JSON, PROTOBUF, negotiate
 from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted, Refusal, Refused
 from receiver.frontends.signals import SignalSpec
 from receiver.frontends.status import HttpReply, http_error, http_success, response_message
 from receiver.frontends.tls import TlsCredentials
-
-PROTOBUF = "application/x-protobuf"
-JSON = "application/json"
-_CONTENT_TYPES = {PROTOBUF: False, "application/protobuf": False, JSON: True}
-_ENCODINGS = {"": False, "identity": False, "gzip": True, "x-gzip": True}
 
 
 def _reply(reply: HttpReply, json: bool) -> web.Response:
@@ -42,26 +38,9 @@ def _export_route(
     }
 
     async def export(request: web.Request) -> web.Response:
-        media = (request.headers.get("Content-Type") or JSON).split(";", 1)[0].strip().lower()
-        json = _CONTENT_TYPES.get(media)
-        if json is None:
-            return _reply(
-                http_error(
-                    Refused(Refusal.UNSUPPORTED_MEDIA, f"unsupported Content-Type {media!r}; use {PROTOBUF} or {JSON}"),
-                    False,
-                ),
-                False,
-            )
-        encoding = (request.headers.get("Content-Encoding") or "").strip().lower()
-        gzip = _ENCODINGS.get(encoding)
-        if gzip is None:
-            return _reply(
-                http_error(
-                    Refused(Refusal.UNSUPPORTED_MEDIA, f"unsupported Content-Encoding {encoding!r}; use gzip or none"),
-                    json,
-                ),
-                json,
-            )
+        json, gzip, refused = negotiate(request.headers.get("Content-Type"), request.headers.get("Content-Encoding"))
+        if refused is not None:
+            return _reply(http_error(refused, json), json)
         key = None
         if ingest.authenticating:  # the headers are copied only when a key is to be checked
             key = ingest.authenticate(spec, {k.lower(): v for k, v in request.headers.items()}, "http")
