@@ -26,7 +26,7 @@ from typing import Any
 
 from receiver.endpoints import StartupError, listen_tcp
 from receiver.frontends import eager
-from receiver.frontends.http_media import JSON, PROTOBUF, negotiate
+from receiver.frontends.http_media import JSON, PROTOBUF, negotiate, too_large_message
 from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted, Refusal, Refused
 from receiver.frontends.signals import SignalSpec
@@ -193,7 +193,7 @@ class _Connection(asyncio.Protocol):
         declared = request.header(b"content-length")
         limit = self._frontend.max_request_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            self._fail(413, f"request body of {declared} bytes exceeds the {limit}-byte limit (otlp.max_request_bytes)")
+            self._fail(413, too_large_message(limit, declared))
             raise _Stop
         if (request.header(b"expect") or "").lower() == "100-continue" and self._transport is not None:
             self._transport.write(CONTINUE)
@@ -204,7 +204,7 @@ class _Connection(asyncio.Protocol):
         request.body_bytes += len(body)
         if request.body_bytes > self._frontend.max_request_bytes:
             limit = self._frontend.max_request_bytes
-            self._fail(413, f"request body exceeds the {limit}-byte limit (otlp.max_request_bytes)")
+            self._fail(413, too_large_message(limit))
             raise _Stop
         request.body.append(body)
 

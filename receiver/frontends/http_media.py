@@ -32,3 +32,9 @@ def negotiate(content_type: str | None, content_encoding: str | None) -> tuple[b
             Refused(Refusal.UNSUPPORTED_MEDIA, f"unsupported Content-Encoding {encoding!r}; use gzip or none"),
         )
     return json, gzip, None
+
+
+def too_large_message(limit: int, declared: int | str | None = None) -> str:
+    """Why a body is refused with 413 before it is read whole: by its Content-Length, or as it arrives."""
+    size = f" of {declared} bytes" if declared is not None else ""
+    return f"request body{size} exceeds the {limit}-byte limit (otlp.max_request_bytes)"

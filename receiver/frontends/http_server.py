@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import web
 
 from receiver.endpoints import serve_http
-from receiver.frontends.http_media import JSON, PROTOBUF, negotiate
+from receiver.frontends.http_media import JSON, PROTOBUF, negotiate, too_large_message
 from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted, Refusal, Refused
 from receiver.frontends.signals import SignalSpec
@@ -48,17 +48,12 @@ def _export_route(
                 return _reply(http_error(key, json), json)
         declared = request.content_length
         if declared is not None and declared > max_request_bytes:
-            refused = Refused(
-                Refusal.TOO_LARGE,
-                f"request body of {declared} bytes exceeds the {max_request_bytes}-byte limit (otlp.max_request_bytes)",
-            )
+            refused = Refused(Refusal.TOO_LARGE, too_large_message(max_request_bytes, declared))
             return _reply(http_error(refused, json), json)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            refused = Refused(
-                Refusal.TOO_LARGE, f"request body exceeds the {max_request_bytes}-byte limit (otlp.max_request_bytes)"
-            )
+            refused = Refused(Refusal.TOO_LARGE, too_large_message(max_request_bytes))
             return _reply(http_error(refused, json), json)
         outcome = await ingest.handle(spec, body, json=json, gzip=gzip, transport="http", key=key)
         if isinstance(outcome, Accepted):
