@@ -416,6 +416,8 @@ class Charge:
 
 
 def protobuf_charge(counts: WireCounts, body_bytes: int, path: str) -> Charge:
+    """What a scan's counts cost, weighed by type name: the statement of the costs that
+    RequestScanner.charge (the request path's, by type index) is tested against."""
     costs = COSTS[path]
     items = containers = 0
     nbytes = int(body_bytes * costs.body) + counts.scalars * costs.scalar

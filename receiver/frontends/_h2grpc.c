@@ -165,7 +165,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     Session *s = (Session *)user_data;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     Stream *st = PyMem_Calloc(1, sizeof(Stream));
-    if (!st) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (!st) { s->callback_error = 1; return NGHTTP2_ERR_CALLBACK_FAILURE; } /* receive() raises MemoryError */
     st->id = frame->hd.stream_id;
     st->headers = PyDict_New();
     if (!st->headers) { PyMem_Free(st); s->callback_error = 1; return NGHTTP2_ERR_CALLBACK_FAILURE; }
@@ -226,17 +226,16 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     Session *s = (Session *)user_data;
     Stream *st = nghttp2_session_get_stream_user_data(session, stream_id);
     if (!st || st->delivered || st->problem_code) return 0; /* discarded */
+    const char *code = NULL, *text = NULL; /* a bound this chunk crosses: the call is answered now */
     if (st->len + len > s->max_message + GRPC_PREFIX) {
-        if (refuse_early(s, st, ST_TOO_LARGE,
-                         "request message is larger than otlp.max_request_bytes") < 0) {
-            s->callback_error = 1;
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-        }
-        return 0;
+        code = ST_TOO_LARGE;
+        text = "request message is larger than otlp.max_request_bytes";
+    } else if (s->buffered + len > s->max_buffered) {
+        code = ST_OVERLOADED;
+        text = "this connection has too many unfinished request bodies buffered; retry later";
     }
-    if (s->buffered + len > s->max_buffered) {
-        if (refuse_early(s, st, ST_OVERLOADED,
-                         "this connection has too many unfinished request bodies buffered; retry later") < 0) {
+    if (code) {
+        if (refuse_early(s, st, code, text) < 0) {
             s->callback_error = 1;
             return NGHTTP2_ERR_CALLBACK_FAILURE;
         }
@@ -247,7 +246,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
         while (cap < st->len + len) cap *= 2;
         if (cap > s->max_message + GRPC_PREFIX) cap = s->max_message + GRPC_PREFIX;
         char *grown = PyMem_Realloc(st->body, cap);
-        if (!grown) return NGHTTP2_ERR_CALLBACK_FAILURE;
+        if (!grown) { s->callback_error = 1; return NGHTTP2_ERR_CALLBACK_FAILURE; }
         st->body = grown;
         st->cap = cap;
     }
