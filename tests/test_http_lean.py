@@ -254,3 +254,25 @@ async def test_requests_refused_before_they_were_read_are_counted(engines):
     ):
         key = f"observatory_refused_requests_total{{{labels}}}"
         assert after.get(key, 0) == before.get(key, 0) + 1, key
+
+
+async def test_a_burst_of_pipelined_requests_is_answered_over_several_turns_of_the_loop(bare_frontend):
+    """One callback answers at most MAX_REQUESTS_PER_TURN of them, so one connection's burst cannot hold
+    the event loop; the rest follow, in order, on the next turns."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", bare_frontend.port)
+
+    async def connected() -> bool:
+        return len(bare_frontend.connections) == 1
+
+    await wait_until(connected, what="the connection")
+    (connection,) = bare_frontend.connections
+    burst = 3 * http_lean.MAX_REQUESTS_PER_TURN + 5
+    connection.data_received(b"".join(b"GET /nowhere/%d HTTP/1.1\r\nHost: r\r\n\r\n" % i for i in range(burst)))
+    assert len(connection._ready) == burst - http_lean.MAX_REQUESTS_PER_TURN  # the rest wait for the next turn
+    for _ in range(burst):
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 404 ")
+        while (await reader.readline()) != b"\r\n":
+            pass
+        assert await reader.readexactly(len(b"404: Not Found")) == b"404: Not Found"
+    assert not connection._ready and not connection._deferred
+    writer.close()

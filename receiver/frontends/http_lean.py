@@ -43,6 +43,9 @@ IDLE_TIMEOUT_S = 75.0  # a keep-alive connection with no request in progress (ai
 REQUEST_TIMEOUT_S = 60.0  # from a request's first byte to its last
 SWEEP_INTERVAL_S = 5.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Pipelined requests answered in one callback; the rest wait for the loop's next turn (~3 ms of 1-span
+# requests: a burst on one connection must not hold the event loop for the others).
+MAX_REQUESTS_PER_TURN = 32
 # The headers read here (the rest are kept raw, turned into a dict only when an API key is checked).
 _WANTED = frozenset({b"content-type", b"content-encoding", b"content-length", b"expect"})
 # Metric reasons of requests answered before they were read whole, by status.
@@ -120,6 +123,7 @@ class _Connection(asyncio.Protocol):
         self.busy: asyncio.Task[None] | None = None  # the request being handled, when it waits
         self._closing = False  # answered with Connection: close
         self._write_paused = False
+        self._deferred = False  # pipelined requests left for the loop's next turn (MAX_REQUESTS_PER_TURN)
         self.last_activity = 0.0
         self.request_started = 0.0  # 0 = no request being read
 
@@ -156,13 +160,22 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:  # the client is not reading its answers: stop reading its requests
         self._write_paused = True
-        if self._transport is not None:
-            self._transport.pause_reading()
+        self._sync_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._transport is not None and self.busy is None:
-            self._transport.resume_reading()
+        self._sync_reading()
+
+    def _sync_reading(self) -> None:
+        """Read from the client only while nothing holds its requests back: one waiting to be handled, one
+        left for the next turn, or answers it does not read."""
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        if self.busy is None and not self._deferred and not self._write_paused:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
 
     # -- llhttp callbacks ---------------------------------------------------------------------------
 
@@ -225,21 +238,30 @@ class _Connection(asyncio.Protocol):
     # -- handling -----------------------------------------------------------------------------------
 
     def _serve(self) -> None:
-        """Handle the requests read so far, in order; stop at one that waits (its task continues)."""
+        """Handle the requests read so far, in order; stop at one that waits (its task continues), and after
+        MAX_REQUESTS_PER_TURN (the rest on the loop's next turn: a burst of pipelined requests must not hold
+        the event loop for the other connections)."""
+        served = 0
         while self._ready and self.busy is None and self._transport is not None and not self._closing:
+            if served == MAX_REQUESTS_PER_TURN:
+                self._deferred = True
+                asyncio.get_running_loop().call_soon(self._serve_deferred)
+                break
             request = self._ready.popleft()
+            served += 1
             task = eager.start(self._handle(request))
-            if task is not None:
+            if task is not None:  # one request at a time: the next ones wait in the socket
                 self.busy = task
-                self._transport.pause_reading()  # one request at a time: the next ones wait in the socket
                 task.add_done_callback(self._resumed)
+        self._sync_reading()
+
+    def _serve_deferred(self) -> None:
+        self._deferred = False
+        self._serve()
 
     def _resumed(self, task: asyncio.Task[None]) -> None:
         self.busy = None
-        if self._transport is not None and not self._closing:
-            if not self._write_paused:
-                self._transport.resume_reading()
-            self._serve()
+        self._serve()
 
     async def _handle(self, request: _Request) -> None:
         frontend = self._frontend
