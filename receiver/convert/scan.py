@@ -227,6 +227,20 @@ class _PureScanner:
             raise WireFormatError(str(exc)) from None
         return counts, state[1], stopped
 
+    def weigh(
+        self, body: bytes, max_messages: int, weights: tuple[tuple[int, int], ...]
+    ) -> tuple[int, int, int, int, bool]:
+        """scan() summed by weights[i] = (bytes, kind): (items, containers, message bytes, scalars, stopped)."""
+        counts, scalars, stopped = self.scan(body, max_messages)
+        items = containers = nbytes = 0
+        for n, (cost, kind) in zip(counts, weights, strict=True):
+            nbytes += n * cost
+            if kind == _ITEM:
+                items += n
+            elif kind == _CONTAINER:
+                containers += n
+        return items, containers, nbytes, scalars, stopped
+
     def _message(
         self, data: bytes, pos: int, end: int, kind_of: int, depth: int, counts: list[int], state: list[int], cap: int
     ) -> None:
@@ -280,32 +294,24 @@ class RequestScanner:
             self._scanner: Any = _fastotlp.WireScanner(types=self.table.types, error=WireFormatError)
         else:
             self._scanner = _PureScanner(self.table)
-        self._weights: dict[str, list[tuple[int, int]]] = {}  # per decode path, by type index (charge)
+        self._weights: dict[str, tuple[tuple[int, int], ...]] = {}  # per decode path, by type index (charge)
 
     @property
     def native(self) -> bool:
         return not isinstance(self._scanner, _PureScanner)
 
     def charge(self, body: bytes, max_messages: int, path: str) -> tuple[Charge, bool]:
-        """(protobuf_charge(self.scan(body, max_messages), len(body), path), stopped), without building the
-        counts by type name: it runs for every request (a 1-span request: 7 -> 3 µs)."""
-        counts, scalars, stopped = self._scanner.scan(bytes(body), max_messages)
+        """(protobuf_charge(self.scan(body, max_messages), len(body), path), stopped), with the counts
+        summed by the scanner itself (`weigh`): it runs for every request."""
         weights = self._weights.get(path)
         if weights is None:
-            weights = self._weights[path] = self._weigh(path)
+            weights = self._weights[path] = self._weights_for(path)
+        items, containers, message_bytes, scalars, stopped = self._scanner.weigh(bytes(body), max_messages, weights)
         costs = COSTS[path]
-        nbytes = int(len(body) * costs.body) + scalars * costs.scalar
-        items = containers = 0
-        for n, (cost, kind) in zip(counts, weights, strict=True):
-            if n:
-                nbytes += n * cost
-                if kind == _ITEM:
-                    items += n
-                elif kind == _CONTAINER:
-                    containers += n
+        nbytes = int(len(body) * costs.body) + scalars * costs.scalar + message_bytes
         return Charge(items, containers, nbytes), stopped
 
-    def _weigh(self, path: str) -> list[tuple[int, int]]:
+    def _weights_for(self, path: str) -> tuple[tuple[int, int], ...]:
         """(bytes charged per message, kind) for each type index; the request itself (index 0) is free."""
         costs = COSTS[path]
         weights = [(0, 0)]
@@ -315,7 +321,7 @@ class RequestScanner:
                 weights.append((cost + costs.row, _ITEM))
             else:
                 weights.append((cost, _CONTAINER if name in CONTAINER_TYPES else 0))
-        return weights
+        return tuple(weights)
 
     def scan(self, body: bytes, max_messages: int = 1 << 62) -> WireCounts:
         """Counts of `body`; raises WireFormatError for bytes upb would refuse. Stops (counts are then
