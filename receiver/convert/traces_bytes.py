@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import orjson
@@ -270,25 +270,49 @@ def convert_traces_bytes(body: bytes, options: ConvertOptions) -> Converted:
     rows = out.rows
     append = rows.append
     rules = _RULES if options.native_rules else None
-    price = _pricer(book) if rules is not None else None
-    plans: dict[tuple[str | None, str, int], Any] = {}  # PriceBook.plan's answers for this request
+    if rules is not None:
+        price, plans = _pricing(book)
     for resource_json, resource_attrs, scopes in resources:
         service_name, resource_environment = resource_fields(resource_attrs)
         for scope_name, scope_version, spans in scopes:
-            context = RowContext(
-                service_name, scope_name, scope_version, resource_json, resource_environment, book, project_id
-            )
             start = len(rows)
             if rules is not None:
                 shared = (service_name, scope_name, scope_version, resource_json, resource_environment, project_id)
-                rules.span_rows(shared, spans, rows, price, partial(_python_row, context), book.plan, plans)
+                rules.span_rows(shared, spans, rows, price, partial(_python_row, shared, book), book.plan, plans)
             else:
+                context = RowContext(
+                    service_name, scope_name, scope_version, resource_json, resource_environment, book, project_id
+                )
                 for span in spans:
                     append(span_row(context, *span))
             untrack_rows(rows, start)  # no full GC pass walks these rows again (pgvalues)
     return out
 
 
-def _python_row(context: RowContext, span: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The row of a span the native rules leave to genai.py (LlmRules.span_rows' fallback)."""
+# PriceBook.plan's answers kept per book: (provider, model, yyyymmdd) -> plan. A book is immutable (a reload
+# builds a new one), so an answer holds for the book's life; a 1-span request then prices its span with
+# one dict lookup instead of plan() and its date arithmetic. Bounded: cleared past MAX_PLANS.
+MAX_PLANS = 4096
+
+
+@lru_cache(maxsize=4)
+def _book_pricing(book: PriceBook) -> tuple[Callable[..., Any], dict[tuple[str | None, str, int], Any]]:
+    return _pricer(book), {}
+
+
+def _pricing(book: PriceBook) -> tuple[Callable[..., Any], dict[tuple[str | None, str, int], Any]]:
+    """LlmRules.span_rows' price() and plans dict for `book`, made once per book."""
+    price, plans = _book_pricing(book)
+    if len(plans) > MAX_PLANS:  # models come from the requests: stay bounded whatever they name
+        plans.clear()
+    return price, plans
+
+
+def _python_row(shared: tuple[Any, ...], book: PriceBook, span: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The row of a span the native rules leave to genai.py (LlmRules.span_rows' fallback); the row
+    context is built only here, for the spans that need it."""
+    service_name, scope_name, scope_version, resource_json, resource_environment, project_id = shared
+    context = RowContext(
+        service_name, scope_name, scope_version, resource_json, resource_environment, book, project_id
+    )
     return span_row(context, *span)
