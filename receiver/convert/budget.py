@@ -126,8 +126,11 @@ class DecodeBudget:
                     f"metrics and exemplars, over limits.max_containers_per_request = {limits.max_containers:,}; "
                     "send smaller batches",
                 )
-        if nbytes:
-            self.charge_bytes(nbytes)
+        if nbytes:  # charge_bytes, inline
+            total = self.nbytes + nbytes
+            self.nbytes = total
+            if total > self._reserved:
+                self._grow(total)
 
     def charge_bytes(self, nbytes: int) -> None:
         """charge(nbytes=...), for the converters' per-row charges: below what is already reserved from

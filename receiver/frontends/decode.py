@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import gc
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -71,22 +71,14 @@ def parse_protobuf(message_type: type[Message], body: bytes) -> Message:
     try:
         message.ParseFromString(body)
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise MalformedRequest(f"body is not a valid {message_type.DESCRIPTOR.name} protobuf: {exc}") from None
+        raise malformed(message_type, exc) from None
     return message
 
 
-def convert_protobuf(
-    message_type: type[Message],
-    convert_bytes: Callable[[bytes, ConvertOptions], Converted],
-    body: bytes,
-    options: ConvertOptions,
-) -> Converted:
-    """Decode and convert in one step (the native converters). Bytes it cannot read are refused with the
-    same message as parse_protobuf's: the converter refuses exactly what upb refuses."""
-    try:
-        return convert_bytes(body, options)
-    except WireFormatError as exc:
-        raise MalformedRequest(f"body is not a valid {message_type.DESCRIPTOR.name} protobuf: {exc}") from None
+def malformed(message_type: type[Message], exc: Exception) -> MalformedRequest:
+    """The refusal of protobuf bytes: upb's, and the scanner's and native converters' (which refuse
+    exactly what upb refuses), in one message."""
+    return MalformedRequest(f"body is not a valid {message_type.DESCRIPTOR.name} protobuf: {exc}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,6 +472,10 @@ def scanner_for(message_type: type[Message]) -> RequestScanner:
     return scanner
 
 
+# (signal, options.native) -> (scanner_for, decode_path): both fixed once the extensions have imported.
+_CHARGING: dict[tuple[str, bool], tuple[RequestScanner, str]] = {}
+
+
 def decode_path(spec: SignalSpec, options: ConvertOptions) -> str:
     """Which decoder protobuf bodies of this signal take: native (the C decoders) or upb."""
     return "native" if spec.convert_bytes is not None and options.native and spec.native_available() else "upb"
@@ -522,12 +518,20 @@ def decode_request(spec: SignalSpec, body: bytes, json: bool, options: ConvertOp
         untrack_rows(converted.rows, 0)
         return Decoded(converted, protobuf, parsed.message)
     if budget is not None:
+        key = (spec.name, options.native)
+        charging = _CHARGING.get(key)
+        if charging is None:
+            charging = _CHARGING[key] = (scanner_for(spec.request_type), decode_path(spec, options))
         try:
-            charge_protobuf(budget, scanner_for(spec.request_type), bytes(body), decode_path(spec, options))
+            charge_protobuf(budget, charging[0], bytes(body), charging[1])
         except WireFormatError as exc:
-            raise MalformedRequest(f"body is not a valid {spec.request_type.DESCRIPTOR.name} protobuf: {exc}") from None
+            raise malformed(spec.request_type, exc) from None
     if spec.convert_bytes is not None:
-        return Decoded(convert_protobuf(spec.request_type, spec.convert_bytes, body, options), body, None)
+        try:  # decode and convert in one step (the native converters)
+            converted = spec.convert_bytes(body, options)
+        except WireFormatError as exc:
+            raise malformed(spec.request_type, exc) from None
+        return Decoded(converted, body, None)
     request = parse_protobuf(spec.request_type, body)
     converted = spec.convert(request, options)
     untrack_rows(converted.rows, 0)  # rows of atoms: no full GC pass needs to walk them (pgvalues)

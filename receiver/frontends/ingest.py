@@ -144,10 +144,10 @@ class Ingest:
         retry_after = max(self._limits.retry_after_s, self._pipeline.breaker.cooldown_remaining())
         return Refused(reason, message, items, retry_after_s=retry_after, cause=cause)
 
-    def _over_rate(self, key: ActiveKey | None) -> Refused | None:
-        """The key's rate limit, checked before decoding: refused while its token bucket is empty."""
-        if key is None or key.rate_items_per_s is None:
-            return None
+    def _over_rate(self, key: ActiveKey) -> Refused | None:
+        """The key's rate limit (it has one), checked before decoding: refused while its token bucket is
+        empty."""
+        assert key.rate_items_per_s is not None
         wait = self.rate_limiter.admit(key.id, key.rate_items_per_s)
         if wait is None:
             return None
@@ -181,9 +181,10 @@ class Ingest:
                 f"request body of {len(body)} bytes exceeds the {limits.max_request_bytes}-byte limit "
                 "(otlp.max_request_bytes); send smaller batches",
             )
-        over_rate = self._over_rate(key)
-        if over_rate is not None:
-            return over_rate
+        if key is not None and key.rate_items_per_s is not None:
+            over_rate = self._over_rate(key)
+            if over_rate is not None:
+                return over_rate
         expected = self._expected(spec, body, json)
         if not self._room_for_expected(spec, expected):
             return self._refuse_no_room()
@@ -274,7 +275,9 @@ class Ingest:
                 window_max_future_skew_s=window.max_future_skew_s or 0,
             )
         del decoded
-        self._count_altered(spec, converted.stats)
+        stats = converted.stats
+        if stats.truncated_values or stats.nul_replaced or stats.non_finite_numbers:
+            self._count_altered(spec, stats)
         rows = converted.rows
         rejected = converted.rejected
         errors = converted.errors
@@ -287,7 +290,10 @@ class Ingest:
             self._limited.warning(
                 f"invalid:{spec.name}", "rejected invalid items", signal=spec.name, count=rejected, detail=message
             )
-        admission = await self._pipeline.submit({spec.table: rows}, nbytes, record)
+        if record is None:  # memory durability: admission never waits
+            admission = self._pipeline.admit({spec.table: rows}, nbytes)
+        else:
+            admission = await self._pipeline.submit({spec.table: rows}, nbytes, record)
         if admission is not Admission.ACCEPTED:
             if key is not None and key.rate_items_per_s is not None:  # not taken: the retry will pay
                 self.rate_limiter.refund(key.id, key.rate_items_per_s, items)
@@ -304,7 +310,7 @@ class Ingest:
             }[admission]
             return self._refuse_busy(Refusal.OVERLOADED, message, count, cause=admission.value)
         if rows:
-            self._accepted[spec.name](transport).inc(len(rows))
+            self._accepted[spec.name].adder(transport)(len(rows))
         return Accepted(len(rows), rejected, message)
 
     def _expected(self, spec: SignalSpec, body: bytes, json: bool) -> tuple[int, int]:
@@ -429,4 +435,4 @@ class Ingest:
                 reason=outcome.label,
                 detail=outcome.message,  # names the key's prefix when the key is the reason
             )
-        self._requests(transport, spec.name, label).inc()
+        self._requests.adder(transport, spec.name, label)(1)

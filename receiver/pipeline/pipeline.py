@@ -94,14 +94,23 @@ class Pipeline:
     def memory_exhausted(self) -> bool:
         return self.memory is not None and self.memory.over_limit and self.queue.rows > 0
 
-    async def submit(self, rows_by_table: Rows, nbytes: int, record: SpoolRecord | None = None) -> Admission:
-        """Admit every row or none. `nbytes` is the memory the rows are charged for."""
+    def admit(self, rows_by_table: Rows, nbytes: int) -> Admission:
+        """submit() without a spool (memory durability), which never waits: callers without a spool
+        use it directly and spare a coroutine per request."""
         if self._closed:
             return Admission.CLOSED
         if self.memory_exhausted():
             return Admission.MEMORY
+        return Admission.ACCEPTED if self.offer(rows_by_table, nbytes) else Admission.FULL
+
+    async def submit(self, rows_by_table: Rows, nbytes: int, record: SpoolRecord | None = None) -> Admission:
+        """Admit every row or none. `nbytes` is the memory the rows are charged for."""
         if self.spool is None:
-            return Admission.ACCEPTED if self.offer(rows_by_table, nbytes) else Admission.FULL
+            return self.admit(rows_by_table, nbytes)
+        if self._closed:
+            return Admission.CLOSED
+        if self.memory_exhausted():
+            return Admission.MEMORY
         assert record is not None
         try:
             await self.spool.append(record, rows_by_table, nbytes)
