@@ -75,6 +75,9 @@ class _Connection(asyncio.Protocol):
         self._session: Any = None
         self._transport: asyncio.Transport | None = None
         self.calls: set[asyncio.Task[None]] = set()
+        # True while data_received dispatches the calls it read: their answers go out in its one flush
+        # (one write for all of them) instead of one flush each.
+        self._dispatching = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -103,12 +106,16 @@ class _Connection(asyncio.Protocol):
             self.flush()
             self.close()
             return
-        for call in finished:
-            try:
-                self._dispatch(*call)
-            except Exception as exc:  # a defect must cost one call, never the connection or the process
-                self._frontend.log_call_error(call[1])
-                self.answer_status(call[0], CODE_INTERNAL, f"internal error while handling the request: {exc}")
+        self._dispatching = True
+        try:
+            for call in finished:
+                try:
+                    self._dispatch(*call)
+                except Exception as exc:  # a defect must cost one call, never the connection or the process
+                    self._frontend.log_call_error(call[1])
+                    self.answer_status(call[0], CODE_INTERNAL, f"internal error while handling the request: {exc}")
+        finally:
+            self._dispatching = False
         self.flush()
 
     def eof_received(self) -> bool | None:
@@ -210,12 +217,14 @@ class _Connection(asyncio.Protocol):
     def answer(self, stream_id: int, message: bytes) -> None:
         if self._transport is not None:
             self._session.respond(stream_id, message, 0, ())
-            self.flush()
+            if not self._dispatching:
+                self.flush()
 
     def answer_status(self, stream_id: int, code: int, text: str, metadata: Iterable[tuple[str, Any]] = ()) -> None:
         if self._transport is not None:
             self._session.respond(stream_id, None, code, error_trailers(text, metadata))
-            self.flush()
+            if not self._dispatching:
+                self.flush()
 
     def answer_refused(self, stream_id: int, refused: Refused) -> None:
         error = grpc_error(refused)

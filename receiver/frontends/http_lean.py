@@ -192,7 +192,9 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self._request
         assert request is not None
-        self._count_head(request, len(name) + len(value) + 4)
+        request.head_bytes += len(name) + len(value) + 4  # _count_head, inline: called for every header
+        if request.head_bytes > MAX_HEADER_BYTES:
+            self._count_head(request, 0)
         request.raw_headers.append((name, value))
         key = name.lower()
         if key in _WANTED:
