@@ -11,14 +11,18 @@ import random
 import uuid
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 
+from receiver.convert import traces_bytes
 from receiver.convert.budget import DecodeBudget, DecodeLimits
 from receiver.convert.common import ConvertOptions
 from receiver.convert.pricing import PriceBook
 from receiver.convert.scan import COSTS, RequestScanner, protobuf_charge
+from receiver.convert.traces_bytes import NATIVE_STATUS
 from receiver.convert.window import TimeWindow
 from receiver.frontends.signals import SIGNALS
 from receiver.pipeline.queue import BoundedQueue, Chunk, Ticket
+from receiver.telemetry.metrics import Children
 from tests.fuzz.targets import random_request
 from tests.support import hostile
 
@@ -130,3 +134,39 @@ def test_a_one_table_submission_makes_the_chunk_the_general_split_makes():
             assert one == general
             assert _state(queues[0]) == _state(queues[1])
         assert done.count(0) == done.count(1)
+
+
+def test_the_scanners_weigh_only_with_a_weight_for_every_type():
+    spec, body = max(_bodies(), key=lambda pair: len(pair[1]))  # holds messages of several types
+    scanner = RequestScanner(spec.request_type.DESCRIPTOR)
+    if not scanner.native:
+        pytest.skip(f"the C extension is not built ({NATIVE_STATUS})")
+    weights = scanner._weights_for("native")
+    pure = RequestScanner(spec.request_type.DESCRIPTOR, native=False)
+    assert scanner._scanner.weigh(body, 1 << 62, weights) == pure._scanner.weigh(body, 1 << 62, weights)
+    with pytest.raises(ValueError, match="weights for"):
+        scanner._scanner.weigh(body, 1 << 62, weights[:-1])
+    with pytest.raises(TypeError):
+        scanner._scanner.weigh(body, 1 << 62, tuple((cost, "item") for cost, _ in weights))
+
+
+def test_price_plans_are_kept_per_book_and_bounded():
+    book = PriceBook()
+    price, plans = traces_bytes._pricing(book)
+    assert traces_bytes._pricing(book) == (price, plans) and traces_bytes._pricing(book)[1] is plans
+    assert traces_bytes._pricing(PriceBook())[1] is not plans  # a reloaded book starts afresh
+    plans.update({("p", f"model-{i}", 20260101): None for i in range(traces_bytes.MAX_PLANS + 1)})
+    assert traces_bytes._pricing(book)[1] is plans and not plans  # past the bound: cleared
+
+
+def test_a_counters_adder_counts_what_inc_counts():
+    registry = CollectorRegistry()
+    counter = Counter("shortcut", "test", ["transport"], registry=registry)
+    children = Children(counter)
+    add = children.adder("grpc")
+    assert children.adder("grpc") is add
+    add(3)
+    children("grpc").inc(2)
+    children.adder("http")(1)
+    assert registry.get_sample_value("shortcut_total", {"transport": "grpc"}) == 5
+    assert registry.get_sample_value("shortcut_total", {"transport": "http"}) == 1
