@@ -744,3 +744,34 @@ def test_both_paths_stamp_every_row_with_the_requests_project():
     assert converted is not None and [r[-1] for r in converted.rows] == [project] * 3
     assert row_of(native(one_span(), OPTIONS))["project_id"] is None  # auth off: no project
     assert row_of(reference(one_span(), OPTIONS))["project_id"] is None
+
+
+def test_a_resource_seen_before_converts_exactly_as_the_first_time():
+    """The decoder keeps what a Resource's bytes decoded to (an SDK repeats its Resource in every export):
+    a request whose Resource it has seen must give the reference's rows and statistics all the same, at
+    every max_attribute_bytes (truncation depends on it), and never be charged less output."""
+    from receiver.convert import traces_bytes
+
+    attributes = [
+        key_value(b"service.name", any_string(b"svc\x00nul")),  # NUL: counted in nul_replaced
+        key_value(b"deployment.environment", any_string(b"prod")),
+        key_value(b"big", any_string(b"x" * 3000)),  # truncated under a small limit
+        key_value(b"ratio", any_double(math.nan)),  # non-finite
+        key_value(b"nested", any_kvlist(key_value(b"k", any_int(7)))),
+    ]
+    resource = b"".join(field_len(1, kv) for kv in attributes)
+    decoder = traces_bytes._DECODER
+    for limit in (1024, 100_000, 1024, 64):
+        options = dataclasses.replace(OPTIONS, max_attribute_bytes=limit)
+        outputs = []
+        for spans in (1, 2, 1):
+            body = request(
+                resource_spans(scope_spans(*[span_fields(name=b"s%d" % i) for i in range(spans)]), resource=resource)
+            )
+            converted = assert_same(body, options)
+            assert converted is not None and len(converted.rows) == spans
+            assert converted.stats.nul_replaced >= 1 and converted.stats.non_finite_numbers >= 1
+            assert (converted.stats.truncated_values >= 1) == (limit < 3000)
+            decoded = decoder.decode(body, limit, 5, 1 << 40, 0, (1 << 64) - 1, lambda start: "")
+            outputs.append(decoded[6])
+        assert outputs[2] >= outputs[0], "a request whose Resource was cached was charged less output"

@@ -218,6 +218,8 @@ typedef struct {
     Py_ssize_t by_len_count[MAX_WANTED_KEY_LEN + 1];
     /* SignalDecoder only (logs and metrics, _fastotlp_signals.c); NULL in a TraceDecoder. */
     struct SignalConfig *signal;
+    /* What a Resource's bytes decoded to (see resource_cached): bounded, touched only with the GIL. */
+    PyObject *resource_cache;
 } TraceDecoder;
 
 /* A Uuid (the decoder's uuid_type) of the 16 bytes at `raw` (section 8). */
@@ -2358,12 +2360,79 @@ check_entity_ref(Ctx *ctx, const Field *ref, int depth)
     return rc;
 }
 
+/*
+ * A small request's resource costs as much to decode as its span: an SDK sends the same Resource (service,
+ * SDK, host: about ten attributes) with every export. What one Resource's bytes decoded to is kept:
+ * (max_attribute_bytes, resource JSON, wanted attributes, the three Stats counts, output bytes charged).
+ * The same bytes under the same limit decode to the same objects, statistics and charge, so a request
+ * whose Resource is cached gets them without decoding it again (the wanted dict copied: each request owns
+ * its own). Bounded: Resources of at most RESOURCE_CACHE_MAX_BYTES, RESOURCE_CACHE_ENTRIES of them (the
+ * cache is emptied when full).
+ */
+#define RESOURCE_CACHE_MAX_BYTES 4096
+#define RESOURCE_CACHE_ENTRIES 256
+enum { RC_LIMIT, RC_JSON, RC_WANTED, RC_TRUNCATED, RC_NUL, RC_NON_FINITE, RC_OUT_BYTES, RC_ITEMS };
+
+/* The cached decoding of `key` under ctx's limit: a new reference, NULL when there is none (or on error,
+ * with an exception set). */
+static PyObject *
+resource_cached(Ctx *ctx, PyObject *key)
+{
+    PyObject *entry = PyDict_GetItemWithError(ctx->cfg->resource_cache, key); /* borrowed */
+    if (entry == NULL) {
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, RC_LIMIT));
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return limit == ctx->limit ? Py_NewRef(entry) : NULL;
+}
+
+/* Applies a cached entry to ctx (statistics, output charge); the wanted dict's copy (new reference), NULL
+ * on error (over the output budget: over_budget set, as a decode would). */
+static PyObject *
+resource_apply(Ctx *ctx, PyObject *entry)
+{
+    ctx->stats.truncated_values += PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, RC_TRUNCATED));
+    ctx->stats.nul_replaced += PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, RC_NUL));
+    ctx->stats.non_finite_numbers += PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, RC_NON_FINITE));
+    if (charge_output(ctx, PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, RC_OUT_BYTES))) < 0) {
+        return NULL;
+    }
+    return PyDict_Copy(PyTuple_GET_ITEM(entry, RC_WANTED));
+}
+
+/* Keeps what `key` decoded to: the differences of ctx's statistics and output since `stats` / `out_bytes`. */
+static int
+resource_store(Ctx *ctx, PyObject *key, PyObject *json, PyObject *wanted, Stats stats, Py_ssize_t out_bytes)
+{
+    PyObject *cache = ctx->cfg->resource_cache;
+    PyObject *copy = PyDict_Copy(wanted); /* the request's own dict may be changed by its caller */
+    if (copy == NULL) {
+        return -1;
+    }
+    PyObject *entry = Py_BuildValue("(nONnnnn)", ctx->limit, json, copy,
+                                    ctx->stats.truncated_values - stats.truncated_values,
+                                    ctx->stats.nul_replaced - stats.nul_replaced,
+                                    ctx->stats.non_finite_numbers - stats.non_finite_numbers, ctx->out_bytes - out_bytes);
+    if (entry == NULL) {
+        return -1;
+    }
+    if (PyDict_GET_SIZE(cache) >= RESOURCE_CACHE_ENTRIES) {
+        PyDict_Clear(cache);
+    }
+    int rc = PyDict_SetItem(cache, key, entry);
+    Py_DECREF(entry);
+    return rc;
+}
+
 /* One ResourceSpans at `depth` -> (resource attributes JSON, wanted resource attributes, scopes). */
 static PyObject *
 convert_resource_spans(Ctx *ctx, Seg seg, int depth)
 {
     Segs resource = {0};
-    PyObject *scopes = NULL, *wanted = NULL, *json = NULL, *result = NULL;
+    PyObject *scopes = NULL, *wanted = NULL, *json = NULL, *result = NULL, *cache_key = NULL;
     if (depth > MAX_DEPTH) {
         depth_error(ctx, seg.ptr);
         return NULL;
@@ -2404,6 +2473,26 @@ convert_resource_spans(Ctx *ctx, Seg seg, int depth)
         goto done;
     }
     int keep = PyList_GET_SIZE(scopes) > 0; /* without spans, only checks and statistics count */
+    if (keep && resource.n == 1 && resource.first.len <= RESOURCE_CACHE_MAX_BYTES) {
+        cache_key = PyBytes_FromStringAndSize((const char *)resource.first.ptr, resource.first.len);
+        if (cache_key == NULL) {
+            goto done;
+        }
+        PyObject *entry = resource_cached(ctx, cache_key);
+        if (entry != NULL) {
+            wanted = resource_apply(ctx, entry);
+            if (wanted != NULL) {
+                result = PyTuple_Pack(3, PyTuple_GET_ITEM(entry, RC_JSON), wanted, scopes);
+            }
+            Py_DECREF(entry);
+            goto done;
+        }
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+    }
+    Stats stats_before = ctx->stats;
+    Py_ssize_t out_before = ctx->out_bytes;
     json_begin(ctx);
     if (keep && (wanted = PyDict_New()) == NULL) {
         goto done;
@@ -2422,9 +2511,15 @@ convert_resource_spans(Ctx *ctx, Seg seg, int depth)
             goto done;
         }
     }
+    if (cache_key != NULL) {
+        if (resource_store(ctx, cache_key, json, wanted, stats_before, out_before) < 0) {
+            goto done;
+        }
+    }
     result = keep ? PyTuple_Pack(3, json, wanted, scopes) : Py_NewRef(Py_None);
 done:
     segs_free(&resource);
+    Py_XDECREF(cache_key);
     Py_XDECREF(scopes);
     Py_XDECREF(wanted);
     Py_XDECREF(json);
@@ -2631,6 +2726,9 @@ decoder_init_common(TraceDecoder *self, PyObject *keys, PyObject *uuid_type, PyO
     self->loads = Py_NewRef(loads);
     self->error_type = Py_NewRef(error);
     self->budget_error = Py_NewRef(budget_error);
+    if ((self->resource_cache = PyDict_New()) == NULL) {
+        return -1;
+    }
     return 0;
 }
 
@@ -2677,6 +2775,7 @@ TraceDecoder_traverse(TraceDecoder *self, visitproc visit, void *arg)
     Py_VISIT(self->loads);
     Py_VISIT(self->error_type);
     Py_VISIT(self->budget_error);
+    Py_VISIT(self->resource_cache);
     return signal_config_traverse(self, visit, arg);
 }
 
@@ -2691,6 +2790,7 @@ TraceDecoder_clear(TraceDecoder *self)
     Py_CLEAR(self->loads);
     Py_CLEAR(self->error_type);
     Py_CLEAR(self->budget_error);
+    Py_CLEAR(self->resource_cache);
     Py_CLEAR(self->nan_label);
     Py_CLEAR(self->inf_label);
     Py_CLEAR(self->ninf_label);

@@ -162,7 +162,7 @@ def _make_decoder() -> tuple[Any, str]:
     return decoder, "native"
 
 
-# Immutable after import, like a compiled pattern: the decoder holds only configuration.
+# Configuration, fixed after import, and a bounded cache of decoded Resources (touched only with the GIL).
 _DECODER, NATIVE_STATUS = _make_decoder()
 
 
@@ -312,7 +312,5 @@ def _python_row(shared: tuple[Any, ...], book: PriceBook, span: tuple[Any, ...])
     """The row of a span the native rules leave to genai.py (LlmRules.span_rows' fallback); the row
     context is built only here, for the spans that need it."""
     service_name, scope_name, scope_version, resource_json, resource_environment, project_id = shared
-    context = RowContext(
-        service_name, scope_name, scope_version, resource_json, resource_environment, book, project_id
-    )
+    context = RowContext(service_name, scope_name, scope_version, resource_json, resource_environment, book, project_id)
     return span_row(context, *span)
