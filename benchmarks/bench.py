@@ -200,13 +200,12 @@ class Receiver:
         )
         env.update(settings)
         self.env = env
+        self.command = [sys.executable, "-m", "receiver", "run"]  # request_instructions runs it under callgrind
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 60.0) -> None:
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "receiver", "run"], cwd=self.workdir, env=self.env, stdout=log, stderr=log
-            )
+            self.proc = subprocess.Popen(self.command, cwd=self.workdir, env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -511,6 +510,16 @@ def small_requests(
     return results
 
 
+def settings_from(items: list[str]) -> dict[str, str]:
+    """--set SECTION.KEY=VALUE options as the receiver's environment variables."""
+    settings = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        settings[f"OBSERVATORY__{section.upper()}__{name.upper()}"] = value
+    return settings
+
+
 def bench(args: argparse.Namespace, extra: list[str]) -> dict:
     root = throwaway_dir("bench")
     servers: Servers
@@ -524,11 +533,7 @@ def bench(args: argparse.Namespace, extra: list[str]) -> dict:
         what = "a Citus coordinator and two workers" if isinstance(servers, CitusServers) else "PostgreSQL"
         print(f"bench: starting {what} under {root}", file=sys.stderr, flush=True)
         dsn = servers.start()
-        settings = {}
-        for item in args.set:
-            key, _, value = item.partition("=")
-            section, _, name = key.partition(".")
-            settings[f"OBSERVATORY__{section.upper()}__{name.upper()}"] = value
+        settings = settings_from(args.set)
         if args.workers is not None:
             settings["OBSERVATORY__OTLP__WORKERS"] = str(args.workers)
         receiver = Receiver(dsn, root, settings)
