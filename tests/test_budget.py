@@ -12,7 +12,7 @@ import pytest
 
 from receiver.app.config import LimitsConfig
 from receiver.convert import scan
-from receiver.convert.budget import MIB, DecodeBudget, DecodeLimits, LimitExceeded, MemoryBusy
+from receiver.convert.budget import MIB, RESERVE_STEP, DecodeBudget, DecodeLimits, LimitExceeded, MemoryBusy
 from receiver.convert.common import ConvertOptions
 from receiver.frontends.decode import MalformedRequest, decode_request
 from receiver.frontends.signals import LOGS, METRICS, TRACES
@@ -152,3 +152,22 @@ def test_nesting_past_upbs_limit_is_malformed_on_every_path():
         with pytest.raises(MalformedRequest, match="at byte"):
             decode_request(TRACES, body, False, options)
 
+
+
+def test_an_unpooled_allowance_is_charged_but_not_reserved_and_the_limits_still_hold():
+    pool = Pool(10 * MIB)
+    budget = DecodeBudget(DecodeLimits(), pool, unpooled_bytes=256 * 1024)
+    budget.set_body(1000)
+    budget.charge(nbytes=200 * 1024)
+    assert pool.reserved == 0 and budget.nbytes == 200 * 1024  # within the allowance: the pool untouched
+    budget.charge(nbytes=100 * 1024)  # past it: reserved from the pool, as without an allowance
+    assert pool.reserved == RESERVE_STEP
+    budget.close()
+    assert pool.reserved == 0
+    # the allowance never lets a charge past the request's own bound
+    small = DecodeLimits(max_memory_bytes=100 * 1024)
+    tight = DecodeBudget(small, pool, unpooled_bytes=256 * 1024)
+    with pytest.raises(LimitExceeded, match=r"limits\.max_request_memory_mib"):
+        tight.charge(nbytes=150 * 1024)
+    with pytest.raises(LimitExceeded):
+        DecodeBudget(DecodeLimits(), pool, unpooled_bytes=64 * MIB).charge(nbytes=256 * MIB + 1)

@@ -50,6 +50,10 @@ RELEASE_STEP = 2048  # rows freed at once when a decoded request is dropped (the
 # 1-span requests: 506-537 -> 410-444 µs of receiver CPU each), and they no longer wait behind a large
 # request's decode. The worst 16 KiB body (thousands of one-value attributes) decodes in ~0.4 ms.
 INLINE_DECODE_MAX_BYTES = 16 * 1024
+# Decode memory such a request takes without reserving it from the memory pool (DecodeBudget's
+# unpooled_bytes): a 1-span request charges ~10 KB. One at a time (the loop decodes them), so the pool
+# misses at most this much.
+INLINE_UNPOOLED_BYTES = 256 * 1024
 DISK_FULL_MESSAGE = "receiver spool's disk is full (or below spool.min_free_bytes); retry later"
 
 
@@ -193,12 +197,13 @@ class Ingest:
         # The receive time and the tenant go in through the options: conversion stays pure (logs without
         # any time use the receive time; every row carries the key's project).
         project = key.project_id if key is not None else None
-        budget = DecodeBudget(limits.decode, self._memory_pool)
+        inline = not gzip and len(body) <= INLINE_DECODE_MAX_BYTES  # gzip: its size says nothing
+        budget = DecodeBudget(limits.decode, self._memory_pool, INLINE_UNPOOLED_BYTES if inline else 0)
         self._hold(spec.table, expected, 1)
         try:
             options = self._options().for_request(received, project, budget)
             try:
-                if not gzip and len(body) <= INLINE_DECODE_MAX_BYTES:  # gzip: its size says nothing
+                if inline:
                     result = self._decode(spec, body, json, gzip, options)
                 else:
                     result = await self._decode_pool.run(self._decode, spec, body, json, gzip, options)
