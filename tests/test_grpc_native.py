@@ -346,3 +346,48 @@ async def test_health_watch_is_unimplemented_on_the_nghttp2_engine(engines):
         with pytest.raises(grpc.aio.AioRpcError) as excinfo:
             await call.read()
         assert excinfo.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_a_burst_of_calls_in_one_read_is_answered_over_several_turns_of_the_loop():
+    """One callback dispatches at most MAX_CALLS_PER_TURN of the calls a read finished (a connection may
+    finish MAX_STREAMS in one read), so one connection cannot hold the event loop; reading pauses until
+    the rest, dispatched on the next turns, are answered."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    from receiver.frontends.signals import SIGNALS
+
+    frontend = grpc_native.GrpcNativeFrontend("127.0.0.1:0", None, SIGNALS.values(), MIB)  # type: ignore[arg-type]
+    await frontend.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", frontend.port)
+
+        async def connected() -> bool:
+            return len(frontend.connections) == 1
+
+        await wait_until(connected, what="the connection")
+        (connection,) = frontend.connections
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        client.initiate_connection()
+        burst = 2 * grpc_native.MAX_CALLS_PER_TURN + 7  # answered before Ingest: an unknown method
+        for _ in range(burst):
+            stream_id = client.get_next_available_stream_id()
+            client.send_headers(stream_id, request_headers(path="/no.Such/Method"))
+            client.send_data(stream_id, grpc_frame(b""), end_stream=True)
+        connection.data_received(client.data_to_send())
+        assert len(connection._finished) == burst - grpc_native.MAX_CALLS_PER_TURN  # the rest: next turns
+        assert connection._reading_paused
+        ended: dict[int, str] = {}
+        while len(ended) < burst:
+            data = await asyncio.wait_for(reader.read(65536), 10)
+            assert data, "the connection closed before every call was answered"
+            for event in client.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    ended[event.stream_id] = dict(event.headers).get("grpc-status", "")
+            writer.write(client.data_to_send())
+        assert set(ended.values()) == {"12"}  # UNIMPLEMENTED, every one
+        assert not connection._finished and not connection._deferred and not connection._reading_paused
+        writer.close()
+    finally:
+        await frontend.stop(1.0)

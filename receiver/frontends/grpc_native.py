@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,6 +38,10 @@ except ImportError:  # the extension is optional: otlp.grpc_engine = auto then s
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 MAX_STREAMS = 100  # concurrent calls per connection (SETTINGS_MAX_CONCURRENT_STREAMS)
+# Calls of one connection answered per event-loop callback; the rest on the loop's next turns, with the
+# connection's reading paused meanwhile: one read can finish MAX_STREAMS calls, and answering them all at
+# once would hold the loop (~100 µs each) for every other connection.
+MAX_CALLS_PER_TURN = 32
 WINDOW_BYTES = 4 * 1024 * 1024  # per-stream flow-control window (the connection's is 4x)
 # Unfinished request bodies one connection may hold at once: two of the largest request, at least 16 MiB.
 MIN_BUFFERED_BYTES = 16 * 1024 * 1024
@@ -75,9 +80,13 @@ class _Connection(asyncio.Protocol):
         self._session: Any = None
         self._transport: asyncio.Transport | None = None
         self.calls: set[asyncio.Task[None]] = set()
-        # True while data_received dispatches the calls it read: their answers go out in its one flush
+        self._finished: deque[tuple[Any, ...]] = deque()  # calls read whole, waiting to be dispatched
+        # True while _dispatch_finished dispatches the calls read: their answers go out in its one flush
         # (one write for all of them) instead of one flush each.
         self._dispatching = False
+        self._deferred = False  # calls left for the loop's next turn (MAX_CALLS_PER_TURN)
+        self._write_paused = False
+        self._reading_paused = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -106,9 +115,21 @@ class _Connection(asyncio.Protocol):
             self.flush()
             self.close()
             return
+        self._finished.extend(finished)
+        if not self._deferred:
+            self._dispatch_finished()
+        else:
+            self.flush()
+
+    def _dispatch_finished(self) -> None:
+        """Dispatch the calls read so far, at most MAX_CALLS_PER_TURN (the rest on the loop's next turn),
+        then send their answers in one flush."""
+        self._deferred = False
         self._dispatching = True
+        finished = self._finished
         try:
-            for call in finished:
+            for _ in range(min(len(finished), MAX_CALLS_PER_TURN)):
+                call = finished.popleft()
                 try:
                     self._dispatch(*call)
                 except Exception as exc:  # a defect must cost one call, never the connection or the process
@@ -116,6 +137,10 @@ class _Connection(asyncio.Protocol):
                     self.answer_status(call[0], CODE_INTERNAL, f"internal error while handling the request: {exc}")
         finally:
             self._dispatching = False
+        if finished and self._transport is not None:
+            self._deferred = True
+            asyncio.get_running_loop().call_soon(self._dispatch_finished)
+        self._sync_reading()
         self.flush()
 
     def eof_received(self) -> bool | None:
@@ -126,14 +151,28 @@ class _Connection(asyncio.Protocol):
         for task in self.calls:  # their answers have nowhere to go; the work already admitted stays
             task.cancel()
         self._transport = None
+        self._finished.clear()
 
     def pause_writing(self) -> None:  # the client is not reading: stop reading its requests too
-        if self._transport is not None:
-            self._transport.pause_reading()
+        self._write_paused = True
+        self._sync_reading()
 
     def resume_writing(self) -> None:
-        if self._transport is not None:
-            self._transport.resume_reading()
+        self._write_paused = False
+        self._sync_reading()
+
+    def _sync_reading(self) -> None:
+        """Read from the client only while nothing holds its calls back: calls left for the next turn, or
+        answers it does not read."""
+        transport = self._transport
+        paused = self._deferred or self._write_paused
+        if transport is None or paused == self._reading_paused:
+            return
+        self._reading_paused = paused
+        if paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     # -- calls --------------------------------------------------------------------------------------
 
