@@ -170,3 +170,42 @@ def test_a_counters_adder_counts_what_inc_counts():
     children.adder("http")(1)
     assert registry.get_sample_value("shortcut_total", {"transport": "grpc"}) == 5
     assert registry.get_sample_value("shortcut_total", {"transport": "http"}) == 1
+
+
+async def test_a_protobuf_request_is_decoded_on_the_loop_by_what_it_holds_not_by_its_size():
+    """An LLM span with a 16 KiB prompt is cheap to decode (its scan's charge is ~20 KB) and is decoded
+    on the event loop; a 16 KiB body of thousands of empty attributes (charge ~200 KB, the slowest kind
+    per byte) goes to the decode pool, as every gzip body does. Both are stored either way."""
+    import gzip as gzip_module
+
+    from benchmarks.convert import loadgen_bodies
+    from receiver.app.config import load_config
+    from receiver.app.service import Receiver
+    from receiver.frontends import ingest as ingest_module
+    from receiver.frontends.outcomes import Accepted
+    from receiver.frontends.signals import TRACES
+    from receiver.storage.database import Database
+
+    receiver = Receiver(load_config(None, env={}))
+    receiver.database = Database("postgresql://unused@127.0.0.1:1/unused", 1.0)  # never connected
+    ingest = receiver._assemble_pipeline()
+    pooled: list[int] = []
+    run = ingest._decode_pool.run
+
+    async def counting(fn, *args):
+        pooled.append(len(args[1]))
+        return await run(fn, *args)
+
+    ingest._decode_pool.run = counting  # type: ignore[method-assign]
+    prompt = max(loadgen_bodies(1, large_share=1.0), key=len)
+    dense = hostile.SHAPES["empty_attributes"].build(16 * 1024)
+    assert len(prompt) > ingest_module.INLINE_DECODE_MAX_BYTES >= len(dense)  # by size, the other way round
+    try:
+        for body, gzip, expect_pooled in ((prompt, False, False), (dense, False, True), (prompt, True, True)):
+            pooled.clear()
+            sent = gzip_module.compress(body) if gzip else body
+            outcome = await ingest.handle(TRACES, sent, json=False, gzip=gzip, transport="grpc")
+            assert isinstance(outcome, Accepted) and outcome.accepted == 1, outcome
+            assert bool(pooled) == expect_pooled, (len(body), gzip)
+    finally:
+        receiver.decode_pool.shutdown()

@@ -97,10 +97,12 @@ class DecodeBudget:
     )
 
     def __init__(self, limits: DecodeLimits, pool: MemoryPool | None = None, unpooled_bytes: int = 0) -> None:
-        """`unpooled_bytes`: charges up to this are not reserved from the pool. For a request decoded on
-        the event loop (a few KB, one at a time): its charges rarely pass it, and reserving and releasing
-        a MiB of the pool (two locks, four calls) was a tenth of its cost. What the pool does not see is
-        bounded by that one request's allowance. Such a budget is never closed from another thread."""
+        """`unpooled_bytes`: charges up to this are not reserved from the pool. For a small request (a
+        few KB: the receiver gives it to uncompressed bodies it may decode on the event loop): its charges
+        rarely pass it, and reserving and releasing a MiB of the pool (two locks, four calls) was a tenth
+        of its cost. What the pool does not see is bounded by one allowance per request being decoded:
+        one on the loop, one per decode thread. A budget closed while a thread decodes stops that decode
+        at its first charge past the allowance."""
         self.limits = limits
         self._pool = pool
         self.body_bytes: int | None = None  # the decompressed body's size, once known

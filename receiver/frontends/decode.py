@@ -29,7 +29,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from receiver.convert.budget import DecodeBudget
 from receiver.convert.common import Converted, ConvertOptions, WireFormatError
 from receiver.convert.pgvalues import untrack_rows
-from receiver.convert.scan import RequestScanner, charge_json, charge_protobuf, json_items_charge
+from receiver.convert.scan import Charge, RequestScanner, charge_json, charge_protobuf, json_items_charge
 
 try:
     from receiver.convert import _otlpjson
@@ -481,16 +481,38 @@ def decode_path(spec: SignalSpec, options: ConvertOptions) -> str:
     return "native" if spec.convert_bytes is not None and options.native and spec.native_available() else "upb"
 
 
-def decode_request(spec: SignalSpec, body: bytes, json: bool, options: ConvertOptions) -> Decoded:
+def charge_request(spec: SignalSpec, body: bytes, options: ConvertOptions) -> Charge:
+    """Scan a protobuf body (decompressed) and charge `options.budget` (which must be set) for what it
+    holds, before anything is decoded: decode_request's first step, which the caller may take apart
+    (`charged=True`) to judge the request's size by what it holds. Raises MalformedRequest,
+    LimitExceeded, MemoryBusy."""
+    budget = options.budget
+    assert budget is not None
+    budget.set_body(len(body))
+    key = (spec.name, options.native)
+    charging = _CHARGING.get(key)
+    if charging is None:
+        charging = _CHARGING[key] = (scanner_for(spec.request_type), decode_path(spec, options))
+    try:
+        return charge_protobuf(budget, charging[0], bytes(body), charging[1])
+    except WireFormatError as exc:
+        raise malformed(spec.request_type, exc) from None
+
+
+def decode_request(
+    spec: SignalSpec, body: bytes, json: bool, options: ConvertOptions, *, charged: bool = False
+) -> Decoded:
     """One request body (decompressed) -> rows, charging `options.budget` as it goes.
 
     Protobuf bodies of a signal with `convert_bytes` (the native converters) are decoded and converted
     in one step. OTLP/JSON is parsed item by item first (an unrepresentable item refuses
     only itself), then converted the same way from its protobuf serialization, so every request of
     the signal goes through one converter. Raises MalformedRequest, and LimitExceeded / MemoryBusy
-    (receiver.convert.budget) past the budget's bounds."""
+    (receiver.convert.budget) past the budget's bounds. `charged`: a protobuf body whose charge_request
+    was made already."""
+    assert not (charged and json), "charge_request is for protobuf bodies"
     budget = options.budget
-    if budget is not None:
+    if budget is not None and not charged:
         budget.set_body(len(body))
     scanned = False
     if json and spec.json_signal is not None and _jsonwire is not None and spec.convert_bytes is not None:
@@ -517,15 +539,8 @@ def decode_request(spec: SignalSpec, body: bytes, json: bool, options: ConvertOp
         converted.errors[:0] = parsed.errors  # parse errors first, as the items came
         untrack_rows(converted.rows, 0)
         return Decoded(converted, protobuf, parsed.message)
-    if budget is not None:
-        key = (spec.name, options.native)
-        charging = _CHARGING.get(key)
-        if charging is None:
-            charging = _CHARGING[key] = (scanner_for(spec.request_type), decode_path(spec, options))
-        try:
-            charge_protobuf(budget, charging[0], bytes(body), charging[1])
-        except WireFormatError as exc:
-            raise malformed(spec.request_type, exc) from None
+    if budget is not None and not charged:
+        charge_request(spec, body, options)
     if spec.convert_bytes is not None:
         try:  # decode and convert in one step (the native converters)
             converted = spec.convert_bytes(body, options)

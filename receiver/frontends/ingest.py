@@ -26,6 +26,7 @@ from receiver.frontends.decode import (
     Decoded,
     MalformedRequest,
     RequestTooLarge,
+    charge_request,
     decode_request,
     gunzip_bounded,
 )
@@ -45,11 +46,19 @@ REASON_TOO_NEW = "beyond_future_skew"
 FOOTPRINT_WEIGHT = 0.2  # weight of the newest request in the rows-per-byte estimate
 MEMORY_MESSAGE = "receiver memory is above limits.memory_limit_mib; retry later"
 RELEASE_STEP = 2048  # rows freed at once when a decoded request is dropped (the GIL is free in between)
-# Uncompressed requests up to this size are decoded on the event loop, not in the decode pool: the
-# thread round trip (two wake-ups, the GIL handed over twice) cost more CPU than decoding them (OTLP/HTTP
-# 1-span requests: 506-537 -> 410-444 µs of receiver CPU each), and they no longer wait behind a large
-# request's decode. The worst 16 KiB body (thousands of one-value attributes) decodes in ~0.4 ms.
+# Small requests are decoded on the event loop, not in the decode pool: the thread round trip (two
+# wake-ups, the GIL handed over twice) cost more CPU than decoding them (OTLP/HTTP 1-span requests:
+# 506-537 -> 410-444 µs of receiver CPU each), and they do not wait behind a large request's decode.
+# "Small" is judged by what decoding will cost, not by size: an uncompressed protobuf body of up to
+# INLINE_SCAN_MAX_BYTES is scanned on the loop (the scan does not read inside strings: ~50 µs for the
+# densest 64 KiB) and decoded there when its charge, the memory decoding will make, is at most
+# INLINE_DECODE_MAX_CHARGE: the slowest kind of body per charged byte (one-value attributes) then holds
+# the loop ~0.2 ms, while an LLM span with a 16 KiB prompt (charge ~20 KB) no longer pays the round trip.
+# By size alone a 16 KiB body of empty log records (charge 10 MB) had held it ~2-3 ms. JSON bodies: by
+# size (INLINE_DECODE_MAX_BYTES).
 INLINE_DECODE_MAX_BYTES = 16 * 1024
+INLINE_SCAN_MAX_BYTES = 64 * 1024
+INLINE_DECODE_MAX_CHARGE = 64 * 1024
 # Decode memory such a request takes without reserving it from the memory pool (DecodeBudget's
 # unpooled_bytes): a 1-span request charges ~10 KB. One at a time (the loop decodes them), so the pool
 # misses at most this much.
@@ -197,16 +206,22 @@ class Ingest:
         # The receive time and the tenant go in through the options: conversion stays pure (logs without
         # any time use the receive time; every row carries the key's project).
         project = key.project_id if key is not None else None
-        inline = not gzip and len(body) <= INLINE_DECODE_MAX_BYTES  # gzip: its size says nothing
-        budget = DecodeBudget(limits.decode, self._memory_pool, INLINE_UNPOOLED_BYTES if inline else 0)
+        # Where to decode (gzip: its size says nothing, the pool): protobuf by what its scan finds, which
+        # the loop can afford for a body of up to INLINE_SCAN_MAX_BYTES; JSON by its size.
+        small = not gzip and len(body) <= (INLINE_DECODE_MAX_BYTES if json else INLINE_SCAN_MAX_BYTES)
+        budget = DecodeBudget(limits.decode, self._memory_pool, INLINE_UNPOOLED_BYTES if small else 0)
         self._hold(spec.table, expected, 1)
         try:
             options = self._options().for_request(received, project, budget)
             try:
+                inline, charged = small, False
+                if small and not json:
+                    inline = charge_request(spec, body, options).nbytes <= INLINE_DECODE_MAX_CHARGE
+                    charged = True
                 if inline:
-                    result = self._decode(spec, body, json, gzip, options)
+                    result = self._decode(spec, body, json, gzip, options, charged)
                 else:
-                    result = await self._decode_pool.run(self._decode, spec, body, json, gzip, options)
+                    result = await self._decode_pool.run(self._decode, spec, body, json, gzip, options, charged)
             except RequestTooLarge as exc:
                 return Refused(Refusal.TOO_LARGE, str(exc))
             except MalformedRequest as exc:
@@ -228,15 +243,15 @@ class Ingest:
         self._in_flight[table] = (nbytes + sign * expected[0], rows + sign * expected[1])
 
     def _decode(
-        self, spec: SignalSpec, body: bytes, json: bool, gzip: bool, options: ConvertOptions
+        self, spec: SignalSpec, body: bytes, json: bool, gzip: bool, options: ConvertOptions, charged: bool = False
     ) -> tuple[Decoded, int] | Refused:
         """In a decode worker thread (on the event loop for small requests): gunzip, then decode under the
-        options' budget."""
+        options' budget (`charged`: its scan is charged already, decode_request's charge_request)."""
         if gzip:
             body = gunzip_bounded(body, self._limits.max_request_bytes)
             if not self._room_for(spec, body, json):  # a racy read of the queue's size: a hint only
                 return self._refuse_no_room()
-        decoded = decode_request(spec, body, json, options)
+        decoded = decode_request(spec, body, json, options, charged=charged)
         rows = decoded.converted.rows
         nbytes = len(body) + len(rows) * self._limits.row_overhead_bytes
         too_large = self._pipeline.never_fits(nbytes, spec.table, len(rows))
