@@ -50,7 +50,7 @@ RELEASE_STEP = 2048  # rows freed at once when a decoded request is dropped (the
 # wake-ups, the GIL handed over twice) cost more CPU than decoding them (OTLP/HTTP 1-span requests:
 # 506-537 -> 410-444 µs of receiver CPU each), and they do not wait behind a large request's decode.
 # "Small" is judged by what decoding will cost, not by size: an uncompressed protobuf body of up to
-# INLINE_SCAN_MAX_BYTES is scanned on the loop (the scan does not read inside strings: ~50 µs for the
+# INLINE_SCAN_MAX_BYTES is scanned on the loop (the scan does not read inside strings: ~0.2 ms for the
 # densest 64 KiB) and decoded there when its charge, the memory decoding will make, is at most
 # INLINE_DECODE_MAX_CHARGE: the slowest kind of body per charged byte (one-value attributes) then holds
 # the loop ~0.2 ms, while an LLM span with a 16 KiB prompt (charge ~20 KB) no longer pays the round trip.
