@@ -59,9 +59,10 @@ RELEASE_STEP = 2048  # rows freed at once when a decoded request is dropped (the
 INLINE_DECODE_MAX_BYTES = 16 * 1024
 INLINE_SCAN_MAX_BYTES = 64 * 1024
 INLINE_DECODE_MAX_CHARGE = 64 * 1024
-# Decode memory such a request takes without reserving it from the memory pool (DecodeBudget's
-# unpooled_bytes): a 1-span request charges ~10 KB. One at a time (the loop decodes them), so the pool
-# misses at most this much.
+# Decode memory a body that may be decoded on the loop takes without reserving it from the memory pool
+# (DecodeBudget's unpooled_bytes): a 1-span request charges ~10 KB. Decodes run one on the loop and one
+# per decode thread, so what the pool does not see is at most (1 + otlp.decode_threads) x this. (A small
+# body sent on to the pool keeps the part of its scan's charge past this reserved while it waits.)
 INLINE_UNPOOLED_BYTES = 256 * 1024
 DISK_FULL_MESSAGE = "receiver spool's disk is full (or below spool.min_free_bytes); retry later"
 
