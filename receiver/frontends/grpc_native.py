@@ -27,6 +27,7 @@ from receiver.endpoints import StartupError, listen_tcp
 from receiver.frontends import eager
 from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted, Refusal, Refused
+from receiver.frontends.reading import ReadGatedProtocol
 from receiver.frontends.signals import SignalSpec
 from receiver.frontends.status import grpc_error, response_message
 from receiver.telemetry.logging import RateLimitedLog, get_logger
@@ -72,10 +73,13 @@ def error_trailers(message: str, metadata: Iterable[tuple[str, bytes | str]] = (
     return trailers
 
 
-class _Connection(asyncio.Protocol):
-    """One client connection: bytes in, finished calls out to tasks, answers back through the session."""
+class _Connection(ReadGatedProtocol):
+    """One client connection: bytes in, finished calls out to tasks, answers back through the session.
+    Reading pauses while calls are left for the next turn (MAX_CALLS_PER_TURN) and while the client does
+    not read its answers."""
 
     def __init__(self, frontend: GrpcNativeFrontend) -> None:
+        super().__init__()
         self._frontend = frontend
         self._session: Any = None
         self._transport: asyncio.Transport | None = None
@@ -84,9 +88,6 @@ class _Connection(asyncio.Protocol):
         # True while _dispatch_finished dispatches the calls read: their answers go out in its one flush
         # (one write for all of them) instead of one flush each.
         self._dispatching = False
-        self._deferred = False  # calls left for the loop's next turn (MAX_CALLS_PER_TURN)
-        self._write_paused = False
-        self._reading_paused = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -152,27 +153,6 @@ class _Connection(asyncio.Protocol):
             task.cancel()
         self._transport = None
         self._finished.clear()
-
-    def pause_writing(self) -> None:  # the client is not reading: stop reading its requests too
-        self._write_paused = True
-        self._sync_reading()
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        self._sync_reading()
-
-    def _sync_reading(self) -> None:
-        """Read from the client only while nothing holds its calls back: calls left for the next turn, or
-        answers it does not read."""
-        transport = self._transport
-        paused = self._deferred or self._write_paused
-        if transport is None or paused == self._reading_paused:
-            return
-        self._reading_paused = paused
-        if paused:
-            transport.pause_reading()
-        else:
-            transport.resume_reading()
 
     # -- calls --------------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from receiver.frontends import eager
 from receiver.frontends.http_media import JSON, PROTOBUF, negotiate, too_large_message
 from receiver.frontends.ingest import Ingest
 from receiver.frontends.outcomes import Accepted, Refusal, Refused
+from receiver.frontends.reading import ReadGatedProtocol
 from receiver.frontends.signals import SignalSpec
 from receiver.frontends.status import HttpReply, http_error, http_success, response_message
 from receiver.frontends.tls import TlsCredentials
@@ -111,10 +112,13 @@ class _Request:
         return out
 
 
-class _Connection(asyncio.Protocol):
-    """One client connection: llhttp's callbacks build requests, handled one at a time, answered in order."""
+class _Connection(ReadGatedProtocol):
+    """One client connection: llhttp's callbacks build requests, handled one at a time, answered in order.
+    Reading pauses while one waits to be handled, while some are left for the next turn
+    (MAX_REQUESTS_PER_TURN), and while the client does not read its answers."""
 
     def __init__(self, frontend: HttpLeanFrontend) -> None:
+        super().__init__()
         self._frontend = frontend
         self._transport: asyncio.Transport | None = None
         self._parser: Any = httptools.HttpRequestParser(self)
@@ -122,8 +126,6 @@ class _Connection(asyncio.Protocol):
         self._ready: deque[_Request] = deque()  # read, waiting their turn (pipelining)
         self.busy: asyncio.Task[None] | None = None  # the request being handled, when it waits
         self._closing = False  # answered with Connection: close
-        self._write_paused = False
-        self._deferred = False  # pipelined requests left for the loop's next turn (MAX_REQUESTS_PER_TURN)
         self.last_activity = 0.0
         self.request_started = 0.0  # 0 = no request being read
 
@@ -158,24 +160,8 @@ class _Connection(asyncio.Protocol):
         self._transport = None
         self._ready.clear()
 
-    def pause_writing(self) -> None:  # the client is not reading its answers: stop reading its requests
-        self._write_paused = True
-        self._sync_reading()
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        self._sync_reading()
-
-    def _sync_reading(self) -> None:
-        """Read from the client only while nothing holds its requests back: one waiting to be handled, one
-        left for the next turn, or answers it does not read."""
-        transport = self._transport
-        if transport is None or self._closing:
-            return
-        if self.busy is None and not self._deferred and not self._write_paused:
-            transport.resume_reading()
-        else:
-            transport.pause_reading()
+    def _reading_held(self) -> bool:
+        return self.busy is not None or super()._reading_held()
 
     # -- llhttp callbacks ---------------------------------------------------------------------------
 
