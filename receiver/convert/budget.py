@@ -135,11 +135,8 @@ class DecodeBudget:
                     f"metrics and exemplars, over limits.max_containers_per_request = {limits.max_containers:,}; "
                     "send smaller batches",
                 )
-        if nbytes:  # charge_bytes, inline
-            total = self.nbytes + nbytes
-            self.nbytes = total
-            if total > self._reserved:
-                self._grow(total)
+        if nbytes:
+            self.charge_bytes(nbytes)
 
     def charge_bytes(self, nbytes: int) -> None:
         """charge(nbytes=...), for the converters' per-row charges: below what is already reserved from
